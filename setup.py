@@ -1,0 +1,23 @@
+"""siamese-graph: TF1-graph-style siamese face verification."""
+import os
+
+from setuptools import find_packages, setup
+
+# The CPU build is the default; a GPU user sets SIAMESE_GRAPH_TF=tensorflow so
+# pip does not end up with both tensorflow and tensorflow-cpu installed.
+TF_PACKAGE = os.environ.get("SIAMESE_GRAPH_TF", "tensorflow-cpu")
+
+setup(
+    name="siamese-graph",
+    version="0.1.0",
+    description="Siamese face verification in the TF1 graph style: records, pairs, training, scoring.",
+    packages=find_packages(include=["siamese_graph", "siamese_graph.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        TF_PACKAGE + ">=2.16",
+        "numpy",
+        "absl-py",
+        "pillow",
+    ],
+    extras_require={"test": ["pytest"]},
+)

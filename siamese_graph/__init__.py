@@ -1,0 +1,1 @@
+"""siamese-graph: a TF1-graph-style siamese face-verification pipeline."""
