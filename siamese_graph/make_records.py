@@ -70,16 +70,18 @@ def load_photo(path, jpeg_quality=95):
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
-            fmt = im.format
-            im.load()  # a full decode: truncated or corrupt data fails here
+            fmt, (width, height) = im.format, im.size
+            keep = fmt == "JPEG" and im.mode == "RGB"
+            if keep:  # stored as is: decoding at 1/8 scale still reads every byte, twice as fast
+                im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+            im.load()  # truncated or corrupt data fails here
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise PhotoSkip("over Pillow's decompression-bomb limit of %d pixels" % Image.MAX_IMAGE_PIXELS)
     except Image.UnidentifiedImageError:
         raise PhotoSkip("not an image")
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise PhotoSkip("corrupt image: %s" % str(e).splitlines()[0][:100])
-    width, height = im.size
-    if fmt == "JPEG" and im.mode == "RGB":
+    if keep:
         return data, height, width
     out = io.BytesIO()
     im.convert("RGB").save(out, format="JPEG", quality=jpeg_quality)

@@ -1,0 +1,60 @@
+"""Shared fixtures: paths to ../shared/data and small synthetic face datasets."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+
+
+def shared(name):
+    """Path to a ../shared/data set, or skip the test when it is not on this machine."""
+    path = os.path.join(SHARED_DATA, name)
+    if not os.path.isdir(path):
+        pytest.skip("%s not present: integration data lives in ../shared/data beside the repo" % path)
+    return path
+
+
+def face(identity, k, size=(40, 48), mode="RGB"):
+    """A small synthetic photo: a per-identity colour pattern plus per-photo noise."""
+    rng = np.random.RandomState(1000 * identity + k)
+    base = np.random.RandomState(identity).randint(0, 255, (4, 4, 3)).astype(np.float32)
+    img = np.kron(base, np.ones((size[1] // 4, size[0] // 4, 1)))
+    img = np.clip(img + rng.normal(0, 20, img.shape), 0, 255).astype(np.uint8)
+    im = Image.fromarray(img, "RGB")
+    return im.convert(mode)
+
+
+def make_celeba(root, counts, partitions=None, header=False, crlf=False):
+    """Writes a CelebA-layout folder: counts[i] photos of identity i+1.
+
+    partitions[i] is the partition code of identity i+1 (default 0).
+    Returns the list of (file name, identity, partition).
+    """
+    os.makedirs(os.path.join(root, "img_align_celeba"), exist_ok=True)
+    rows, n = [], 0
+    for i, c in enumerate(counts):
+        for k in range(c):
+            n += 1
+            name = "%06d.jpg" % n
+            face(i + 1, k).save(os.path.join(root, "img_align_celeba", name), quality=90)
+            rows.append((name, i + 1, partitions[i] if partitions else 0))
+    nl = "\r\n" if crlf else "\n"
+    with open(os.path.join(root, "identity_CelebA.txt"), "w", newline="") as f:
+        if header:
+            f.write("%d%s" % (len(rows), nl))
+        f.writelines("%s %d%s" % (r[0], r[1], nl) for r in rows)
+    with open(os.path.join(root, "list_eval_partition.txt"), "w", newline="") as f:
+        f.writelines("%s %d%s" % (r[0], r[2], nl) for r in rows)
+    return rows
+
+
+def run_cli(module, *args, timeout=600):
+    """Runs `python -m module args` from the repo root; returns the CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", module] + list(args), cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
