@@ -320,35 +320,11 @@ def _manifest(plan, done, listing, config, flags_used):
     }
 
 
-def load_manifest(records_dir):
-    """Reads records_dir/manifest.json, checking every shard is there with its size."""
-    path = os.path.join(records_dir, records.MANIFEST)
-    if not os.path.isdir(records_dir):
-        raise UserError("%s: records folder not found" % records_dir)
-    if not os.path.isfile(path):
-        raise UserError("%s: no manifest (not written by make_records, or the run did not finish)" % path)
-    try:
-        with open(path) as f:
-            manifest = json.load(f)
-        splits = manifest["splits"]
-    except (ValueError, KeyError) as e:
-        raise UserError("%s: not a valid manifest (%s)" % (path, e))
-    for split in splits.values():
-        for shard in split["shards"]:
-            shard_path = os.path.join(records_dir, shard["file"])
-            if not os.path.isfile(shard_path):
-                raise UserError("%s: listed in the manifest but missing" % shard_path)
-            if os.path.getsize(shard_path) != shard["bytes"]:
-                raise UserError("%s: %d bytes but the manifest says %d: manifest and shards disagree"
-                                % (shard_path, os.path.getsize(shard_path), shard["bytes"]))
-    return manifest
-
-
 def verify(records_dir):
     """Reads every shard back with tf.data; returns the number of records checked."""
     import tensorflow as tf
 
-    manifest = load_manifest(records_dir)
+    manifest = records.load_manifest(records_dir)
     checked = 0
     for split in manifest["splits"].values():
         for shard in split["shards"]:
@@ -398,7 +374,7 @@ def main(argv):
     flags_used = {k: FLAGS[k].value for k in ("dataset", "num_shards", "seed", "jpeg_quality",
                                               "allow_missing", "val_fraction", "test_fraction")}
     if os.path.isfile(manifest_path) and not FLAGS.overwrite:
-        manifest = load_manifest(out_dir)
+        manifest = records.load_manifest(out_dir)
         if manifest.get("flags") != flags_used or manifest.get("source") != listing.source:
             raise UserError("%s: records from other inputs or flags are here; pass --overwrite" % out_dir)
         logging.info("%s is complete already (pass --overwrite to rewrite)", out_dir)

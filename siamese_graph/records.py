@@ -9,7 +9,12 @@ Features (TF-Slim's names):
   image/identity       int64   contiguous identity index (see labels.txt)
   image/identity_name  bytes   the source's own identity (CelebA's number, a folder name)
 """
+import json
+import os
+
 import tensorflow as tf
+
+from siamese_graph.errors import UserError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -69,3 +74,27 @@ def parse_image_bytes(serialized):
     """Parses only the encoded image bytes."""
     return tf.io.parse_single_example(
         serialized, {"image/encoded": FEATURES["image/encoded"]})["image/encoded"]
+
+
+def load_manifest(records_dir):
+    """Reads records_dir/manifest.json, checking every shard is there with its size."""
+    path = os.path.join(records_dir, MANIFEST)
+    if not os.path.isdir(records_dir):
+        raise UserError("%s: records folder not found" % records_dir)
+    if not os.path.isfile(path):
+        raise UserError("%s: no manifest (not written by make_records, or the run did not finish)" % path)
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+        splits = manifest["splits"]
+    except (ValueError, KeyError) as e:
+        raise UserError("%s: not a valid manifest (%s)" % (path, e))
+    for split in splits.values():
+        for shard in split["shards"]:
+            shard_path = os.path.join(records_dir, shard["file"])
+            if not os.path.isfile(shard_path):
+                raise UserError("%s: listed in the manifest but missing" % shard_path)
+            if os.path.getsize(shard_path) != shard["bytes"]:
+                raise UserError("%s: %d bytes but the manifest says %d: manifest and shards disagree"
+                                % (shard_path, os.path.getsize(shard_path), shard["bytes"]))
+    return manifest

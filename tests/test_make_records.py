@@ -18,7 +18,7 @@ from tests.conftest import REPO, face, make_celeba, run_cli, shared
 
 def read_back(out_dir, split):
     """[(identity index, identity name, filename)] of a split, in shard order, via tf.data."""
-    manifest = make_records.load_manifest(out_dir)
+    manifest = records.load_manifest(out_dir)
     files = [os.path.join(out_dir, s["file"]) for s in manifest["splits"][split]["shards"]]
     ds = tf.data.TFRecordDataset(files).map(records.parse_example)
     return [(int(e["image/identity"]), e["image/identity_name"].decode(),

@@ -1,0 +1,125 @@
+r"""Pulls pairs from the pair input graph and reports what the network would be fed.
+
+  python -m siamese_graph.inspect_pairs --records_dir=tfrecords/celeba-mini --split=train \
+      --num_pairs=10000 --save_grid=pairs.png
+
+Prints JSON: same_fraction, records_read_per_pair (every record read from disk,
+shuffle-buffer fills included), identities seen in same and in different pairs,
+mislabeled and same-photo pairs (both must be 0), pairs per second.
+"""
+import json
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from siamese_graph import pairs
+from siamese_graph.errors import UserError, run_main
+
+pairs.define_flags()
+flags.DEFINE_string("split", "train", "Split to pair.")
+flags.DEFINE_integer("num_pairs", 10000, "Pairs to pull (rounded up to whole batches).")
+flags.DEFINE_integer("batch_size", 100, "Pairs per batch (even).")
+flags.DEFINE_string("save_grid", None, "Write a PNG of sample pairs with their labels here.")
+flags.DEFINE_integer("grid_pairs", 16, "Pairs in the --save_grid picture.")
+FLAGS = flags.FLAGS
+
+
+def inspect(records_dir, split, num_pairs, batch_size=100, grid_pairs=0, **kwargs):
+    """Returns (report dict, first grid_pairs pairs as (image_a, image_b, label, names))."""
+    info = pairs.SplitInfo(records_dir, split)
+    with tf.Graph().as_default():
+        counter = tf.compat.v1.get_variable("records_read", [], tf.int64, trainable=False,
+                                            initializer=tf.compat.v1.zeros_initializer(),
+                                            use_resource=True)
+        ds = pairs.pair_dataset(records_dir, split, batch_size, counter=counter, info=info, **kwargs)
+        it = tf.compat.v1.data.make_initializable_iterator(ds)
+        batch = it.get_next()
+        keys = ["label", "identity_a", "identity_b", "filename_a", "filename_b"]
+        got = {k: [] for k in keys}
+        grid = []
+        with tf.compat.v1.Session() as sess:
+            sess.run([tf.compat.v1.global_variables_initializer(), it.initializer])
+            start = time.time()
+            n = 0
+            try:
+                while n < num_pairs:
+                    fetch = {k: batch[k] for k in keys}
+                    if len(grid) < grid_pairs:
+                        fetch.update(image_a=batch["image_a"], image_b=batch["image_b"])
+                    out = sess.run(fetch)
+                    for k in keys:
+                        got[k].append(out[k])
+                    for i in range(min(grid_pairs - len(grid), len(out["label"])) if "image_a" in out else 0):
+                        grid.append((out["image_a"][i], out["image_b"][i], int(out["label"][i]),
+                                     out["filename_a"][i].decode(), out["filename_b"][i].decode()))
+                    n += len(out["label"])
+            except tf.errors.DataLossError as e:
+                raise info.data_loss_error(e)
+            elapsed = time.time() - start
+            reads = int(sess.run(counter))
+    got = {k: np.concatenate(v) for k, v in got.items()}
+    label, ia, ib = got["label"], got["identity_a"], got["identity_b"]
+    same = label == 0
+    report = {
+        "split": split,
+        "pairs": int(len(label)),
+        "same_fraction": float(same.mean()),
+        "records_read": reads,
+        "records_read_per_pair": reads / len(label),
+        "mislabeled_pairs": int(((ia != ib).astype(np.int32) != label).sum()),
+        "same_photo_pairs": int((got["filename_a"] == got["filename_b"]).sum()),
+        "split_identities": info.identities,
+        "split_identities_with_2_photos": info.multi,
+        "identities_in_same_pairs": int(len(np.unique(ia[same]))),
+        "identities_in_different_pairs": int(len(np.unique(np.concatenate([ia[~same], ib[~same]])))),
+        "pairs_per_second": len(label) / elapsed,
+    }
+    return report, grid
+
+
+def save_grid(path, grid, columns=4):
+    """A picture of pairs: each cell is image_a | image_b over its label."""
+    from PIL import Image, ImageDraw
+
+    def to_uint8(x):
+        x = (x - x.min()) / max(float(np.ptp(x)), 1e-6)
+        return Image.fromarray((x * 255).astype(np.uint8))
+
+    size = grid[0][0].shape[0]
+    cell_w, cell_h = 2 * size + 8, size + 16
+    rows = (len(grid) + columns - 1) // columns
+    sheet = Image.new("RGB", (columns * cell_w, rows * cell_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, (a, b, label, _, _) in enumerate(grid):
+        x, y = (k % columns) * cell_w, (k // columns) * cell_h
+        sheet.paste(to_uint8(a), (x, y))
+        sheet.paste(to_uint8(b), (x + size, y))
+        draw.text((x + 2, y + size + 2), "%d %s" % (label, "same" if label == 0 else "different"),
+                  fill=(0, 110, 0) if label == 0 else (170, 0, 0))
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), "." + os.path.basename(path) + ".tmp")
+    sheet.save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def main(argv):
+    del argv
+    if not FLAGS.records_dir:
+        raise UserError("--records_dir is required")
+    if FLAGS.num_pairs < 1:
+        raise UserError("--num_pairs must be at least 1")
+    tf.compat.v1.disable_eager_execution()
+    report, grid = inspect(FLAGS.records_dir, FLAGS.split, FLAGS.num_pairs, FLAGS.batch_size,
+                           FLAGS.grid_pairs if FLAGS.save_grid else 0, image_size=FLAGS.image_size,
+                           crop=FLAGS.crop, augment=FLAGS.augment, rotation_deg=FLAGS.rotation_deg,
+                           seed=FLAGS.seed, shuffle_buffer=FLAGS.shuffle_buffer)
+    if FLAGS.save_grid:
+        save_grid(FLAGS.save_grid, grid)
+        report["grid"] = FLAGS.save_grid
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    app.run(run_main(main))

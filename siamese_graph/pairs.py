@@ -1,0 +1,225 @@
+"""The pair input graph: balanced same/different pairs from two zipped, shuffled datasets.
+
+    image_a, image_b, label = pairs.inputs(records_dir, "train", batch_size=32, image_size=64)
+
+  image_a, image_b: float32 [batch_size, image_size, image_size, 3], standardized
+                    (preprocessing.preprocess).
+  label:            int32 [batch_size]; 0 = same person, 1 = different people.
+  Every batch holds exactly batch_size / 2 pairs of each label.
+
+How same-person candidates are made cheap
+-----------------------------------------
+Zipping two record-level shuffles gives a same-person pair about once in N
+zips (N identities), so a filter that balances them reads thousands of records
+per pair at CelebA scale. Instead the two zipped datasets are:
+
+1. identity blocks (dataset A). make_records writes each identity's photos
+   contiguously in one shard and lists the block sizes in the manifest. Shards
+   are read in a shuffled order (a few interleaved), records are keyed by
+   identity with `group_by_window`, whose window for identity i closes after
+   exactly count[i] records, i.e. at the end of its block: one open window per
+   interleaved shard, never a buffer that grows with the dataset. Blocks of one
+   photo are filtered out, the blocks are shuffled, and each block of n photos
+   becomes n (anchor, positive) pairs: a seeded random permutation p of its
+   photos gives (p[k], p[k+1 mod n]). So every photo of every identity with two
+   or more photos is an anchor once per epoch (no starvation), and a positive
+   is always a different photo of the same identity.
+2. other photos (dataset B): the split's records, shuffled record by record.
+
+zip(A, B) gives triplets (anchor, positive, other); a filter drops the rare
+triplet whose other photo has the anchor's identity. Each triplet yields one
+same pair (anchor, positive, 0) and one different pair (anchor, other, 1), so
+the balance is exact, every identity (one-photo identities included) appears in
+different pairs, and about (records / photos in multi-photo blocks + 1) / 2
+records are read per pair: ~1.0 on CelebA, ~1.2 on celeba-10k-lowres.
+Labels and filtering use the identity alone; images are decoded after the
+filter and the triplet shuffle, three decodes for two pairs.
+
+Order: (A zip B) -> filter -> shuffle -> decode and crop (parallel map) -> split
+into two pairs -> batch -> augment and standardize the batch -> prefetch. With the same seed the first batches are the
+same in any process: shuffles are seeded, interleave and map are deterministic,
+and augmentation uses stateless ops seeded from Dataset.random.
+"""
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from siamese_graph import preprocessing, records
+from siamese_graph.errors import UserError
+
+_META = {"image/encoded": records.FEATURES["image/encoded"],
+         "image/identity": records.FEATURES["image/identity"],
+         "image/filename": records.FEATURES["image/filename"]}
+
+
+class SplitInfo:
+    """A split's shards and per-identity photo counts, from the manifest."""
+
+    def __init__(self, records_dir, split):
+        manifest = records.load_manifest(records_dir)
+        if split not in manifest["splits"]:
+            raise UserError("%s: no '%s' split (it has: %s)" % (
+                os.path.join(records_dir, records.MANIFEST), split, ", ".join(sorted(manifest["splits"]))))
+        info = manifest["splits"][split]
+        self.records_dir = records_dir
+        self.split = split
+        self.manifest = manifest
+        self.shards = info["shards"]
+        self.files = [os.path.join(records_dir, s["file"]) for s in self.shards if s["records"]]
+        self.counts = np.zeros(manifest["num_identities"], np.int64)
+        for shard in self.shards:
+            for identity, count in shard["identities"]:
+                self.counts[identity] += count
+        self.photos = int(self.counts.sum())
+        self.identities = int((self.counts > 0).sum())
+        self.multi = int((self.counts >= 2).sum())
+        where = "%s split '%s'" % (records_dir, split)
+        if self.photos == 0:
+            raise UserError("%s is empty" % where)
+        if self.identities < 2:
+            raise UserError("%s has %d identity: no different pairs possible" % (where, self.identities))
+        if self.multi == 0:
+            raise UserError("%s has no identity with two photos: no same pairs possible" % where)
+
+    def find_corrupt_shard(self):
+        """The first shard whose bytes differ from the manifest's checksum, or None."""
+        import hashlib
+
+        for shard in self.shards:
+            path = os.path.join(self.records_dir, shard["file"])
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            if h.hexdigest() != shard["sha256"]:
+                return path
+        return None
+
+    def data_loss_error(self, err):
+        """A UserError naming the corrupt shard behind a tf.errors.DataLossError."""
+        path = self.find_corrupt_shard()
+        first = (err.message or str(err)).splitlines()[0][:120]
+        return UserError("%s: corrupt shard (%s); rewrite it with make_records --overwrite"
+                         % (path or self.records_dir, first))
+
+
+def _records(files, seed, cycle_length, counter=None):
+    """All records of the files, repeated; shard order reshuffled each epoch."""
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)),
+                       block_length=1)
+    if counter is not None:
+        def count(s):
+            with tf.control_dependencies([counter.assign_add(1)]):
+                return tf.identity(s)
+        ds = ds.map(count)
+    return ds
+
+
+def _identity(s):
+    return tf.io.parse_single_example(s, {"image/identity": _META["image/identity"]})["image/identity"]
+
+
+def same_pairs(info, seed, block_buffer=64, cycle_length=4, counter=None):
+    """Dataset A: (anchor, positive, identity) from identity blocks; see the module doc."""
+    counts = tf.constant(info.counts)
+    max_block = int(info.counts.max())
+    ds = _records(info.files, seed, cycle_length, counter)
+    ds = ds.map(lambda s: (_identity(s), s))
+    ds = ds.group_by_window(
+        key_func=lambda i, s: i,
+        reduce_func=lambda key, window: window.batch(max_block),
+        window_size_func=lambda key: tf.gather(counts, key))
+    ds = ds.filter(lambda ids, s: tf.size(ids) >= 2)
+    ds = ds.shuffle(block_buffer, seed=seed + 1)
+
+    def to_pairs(block, rnd):
+        ids, serialized = block
+        order = tf.argsort(tf.random.stateless_uniform(tf.shape(ids), tf.stack([rnd, 0])))
+        anchors = tf.gather(serialized, order)
+        return anchors, tf.roll(anchors, -1, axis=0), ids
+
+    ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed + 2))).map(to_pairs)
+    return ds.unbatch()
+
+
+def other_photos(info, seed, shuffle_buffer=2048, cycle_length=4, counter=None):
+    """Dataset B: (photo, identity), shuffled record by record."""
+    ds = _records(info.files, seed + 3, cycle_length, counter)
+    ds = ds.shuffle(shuffle_buffer, seed=seed + 4)
+    return ds.map(lambda s: (s, _identity(s)))
+
+
+def pair_dataset(records_dir, split, batch_size=32, image_size=64, crop="celeba", augment=False,
+                 seed=0, shuffle_buffer=2048, pair_buffer=512, block_buffer=64, counter=None,
+                 info=None, rotation_deg=preprocessing.DEFAULT_ROTATION_DEG):
+    """Batched pairs as a dataset of dicts.
+
+    Keys: image_a, image_b (float32 [B, S, S, 3]); label (int32 [B], 0 same, 1 different);
+    identity_a, identity_b (int64 [B]); filename_a, filename_b (string [B]).
+    `counter`, an int64 variable, if given counts every record read from disk.
+    """
+    if batch_size < 2 or batch_size % 2:
+        raise UserError("--batch_size must be even and at least 2 (half same, half different pairs)")
+    info = info or SplitInfo(records_dir, split)
+    box = preprocessing.parse_crop(crop) if isinstance(crop, str) else crop
+    triplets = tf.data.Dataset.zip((same_pairs(info, seed, block_buffer, counter=counter),
+                                    other_photos(info, seed, shuffle_buffer, counter=counter)))
+    triplets = triplets.filter(lambda same, other: tf.not_equal(same[2], other[1]))
+    triplets = triplets.shuffle(pair_buffer, seed=seed + 5)
+
+    def decode(triplet, rnd):
+        (anchor, positive, _), (other, _) = triplet
+        parsed = [tf.io.parse_single_example(s, _META) for s in (anchor, positive, other)]
+        images = [preprocessing.decode(p["image/encoded"]) for p in parsed]
+        # the anchor is cropped twice (independent jitters when augmenting), one per pair
+        b = preprocessing.boxes(box, 4, tf.stack([rnd, 7]) if augment else None)
+        a12 = preprocessing.crop_resize(images[0], image_size, b[:2])
+        pos = preprocessing.crop_resize(images[1], image_size, b[2:3])[0]
+        oth = preprocessing.crop_resize(images[2], image_size, b[3:])[0]
+        a1, a2 = a12[0], a12[1]
+        ident = [p["image/identity"] for p in parsed]
+        name = [p["image/filename"] for p in parsed]
+        return {"image_a": tf.stack([a1, a2]), "image_b": tf.stack([pos, oth]),
+                "label": tf.constant([0, 1], tf.int32),
+                "identity_a": tf.stack([ident[0], ident[0]]), "identity_b": tf.stack(ident[1:]),
+                "filename_a": tf.stack([name[0], name[0]]), "filename_b": tf.stack(name[1:])}
+
+    def finish(batch, rnd):
+        seeds = tf.random.experimental.stateless_split(tf.stack([rnd, 11]), 2) if augment else [None, None]
+        batch = dict(batch)
+        batch["image_a"] = preprocessing.finish(batch["image_a"], seeds[0], rotation_deg)
+        batch["image_b"] = preprocessing.finish(batch["image_b"], seeds[1], rotation_deg)
+        return batch
+
+    ds = tf.data.Dataset.zip((triplets, tf.data.Dataset.random(seed + 6)))
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.unbatch().batch(batch_size, drop_remainder=True)
+    ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed + 8)))
+    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def inputs(records_dir, split, batch_size=32, image_size=64, crop="celeba", augment=False, seed=0,
+           **kwargs):
+    """Graph tensors (image_a, image_b, label) from a one-shot iterator; see the module doc."""
+    ds = pair_dataset(records_dir, split, batch_size, image_size, crop, augment, seed, **kwargs)
+    batch = tf.compat.v1.data.make_one_shot_iterator(ds).get_next()
+    return batch["image_a"], batch["image_b"], batch["label"]
+
+
+def define_flags():
+    """The input-graph flags shared by the scripts that build pairs (train, inspect_pairs)."""
+    from absl import flags
+
+    flags.DEFINE_string("records_dir", None, "Folder written by make_records.")
+    flags.DEFINE_integer("image_size", 64, "Side of the square network input, in pixels.")
+    flags.DEFINE_string("crop", preprocessing.DEFAULT_CROP,
+                        "Face box: celeba, none, center:F or box:T,L,H,W (see preprocessing.py).")
+    flags.DEFINE_bool("augment", False, "Training augmentation: flip, crop/scale jitter, brightness, contrast.")
+    flags.DEFINE_float("rotation_deg", preprocessing.DEFAULT_ROTATION_DEG,
+                       "With --augment: random rotation up to +-this many degrees (0: none; costs speed).")
+    flags.DEFINE_integer("seed", 0, "Seed for shuffling, pairing and augmentation.")
+    flags.DEFINE_integer("shuffle_buffer", 2048, "Records in the record-level shuffle buffer.")

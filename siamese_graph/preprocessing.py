@@ -1,0 +1,146 @@
+"""The one image preprocessing: training, evaluation and scoring all use it.
+
+decode -> crop to the face region and resize to image_size (boxes, crop_resize:
+per photo) -> (augment) -> standardize (finish: on a batch).
+preprocess() is the two stages for one image; the pair pipeline runs stage 1 per
+image and stage 2 per batch, the same code either way.
+
+Crops are boxes in fractions of the photo (top, left, height, width), so they
+hold for any resolution of the same framing:
+  celeba      (0.229, 0.112, 0.633, 0.775): a square 138x138 face box in CelebA's
+              178x218 aligned photos (rows 50-188, columns 20-158): eyebrows to
+              chin, little background. The default.
+  none        the whole photo.
+  center:F    the central F of each side (e.g. center:0.6 for LFW's 250x250 photos).
+  box:T,L,H,W any box, in fractions.
+
+Augmentation (training only): random horizontal flip, crop/scale jitter, small
+rotation (rotation_deg, 0 turns it off), brightness and contrast. All randomness is stateless and driven by a
+per-image seed, so the same seed gives the same images in any process and under
+parallel map.
+"""
+import math
+
+import tensorflow as tf
+
+from siamese_graph.errors import UserError
+
+CROPS = {"celeba": (50 / 218, 20 / 178, 138 / 218, 138 / 178), "none": (0.0, 0.0, 1.0, 1.0)}
+DEFAULT_CROP = "celeba"
+
+# Augmentation strengths: scale +-10%, shift +-6% of the box, brightness +-0.15
+# (on [0, 1] pixels), contrast x[0.75, 1.25]. Rotation is the one costly
+# augmentation (a bilinear warp, ~0.13 ms an image at 64x64 on this CPU: it
+# cuts the pair pipeline's throughput by about a quarter), so it is off unless
+# rotation_deg (the --rotation_deg flag) is set; 8 degrees is a good value.
+SCALE_JITTER, SHIFT_JITTER, DEFAULT_ROTATION_DEG = 0.10, 0.06, 0.0
+MAX_BRIGHTNESS, CONTRAST_RANGE = 0.15, (0.75, 1.25)
+
+
+def parse_crop(spec):
+    """'celeba' | 'none' | 'center:F' | 'box:T,L,H,W' -> (top, left, height, width) fractions."""
+    if spec in CROPS:
+        return CROPS[spec]
+    try:
+        kind, _, value = spec.partition(":")
+        if kind == "center":
+            f = float(value)
+            box = ((1 - f) / 2, (1 - f) / 2, f, f)
+        elif kind == "box":
+            box = tuple(float(v) for v in value.split(","))
+        else:
+            raise ValueError
+        t, l, h, w = box
+        if not (0 <= t < 1 and 0 <= l < 1 and 0 < h and 0 < w and t + h <= 1 + 1e-6 and l + w <= 1 + 1e-6):
+            raise ValueError
+        return box
+    except ValueError:
+        raise UserError("--crop=%r: expected celeba, none, center:F with 0<F<=1, or box:T,L,H,W "
+                        "in fractions inside the photo" % spec)
+
+
+def decode(encoded):
+    """Encoded JPEG (scalar string) -> uint8 [H, W, 3]. Records always hold RGB JPEG."""
+    return tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_FAST")
+
+
+def boxes(crop, n=1, seed=None):
+    """[n, 4] crop boxes (y1, x1, y2, x2 in fractions) for crop_resize.
+
+    Without a seed, n copies of the crop. With a seed ([2] int tensor), n
+    independent training jitters of it: scale, position, and a random mirror
+    (x1 > x2 makes crop_and_resize flip the crop, so flipping costs nothing).
+    """
+    t, l, h, w = [float(v) for v in crop]
+    if seed is None:
+        return tf.tile(tf.constant([[t, l, t + h, l + w]], tf.float32), [n, 1])
+    u = tf.random.stateless_uniform([4, n], tf.cast(seed, tf.int64), -1.0, 1.0)
+    scale = 1.0 + SCALE_JITTER * u[0]
+    half_h, half_w = scale * h / 2, scale * w / 2 * tf.sign(u[3] + 1e-9)
+    cy, cx = t + h / 2 + SHIFT_JITTER * h * u[1], l + w / 2 + SHIFT_JITTER * w * u[2]
+    return tf.stack([cy - half_h, cx - half_w, cy + half_h, cx + half_w], axis=1)
+
+
+def crop_resize(image, image_size, crop_boxes):
+    """Stage 1, per photo: uint8 [H, W, 3] -> float32 [n, S, S, 3] in [0, 1], one per box."""
+    n = tf.shape(crop_boxes)[0]
+    out = tf.image.crop_and_resize(image[tf.newaxis], crop_boxes, tf.zeros([n], tf.int32),
+                                   [image_size, image_size], extrapolation_value=0.0) / 255.0
+    out.set_shape([None, image_size, image_size, 3])
+    return out
+
+
+def _rotate(images, angles):
+    """Rotates [B, H, W, C] float images about their centres by angles [B] (radians)."""
+    h = tf.cast(tf.shape(images)[1], tf.float32)
+    w = tf.cast(tf.shape(images)[2], tf.float32)
+    cos, sin = tf.cos(angles), tf.sin(angles)
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    zeros = tf.zeros_like(angles)  # output (x, y) samples input (cos*x - sin*y + a, sin*x + cos*y + b)
+    transforms = tf.stack([cos, -sin, cx - cos * cx + sin * cy,
+                           sin, cos, cy - sin * cx - cos * cy, zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST")
+
+
+def finish(images, seed=None, rotation_deg=DEFAULT_ROTATION_DEG):
+    """Stage 2, on a batch: float [B, S, S, 3] in [0, 1] -> standardized float [B, S, S, 3].
+
+    With a seed ([2] int tensor), training: each image is rotated by up to
+    +-rotation_deg (0 turns rotation off) and has its brightness and contrast
+    changed, clipped to [0, 1] (without the clip, per-image standardization
+    would undo both exactly; with it they saturate highlights and shadows like
+    a badly exposed photo). Batched: small per-image ops cost more in overhead
+    than in arithmetic. (Mirroring and crop jitter happen in boxes().)
+    """
+    if seed is not None:
+        u = tf.random.stateless_uniform(tf.stack([3, tf.shape(images)[0]]), tf.cast(seed, tf.int64),
+                                        -1.0, 1.0)
+        if rotation_deg:
+            images = _rotate(images, u[0] * rotation_deg * math.pi / 180)
+        lo, hi = CONTRAST_RANGE
+        factor = tf.reshape(lo + (u[1] + 1) / 2 * (hi - lo), [-1, 1, 1, 1])
+        shift = tf.reshape(u[2] * MAX_BRIGHTNESS, [-1, 1, 1, 1])
+        mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+        images = tf.clip_by_value((images - mean) * factor + mean + shift, 0.0, 1.0)
+    return tf.image.per_image_standardization(images)
+
+
+def preprocess(image, image_size, crop=CROPS[DEFAULT_CROP], augment=False, seed=None,
+               rotation_deg=DEFAULT_ROTATION_DEG):
+    """The shared preprocessing of one image: crop_resize then finish.
+
+    Args:
+      image: uint8 [H, W, 3] tensor (any size).
+      image_size: side of the square output.
+      crop: (top, left, height, width) fractions, from parse_crop.
+      augment: random flip, crop/scale jitter, rotation, brightness, contrast.
+      seed: int [2] tensor; required when augment is on.
+    Returns:
+      float32 [image_size, image_size, 3], standardized per image (zero mean, unit variance).
+    """
+    if augment:
+        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+        return finish(crop_resize(image, image_size, boxes(crop, 1, seeds[0])), seeds[1], rotation_deg)[0]
+    return finish(crop_resize(image, image_size, boxes(crop)))[0]
