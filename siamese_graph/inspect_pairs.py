@@ -16,7 +16,8 @@ import tensorflow as tf
 from absl import app, flags
 
 from siamese_graph import pairs
-from siamese_graph.errors import UserError, run_main
+from siamese_graph.cli import run_main
+from siamese_graph.errors import UserError
 
 pairs.define_flags()
 flags.DEFINE_string("split", "train", "Split to pair.")

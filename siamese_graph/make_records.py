@@ -33,7 +33,8 @@ from PIL import Image
 
 from siamese_graph import records
 from siamese_graph.datasets import celeba, folder
-from siamese_graph.errors import UserError, run_main
+from siamese_graph.cli import define, run_main
+from siamese_graph.errors import UserError
 
 FLAGS = flags.FLAGS
 
@@ -48,7 +49,7 @@ flags.DEFINE_bool("overwrite", False, "Start over, deleting what --output_dir ho
 flags.DEFINE_bool("verify", False, "Read every shard back: counts, checksums, identities, decoding.")
 flags.DEFINE_float("val_fraction", 0.0, "Folder layout without split folders: share of identities for val.")
 flags.DEFINE_float("test_fraction", 0.1, "Folder layout without split folders: share of identities for test.")
-flags.DEFINE_integer("seed", 0, "Seed for identity order across shards and folder splits.")
+define("integer", "seed", 0, "Seed for identity order across shards and folder splits.")
 flags.DEFINE_integer("jpeg_quality", 95, "Quality for photos that must be re-encoded (not RGB JPEG).")
 
 PROGRESS_DIR = ".progress"

@@ -16,9 +16,10 @@ per pair at CelebA scale. Instead the two zipped datasets are:
 1. identity blocks (dataset A). make_records writes each identity's photos
    contiguously in one shard and lists the block sizes in the manifest. Shards
    are read in a shuffled order (a few interleaved), records are keyed by
-   identity with `group_by_window`, whose window for identity i closes after
-   exactly count[i] records, i.e. at the end of its block: one open window per
-   interleaved shard, never a buffer that grows with the dataset. Blocks of one
+   identity (and by which reading of the shard they come from) with
+   `group_by_window`, whose window for identity i closes after exactly count[i]
+   records, i.e. at the end of its block: one open window per interleaved
+   shard, never a buffer that grows with the dataset. Blocks of one
    photo are filtered out, the blocks are shuffled, and each block of n photos
    becomes n (anchor, positive) pairs: a seeded random permutation p of its
    photos gives (p[k], p[k+1 mod n]). So every photo of every identity with two
@@ -104,18 +105,26 @@ class SplitInfo:
                          % (path or self.records_dir, first))
 
 
-def _records(files, seed, cycle_length, counter=None):
-    """All records of the files, repeated; shard order reshuffled each epoch."""
+def _records(files, seed, cycle_length, counter=None, tag=False):
+    """All records of the files, repeated; shard order reshuffled each epoch.
+
+    With tag, each record comes as (serial number of its shard's reading, record):
+    the same shard may be open twice at once across an epoch boundary, and the
+    tag keeps its two readings apart.
+    """
     ds = tf.data.Dataset.from_tensor_slices(files)
-    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)),
-                       block_length=1)
-    if counter is not None:
-        def count(s):
-            with tf.control_dependencies([counter.assign_add(1)]):
-                return tf.identity(s)
-        ds = ds.map(count)
-    return ds
+    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat().enumerate()
+
+    def read(reading, path):
+        records_ds = tf.data.TFRecordDataset(path)
+        if counter is not None:
+            def count(s):
+                with tf.control_dependencies([counter.assign_add(1)]):
+                    return tf.identity(s)
+            records_ds = records_ds.map(count)
+        return records_ds.map(lambda s: (reading, s)) if tag else records_ds
+
+    return ds.interleave(read, cycle_length=min(cycle_length, len(files)), block_length=1)
 
 
 def _identity(s):
@@ -126,12 +135,13 @@ def same_pairs(info, seed, block_buffer=64, cycle_length=4, counter=None):
     """Dataset A: (anchor, positive, identity) from identity blocks; see the module doc."""
     counts = tf.constant(info.counts)
     max_block = int(info.counts.max())
-    ds = _records(info.files, seed, cycle_length, counter)
-    ds = ds.map(lambda s: (_identity(s), s))
+    n = int(len(info.counts))
+    ds = _records(info.files, seed, cycle_length, counter, tag=True)
+    ds = ds.map(lambda reading, s: (reading * n + _identity(s), s))  # one key per block reading
     ds = ds.group_by_window(
-        key_func=lambda i, s: i,
-        reduce_func=lambda key, window: window.batch(max_block),
-        window_size_func=lambda key: tf.gather(counts, key))
+        key_func=lambda key, s: key,
+        reduce_func=lambda key, window: window.map(lambda k, s: (k % n, s)).batch(max_block),
+        window_size_func=lambda key: tf.gather(counts, key % n))
     ds = ds.filter(lambda ids, s: tf.size(ids) >= 2)
     ds = ds.shuffle(block_buffer, seed=seed + 1)
 
@@ -145,7 +155,7 @@ def same_pairs(info, seed, block_buffer=64, cycle_length=4, counter=None):
     return ds.unbatch()
 
 
-def other_photos(info, seed, shuffle_buffer=2048, cycle_length=4, counter=None):
+def other_photos(info, seed, shuffle_buffer=2048, cycle_length=16, counter=None):
     """Dataset B: (photo, identity), shuffled record by record."""
     ds = _records(info.files, seed + 3, cycle_length, counter)
     ds = ds.shuffle(shuffle_buffer, seed=seed + 4)
@@ -164,6 +174,9 @@ def pair_dataset(records_dir, split, batch_size=32, image_size=64, crop="celeba"
     if batch_size < 2 or batch_size % 2:
         raise UserError("--batch_size must be even and at least 2 (half same, half different pairs)")
     info = info or SplitInfo(records_dir, split)
+    # a buffer larger than the split would only hold the split several times over
+    shuffle_buffer, pair_buffer = min(shuffle_buffer, info.photos), min(pair_buffer, info.photos)
+    block_buffer = min(block_buffer, info.multi)
     box = preprocessing.parse_crop(crop) if isinstance(crop, str) else crop
     triplets = tf.data.Dataset.zip((same_pairs(info, seed, block_buffer, counter=counter),
                                     other_photos(info, seed, shuffle_buffer, counter=counter)))
@@ -212,14 +225,14 @@ def inputs(records_dir, split, batch_size=32, image_size=64, crop="celeba", augm
 
 def define_flags():
     """The input-graph flags shared by the scripts that build pairs (train, inspect_pairs)."""
-    from absl import flags
+    from siamese_graph.cli import define
 
-    flags.DEFINE_string("records_dir", None, "Folder written by make_records.")
-    flags.DEFINE_integer("image_size", 64, "Side of the square network input, in pixels.")
-    flags.DEFINE_string("crop", preprocessing.DEFAULT_CROP,
-                        "Face box: celeba, none, center:F or box:T,L,H,W (see preprocessing.py).")
-    flags.DEFINE_bool("augment", False, "Training augmentation: flip, crop/scale jitter, brightness, contrast.")
-    flags.DEFINE_float("rotation_deg", preprocessing.DEFAULT_ROTATION_DEG,
-                       "With --augment: random rotation up to +-this many degrees (0: none; costs speed).")
-    flags.DEFINE_integer("seed", 0, "Seed for shuffling, pairing and augmentation.")
-    flags.DEFINE_integer("shuffle_buffer", 2048, "Records in the record-level shuffle buffer.")
+    define("string", "records_dir", None, "Folder written by make_records.")
+    define("integer", "image_size", 64, "Side of the square network input, in pixels.")
+    define("string", "crop", preprocessing.DEFAULT_CROP,
+           "Face box: celeba, none, center:F or box:T,L,H,W (see preprocessing.py).")
+    define("bool", "augment", False, "Training augmentation: flip, crop/scale jitter, brightness, contrast.")
+    define("float", "rotation_deg", preprocessing.DEFAULT_ROTATION_DEG,
+           "With --augment: random rotation up to +-this many degrees (0: none; costs speed).")
+    define("integer", "seed", 0, "Seed for shuffling, pairing and augmentation.")
+    define("integer", "shuffle_buffer", 2048, "Records in the record-level shuffle buffer.")
