@@ -1,0 +1,177 @@
+"""Benchmark: the pair input graph against plain decoding and the naive zip-and-filter.
+
+For each record set: balance, records read per pair and identities seen over
+10,000 pairs (inspect_pairs), pairs/s emitted by pairs.inputs as training sees
+them (decoded, augmented, batched; with and without rotation), images/s for simply decoding the same
+records (parse, decode, resize to the same size, batch), and the naive pipeline
+of the article (two record-level shuffles zipped, a random filter that keeps
+every same pair and enough different pairs to balance), run for a bounded time.
+Each set runs in its own subprocess; peak RSS is that subprocess's.
+
+  python bench/pairs.py [--pairs=10000] [--sets=mini,lowres,celeba-scale]
+
+Sets: mini = ../shared/data/celeba-mini, lowres = ../shared/data/celeba-10k-lowres
+(records written to a temp folder first), celeba-scale = tiny generated photos
+with CelebA's real identity distribution (bench/celeba_scale.py).
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
+
+
+def decode_rate(info, n, image_size, batch=100):
+    import tensorflow as tf
+
+    from siamese_graph import preprocessing, records
+
+    with tf.Graph().as_default():
+        ds = tf.data.TFRecordDataset(info.files).repeat()
+        ds = ds.map(lambda s: tf.image.resize(preprocessing.decode(records.parse_image_bytes(s)),
+                                              [image_size, image_size]),
+                    num_parallel_calls=tf.data.AUTOTUNE).batch(batch).prefetch(tf.data.AUTOTUNE)
+        nxt = tf.compat.v1.data.make_one_shot_iterator(ds).get_next()
+        with tf.compat.v1.Session() as sess:
+            for _ in range(3):
+                sess.run(nxt)
+            start = time.time()
+            for _ in range(n // batch):
+                sess.run(nxt)
+            return (n // batch) * batch / (time.time() - start)
+
+
+def pair_rate(records_dir, n, image_size, rotation_deg, batch=100):
+    """pairs/s as training sees them: images and labels only, no read counter."""
+    import tensorflow as tf
+
+    from siamese_graph import pairs
+
+    with tf.Graph().as_default():
+        nxt = pairs.inputs(records_dir, "train", batch, image_size, augment=True,
+                           rotation_deg=rotation_deg)
+        with tf.compat.v1.Session() as sess:
+            for _ in range(3):
+                sess.run(nxt)
+            start = time.time()
+            for _ in range(n // batch):
+                sess.run(nxt)
+            return (n // batch) * batch / (time.time() - start)
+
+
+def naive(info, image_size, seconds=60.0, max_pairs=1000, batch=10, seed=0):
+    """The article's pipeline; returns (pairs, records read, same fraction, pairs/s)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from siamese_graph import pairs, preprocessing
+
+    p = info.counts[info.counts > 0].astype(np.float64) / info.photos
+    q = float((p ** 2).sum())  # chance two independent photos share an identity
+    keep_different = q / (1 - q)
+    with tf.Graph().as_default():
+        counter = tf.compat.v1.get_variable("reads", [], tf.int64, trainable=False,
+                                            initializer=tf.compat.v1.zeros_initializer(),
+                                            use_resource=True)
+        a = pairs.other_photos(info, seed, counter=counter)
+        b = pairs.other_photos(info, seed + 100, counter=counter)
+        ds = tf.data.Dataset.zip((a, b, tf.data.Dataset.random(seed + 7)))
+        ds = ds.filter(lambda x, y, r: tf.logical_or(
+            tf.equal(x[1], y[1]),
+            tf.random.stateless_uniform([], tf.stack([r, 0])) < keep_different))
+
+        def decode(x, y, r):
+            box = preprocessing.boxes(preprocessing.CROPS["celeba"])
+            img = [preprocessing.crop_resize(preprocessing.decode(pairs.records.parse_image_bytes(s)),
+                                             image_size, box)[0] for s in (x[0], y[0])]
+            return img[0], img[1], tf.cast(tf.not_equal(x[1], y[1]), tf.int32)
+
+        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(batch).prefetch(1)
+        it = tf.compat.v1.data.make_initializable_iterator(ds)
+        nxt = it.get_next()
+        with tf.compat.v1.Session() as sess:
+            sess.run([tf.compat.v1.global_variables_initializer(), it.initializer])
+            start, labels = time.time(), []
+            while time.time() - start < seconds and len(labels) < max_pairs:
+                labels.extend(sess.run(nxt[2]))
+            elapsed = time.time() - start
+            reads = int(sess.run(counter))
+    labels = np.array(labels)
+    return len(labels), reads, float((labels == 0).mean()) if len(labels) else 0.0, len(labels) / elapsed
+
+
+def one(name, records_dir, n_pairs, image_size):
+    import tensorflow as tf
+
+    from siamese_graph import inspect_pairs, pairs
+
+    tf.compat.v1.disable_eager_execution()
+    info = pairs.SplitInfo(records_dir, "train")
+    rows = []
+    for label, rot in (("pairs (augment)", 0.0), ("pairs (augment+rot8)", 8.0)):
+        rep, _ = inspect_pairs.inspect(records_dir, "train", n_pairs, 100, image_size=image_size,
+                                       augment=True, rotation_deg=rot)
+        rate = pair_rate(records_dir, n_pairs, image_size, rot)
+        rows.append([label, rep["pairs"], rep["same_fraction"], rep["records_read_per_pair"],
+                     rate, rep["identities_in_same_pairs"],
+                     rep["identities_in_different_pairs"]])
+    images_per_s = decode_rate(info, n_pairs, image_size)
+    npairs, reads, same, rate = naive(info, image_size)
+    rows.append(["naive zip+filter", npairs, same, reads / max(npairs, 1), rate, None, None])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"name": name, "identities": info.identities, "photos": info.photos,
+                      "images_per_s": images_per_s, "rows": rows, "peak_mib": peak}))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pairs", type=int, default=10000)
+    ap.add_argument("--image_size", type=int, default=64)
+    ap.add_argument("--sets", default="mini,lowres,celeba-scale")
+    ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        return one(args.one[0], args.one[1], args.pairs, args.image_size)
+    from absl import logging
+    logging.set_verbosity(logging.WARNING)
+    from siamese_graph import make_records
+    from siamese_graph.datasets import celeba
+    from bench import celeba_scale
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.sets.split(","):
+            out = os.path.join(tmp, name)
+            if name == "celeba-scale":
+                records_dir = celeba_scale.build(out)
+            else:
+                src = os.path.join(SHARED, {"mini": "celeba-mini", "lowres": "celeba-10k-lowres"}[name])
+                records_dir = out
+                make_records.convert(celeba.read(src), records_dir, num_workers=2)
+            r = subprocess.run([sys.executable, __file__, "--one", name, records_dir,
+                                "--pairs=%d" % args.pairs, "--image_size=%d" % args.image_size],
+                               capture_output=True, text=True)
+            if r.returncode:
+                sys.exit(r.stderr[-3000:])
+            results.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    print("%-13s %-21s %7s %6s %9s %8s %9s %10s %6s %6s %8s" % (
+        "set", "pipeline", "pairs", "same", "reads/pr", "pairs/s", "decode/s", "pairs/(d/2)",
+        "ids=", "ids!=", "peakMiB"))
+    for res in results:
+        for label, n, same, reads, rate, ids_same, ids_diff in res["rows"]:
+            print("%-13s %-21s %7d %6.3f %9.2f %8.0f %9.0f %10.2f %6s %6s %8.0f" % (
+                res["name"], label, n, same, reads, rate, res["images_per_s"],
+                rate / (res["images_per_s"] / 2), ids_same if ids_same is not None else "-",
+                ids_diff if ids_diff is not None else "-", res["peak_mib"]))
+        print("%-13s %d photos, %d identities" % ("", res["photos"], res["identities"]))
+
+
+if __name__ == "__main__":
+    main()
