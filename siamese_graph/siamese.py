@@ -1,0 +1,62 @@
+"""Siamese graph pieces: the shared-weight towers, the heads, the contrastive loss.
+
+Pair label convention (both articles): 0 = same person, 1 = different people.
+
+Heads (--head):
+  absdiff    the second article's: |f_a - f_b| -> dense layer with no activation
+             -> Dw = sqrt(sum(out^2) + epsilon).
+  euclidean  the first article's: Dw = sqrt(sum((f_a - f_b)^2) + epsilon), the
+             distance between the two tower outputs; per-photo embeddings are
+             then usable on their own (enrollment, projector export).
+The epsilon under the square root keeps the gradient finite at Dw = 0 (the
+derivative of sqrt is infinite there).
+"""
+import tensorflow as tf
+
+from siamese_graph import layers
+
+v1 = tf.compat.v1
+HEADS = ("absdiff", "euclidean")
+TOWER_SCOPE = "tower"
+HEAD_SCOPE = "head"
+
+
+def tower(images, tower_fn, training, l2_normalize=True, reuse=None):
+    """The tower under the shared scope: [B, S, S, 3] -> features [B, D]."""
+    with v1.variable_scope(TOWER_SCOPE, reuse=reuse):
+        features = tower_fn(images, training)
+    if l2_normalize:  # the margin then has a fixed scale (distances in [0, 2])
+        features = tf.math.l2_normalize(features, axis=1, epsilon=1e-10)
+    return features
+
+
+def towers(image_a, image_b, tower_fn, training, l2_normalize=True):
+    """One tower built twice under one variable_scope: one set of weights.
+
+    Returns (features_a, features_b), each [B, D].
+    """
+    features_a = tower(image_a, tower_fn, training, l2_normalize)
+    features_b = tower(image_b, tower_fn, training, l2_normalize, reuse=True)
+    return features_a, features_b
+
+
+def distance(features_a, features_b, head="absdiff", head_units=128, epsilon=1e-6,
+             weight_decay=0.0, reuse=None):
+    """Dw [B] for pairs of features [B, D] through the chosen head."""
+    if head == "absdiff":
+        with v1.variable_scope(HEAD_SCOPE, reuse=reuse):
+            diff = layers.dense(tf.abs(features_a - features_b), head_units, scope="dense",
+                                weight_decay=weight_decay)
+    elif head == "euclidean":
+        diff = features_a - features_b
+    else:
+        raise ValueError("unknown head %r" % head)
+    return tf.sqrt(tf.reduce_sum(tf.square(diff), axis=1) + epsilon)
+
+
+def contrastive_loss(dw, labels, margin):
+    """Mean of (1 - Y) * Dw^2 / 2 + Y * max(0, m - Dw)^2 / 2, with Y = 1 for different people."""
+    y = tf.cast(labels, tf.float32)
+    same = (1.0 - y) * 0.5 * tf.square(dw)
+    different = y * 0.5 * tf.square(tf.maximum(0.0, margin - dw))
+    return tf.reduce_mean(same + different)

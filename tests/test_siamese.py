@@ -1,0 +1,101 @@
+"""Shared towers, heads, contrastive loss, schedules and metrics."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from siamese_graph import metrics, schedules, siamese
+from siamese_graph.nets import nets_factory
+
+v1 = tf.compat.v1
+
+
+@pytest.mark.parametrize("net,size", [("convnet", 32), ("densenet121", 32)])
+def test_one_set_of_weights_and_identical_features(net, size):
+    kw = {"growth_rate": 4} if net == "densenet121" else {}
+    fn = nets_factory.get_network_fn(net, size, **kw)
+    with tf.Graph().as_default():
+        fn(tf.zeros([1, size, size, 3]), True)
+        single = len(v1.global_variables())
+    with tf.Graph().as_default():
+        x = tf.constant(np.random.RandomState(0).normal(size=(4, size, size, 3)), tf.float32)
+        fa, fb = siamese.towers(x, x, fn, True)
+        assert len(v1.global_variables()) == single
+        assert all(v.op.name.startswith("tower/") for v in v1.global_variables())
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            a, b = sess.run([fa, fb])
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("head", siamese.HEADS)
+def test_gradients_finite_at_zero_distance(head):
+    fn = nets_factory.get_network_fn("convnet", 16)
+    with tf.Graph().as_default():
+        x = tf.constant(np.random.RandomState(1).normal(size=(2, 16, 16, 3)), tf.float32)
+        fa, fb = siamese.towers(x, x, fn, True)
+        dw = siamese.distance(fa, fb, head, head_units=8)
+        loss = siamese.contrastive_loss(dw, tf.constant([0, 0]), 1.0)
+        grads = [g for g in tf.gradients(loss, v1.trainable_variables()) if g is not None]
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            d, gs = sess.run([dw, grads])
+        np.testing.assert_allclose(d, np.sqrt(1e-6), rtol=1e-4)  # sqrt(0 + epsilon)
+        assert all(np.all(np.isfinite(g)) for g in gs) and len(gs) > 0
+        # without the epsilon the same graph gives NaN gradients
+        with tf.Graph().as_default():
+            f = tf.constant([[1.0, 2.0]])
+            g = tf.gradients(tf.sqrt(tf.reduce_sum(tf.square(f - f), axis=1)), f)[0]
+            with v1.Session() as sess:
+                assert np.isnan(sess.run(g)).all()
+
+
+def test_contrastive_loss_against_hand_values():
+    with tf.Graph().as_default():
+        dw = tf.constant([0.5, 0.5, 1.5, 0.2])
+        labels = tf.constant([0, 1, 1, 0])
+        loss = siamese.contrastive_loss(dw, labels, margin=1.0)
+        # same: 0.5*0.25=0.125; different at 0.5: 0.5*0.5^2=0.125; beyond margin: 0; same: 0.02
+        with v1.Session() as sess:
+            assert sess.run(loss) == pytest.approx((0.125 + 0.125 + 0.0 + 0.02) / 4)
+
+
+def test_euclidean_and_absdiff_distances():
+    with tf.Graph().as_default():
+        a = tf.constant([[0.0, 3.0], [1.0, 1.0]])
+        b = tf.constant([[4.0, 0.0], [1.0, 1.0]])
+        d = siamese.distance(a, b, "euclidean", epsilon=1e-6)
+        h = siamese.distance(a, b, "absdiff", head_units=3)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            dv, hv = sess.run([d, h])
+            w, bias = sess.run(v1.trainable_variables())
+        np.testing.assert_allclose(dv, [5.0, np.sqrt(1e-6)], rtol=1e-5)
+        out = np.abs(np.array([[4.0, 3.0], [0.0, 0.0]])) @ w + bias
+        np.testing.assert_allclose(hv, np.sqrt((out ** 2).sum(1) + 1e-6), rtol=1e-5)
+
+
+def test_cyclic_schedule_moves_lr_and_beta1_in_opposite_directions():
+    with tf.Graph().as_default():
+        step = tf.compat.v1.placeholder(tf.int64, [])
+        lr, beta1 = schedules.cyclic(step, 100, 1e-4, 1e-3, 0.85, 0.95)
+        with v1.Session() as sess:
+            vals = [sess.run([lr, beta1], {step: s}) for s in (0, 25, 50, 75, 100, 150)]
+    (l0, b0), (l25, b25), (l50, b50), (l75, b75), (l100, b100), (l150, b150) = vals
+    assert l0 == pytest.approx(1e-4) and b0 == pytest.approx(0.95)
+    assert l50 == pytest.approx(1e-3) and b50 == pytest.approx(0.85)
+    assert l25 == pytest.approx(5.5e-4) and b25 == pytest.approx(0.90)
+    assert l75 == pytest.approx(l25) and l100 == pytest.approx(l0) and l150 == pytest.approx(l50)
+    assert b100 == pytest.approx(b0) and b150 == pytest.approx(b50)
+
+
+def test_metrics_hand_cases():
+    d = [0.1, 0.2, 0.3, 0.4]
+    assert metrics.roc_auc(d, [0, 0, 1, 1]) == 1.0
+    assert metrics.roc_auc(d, [1, 1, 0, 0]) == 0.0
+    assert metrics.roc_auc([0.5, 0.5], [0, 1]) == 0.5
+    # one of four same/different orderings wrong: AUC 3/4
+    assert metrics.roc_auc([0.1, 0.3, 0.2, 0.4], [0, 0, 1, 1]) == 0.75
+    acc, thr = metrics.best_accuracy([0.1, 0.3, 0.2, 0.4], [0, 0, 1, 1])
+    assert acc == 0.75 and thr in (0.1, 0.3)
+    with pytest.raises(ValueError):
+        metrics.roc_auc([0.1, 0.2], [0, 0])

@@ -1,0 +1,98 @@
+"""Training end to end on synthetic records: loss falls, checkpoints, resume, signals, bad input."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow as tf
+
+from tests.conftest import REPO, run_cli
+
+ARGS = ["--image_size=32", "--batch_size=8", "--log_every_n_steps=5", "--save_checkpoint_steps=10",
+        "--validate_every_n_steps=20", "--val_pairs=100", "--shuffle_buffer=64",
+        "--lr_schedule=constant", "--learning_rate=3e-3", "--head=euclidean", "--augment"]
+
+
+def train(records_dir, train_dir, *extra):
+    return run_cli("siamese_graph.train", "--records_dir=%s" % records_dir,
+                   "--train_dir=%s" % train_dir, *ARGS, *extra)
+
+
+def losses(stderr):
+    return [float(x) for x in re.findall(r"step \d+  loss ([0-9.]+)", stderr)]
+
+
+def test_loss_falls_checkpoint_and_saved_flags(synthetic_records, tmp_path):
+    r = train(synthetic_records[0], tmp_path / "run", "--max_steps=80")
+    assert r.returncode == 0, r.stderr[-3000:]
+    ls = losses(r.stderr)
+    assert len(ls) >= 10
+    assert sum(ls[-3:]) / 3 < 0.7 * sum(ls[:3]) / 3, ls
+    assert tf.train.latest_checkpoint(str(tmp_path / "run")).endswith("model.ckpt-80")
+    model = json.load(open(tmp_path / "run" / "model.json"))
+    assert model["net"] == "convnet" and model["head"] == "euclidean" and model["image_size"] == 32
+    assert "--max_steps=80" in open(tmp_path / "run" / "flags.txt").read()
+    assert re.search(r"validation at step 80: AUC [0-9.]+", r.stderr)
+    assert os.listdir(tmp_path / "run")  # events for TensorBoard
+    assert any(n.startswith("events.out.tfevents") for n in os.listdir(tmp_path / "run"))
+
+
+def test_resume_continues_at_saved_step(synthetic_records, tmp_path):
+    r = train(synthetic_records[0], tmp_path / "run", "--max_steps=20", "--validate_every_n_steps=0")
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = train(synthetic_records[0], tmp_path / "run", "--max_steps=30", "--validate_every_n_steps=0")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "from step 20 to 30" in r.stderr
+    assert tf.train.latest_checkpoint(str(tmp_path / "run")).endswith("model.ckpt-30")
+
+
+def test_other_model_in_train_dir_is_refused(synthetic_records, tmp_path):
+    r = train(synthetic_records[0], tmp_path / "run", "--max_steps=5", "--validate_every_n_steps=0")
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = train(synthetic_records[0], tmp_path / "run", "--max_steps=10", "--head=absdiff")
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert "holds a checkpoint of another model: --head=absdiff (saved: euclidean)" in last
+    assert "start fresh" in last and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("flag,needle", [
+    ("--margin=0", "--margin=0: must be > 0"),
+    ("--theta=1.5", "(0, 1]"),
+    ("--image_size=8", "too small"),
+])
+def test_bad_flags_one_line(synthetic_records, tmp_path, flag, needle):
+    extra = [flag] + (["--net=densenet121"] if "theta" in flag else [])
+    r = train(synthetic_records[0], tmp_path / "run", "--max_steps=5", *extra)
+    assert r.returncode == 1
+    assert needle in r.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_records_one_line(tmp_path):
+    r = train(tmp_path / "nowhere", tmp_path / "run", "--max_steps=5")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == "error: %s: records folder not found" % (tmp_path / "nowhere")
+
+
+def test_sigterm_saves_and_exits_cleanly(synthetic_records, tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    proc = subprocess.Popen([sys.executable, "-m", "siamese_graph.train",
+                             "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % (tmp_path / "run"),
+                             *ARGS, "--max_steps=100000", "--save_checkpoint_steps=100000",
+                             "--validate_every_n_steps=0"], cwd=REPO, env=env,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    for line in proc.stderr:  # wait until training runs
+        if "step 15  loss" in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, rest[-3000:]
+    assert "saving a checkpoint and stopping" in rest
+    ckpt = tf.train.latest_checkpoint(str(tmp_path / "run"))
+    assert ckpt and int(ckpt.rsplit("-", 1)[1]) >= 15
