@@ -28,9 +28,52 @@ def roc_auc(distances, labels):
 
 
 def best_accuracy(distances, labels):
-    """(accuracy, threshold) of the best "same if distance <= threshold" rule."""
-    far, tar, thresholds = roc(distances, labels)
+    """(accuracy, threshold) of the best "same if distance <= threshold" rule.
+
+    The threshold is the midpoint between the last distance called same and the
+    next one, so it carries over to other pairs better than the edge itself.
+    """
+    far, tar, t = roc(distances, labels)
     same = np.asarray(labels) == 0
     acc = (tar * same.sum() + (1 - far) * (~same).sum()) / len(same)
     i = int(np.argmax(acc))
-    return float(acc[i]), float(thresholds[i])
+    ext = np.r_[t[1] - 1.0, t[1:], t[-1] + 1.0]
+    return float(acc[i]), float((ext[i] + ext[i + 1]) / 2)
+
+
+def equal_error_rate(distances, labels):
+    """(EER, threshold): where the false-accept rate equals the false-reject rate."""
+    far, tar, thresholds = roc(distances, labels)
+    frr = 1 - tar
+    i = int(np.argmin(np.abs(far - frr)))
+    # interpolate between the two ROC points around the crossing
+    j = i + 1 if i + 1 < len(far) and (far[i] - frr[i]) * (far[i + 1] - frr[i + 1]) <= 0 else i
+    if j == i or (far[j] - frr[j]) == (far[i] - frr[i]):
+        return float((far[i] + frr[i]) / 2), float(thresholds[i])
+    t = (frr[i] - far[i]) / ((far[j] - far[i]) - (frr[j] - frr[i]))
+    return float(far[i] + t * (far[j] - far[i])), float(thresholds[i] + t * (thresholds[j] - thresholds[i])
+                                                        if np.isfinite(thresholds[i]) else thresholds[j])
+
+
+def tar_at_far(distances, labels, target_far):
+    """True-accept rate at the largest threshold whose false-accept rate is <= target_far."""
+    far, tar, _ = roc(distances, labels)
+    ok = far <= target_far
+    return float(tar[ok].max())
+
+
+def accuracy_at(distances, labels, threshold):
+    d = np.asarray(distances)
+    return float(np.mean((d > threshold).astype(int) == np.asarray(labels)))
+
+
+def kfold_accuracy(distances, labels, folds):
+    """LFW's protocol: for each fold, the threshold is the best one on the other
+    folds, and accuracy is measured on the fold. Returns (mean, std, per-fold)."""
+    d, y, folds = np.asarray(distances), np.asarray(labels), np.asarray(folds)
+    accs = []
+    for f in np.unique(folds):
+        test = folds == f
+        _, threshold = best_accuracy(d[~test], y[~test])
+        accs.append(accuracy_at(d[test], y[test], threshold))
+    return float(np.mean(accs)), float(np.std(accs)), accs

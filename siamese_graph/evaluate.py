@@ -1,0 +1,269 @@
+r"""Evaluates a trained checkpoint on a verification protocol, or K-shot N-way identification.
+
+  # balanced pairs from a records split (deterministic)
+  python -m siamese_graph.evaluate --checkpoint_dir=runs/convnet --records_dir=tfrecords/celeba-mini --split=test
+  # LFW's pairs.txt, or a list of `path_a path_b label [fold]`
+  python -m siamese_graph.evaluate --checkpoint_dir=runs/convnet --pairs=pairs.txt --pairs_format=lfw \
+      --image_root=lfw --crop=center:0.6
+  # K-shot N-way identification on a folder-per-person directory or a records split
+  python -m siamese_graph.evaluate --checkpoint_dir=runs/convnet --folder=DIR --kshot=1 --nway=5
+
+Verification writes OUTPUT_DIR/report.json (ROC AUC, EER, best accuracy and its
+threshold, k-fold accuracy with thresholds chosen on the other folds, TAR at
+FAR 1e-2 and 1e-3), roc.png and distances.png (with matplotlib installed), and
+a TensorBoard PR curve. --calibrate saves the best-accuracy threshold next to
+the checkpoint for `score` and `gallery`. Each distinct photo's tower output is
+computed once and reused across pairs.
+"""
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags, logging
+
+from siamese_graph import inference, metrics, pair_lists, records
+from siamese_graph.cli import define, run_main
+from siamese_graph.errors import UserError
+
+define("string", "checkpoint_dir", None, "A train_dir written by siamese_graph.train.")
+define("string", "crop", None, "Face box for these photos; default: the one the model was trained with.")
+define("string", "records_dir", None, "Records to evaluate on (with --split).")
+define("string", "split", "test", "Split of --records_dir.")
+flags.DEFINE_string("pairs", None, "A pairs file (see --pairs_format).")
+flags.DEFINE_enum("pairs_format", "list", ["lfw", "list"], "lfw: LFW's pairs.txt; list: path_a path_b label [fold].")
+define("string", "image_root", "", "Folder the pairs file's photos are relative to.")
+define("string", "folder", None, "Folder-per-person photos (for --kshot).")
+flags.DEFINE_integer("num_pairs", 6000, "Pairs to draw from --records_dir.")
+flags.DEFINE_integer("pairs_seed", 0, "Seed for the pairs drawn from --records_dir and for episodes.")
+flags.DEFINE_integer("folds", 10, "Folds for k-fold accuracy when the pairs carry none.")
+flags.DEFINE_bool("calibrate", False, "Save the best-accuracy threshold next to the checkpoint.")
+flags.DEFINE_string("output_dir", None, "Report folder; default CHECKPOINT_DIR/eval-<source>.")
+flags.DEFINE_integer("kshot", 0, "K-shot N-way identification: photos enrolled per identity (0: off).")
+flags.DEFINE_integer("nway", 5, "K-shot N-way identification: identities per episode.")
+flags.DEFINE_integer("episodes", 1000, "K-shot N-way identification: episodes.")
+FLAGS = flags.FLAGS
+
+
+def records_photos(records_dir, split):
+    """[(filename, identity, encoded bytes)] of a records split."""
+    manifest = records.load_manifest(records_dir)
+    if split not in manifest["splits"]:
+        raise UserError("%s: no '%s' split" % (records_dir, split))
+    files = [os.path.join(records_dir, s["file"]) for s in manifest["splits"][split]["shards"]]
+    ds = tf.data.TFRecordDataset(files).map(records.parse_example)
+    try:
+        return [(e["image/filename"].decode(), int(e["image/identity"]), e["image/encoded"])
+                for e in ds.as_numpy_iterator()]
+    except tf.errors.DataLossError as e:
+        raise UserError("%s: corrupt shard (%s)" % (records_dir, e.message.splitlines()[0]))
+
+
+def folder_photos(folder):
+    """[(path, identity name)] of a folder-per-person directory."""
+    if not os.path.isdir(folder):
+        raise UserError("%s: folder not found" % folder)
+    out = []
+    for person in sorted(os.listdir(folder)):
+        d = os.path.join(folder, person)
+        if os.path.isdir(d) and not person.startswith("."):
+            out += [(os.path.join(d, f), person) for f in sorted(os.listdir(d)) if not f.startswith(".")]
+    if not out:
+        raise UserError("%s: no photos in person folders" % folder)
+    return out
+
+
+def embed_unique(model, keys, load):
+    """Tower features for each distinct key, computed once: {key: row}, features."""
+    unique = sorted(set(keys))
+    feats = model.embed([load(k) for k in unique])
+    return {k: i for i, k in enumerate(unique)}, feats
+
+
+def verification_report(distances, labels, folds):
+    d, y = np.asarray(distances), np.asarray(labels)
+    acc, threshold = metrics.best_accuracy(d, y)
+    eer, eer_threshold = metrics.equal_error_rate(d, y)
+    kmean, kstd, per_fold = metrics.kfold_accuracy(d, y, folds)
+    return {"pairs": int(len(y)), "same_pairs": int((y == 0).sum()),
+            "auc": metrics.roc_auc(d, y), "eer": eer, "eer_threshold": eer_threshold,
+            "best_accuracy": acc, "best_threshold": threshold,
+            "kfold_accuracy_mean": kmean, "kfold_accuracy_std": kstd, "folds": len(per_fold),
+            "tar_at_far_1e-2": metrics.tar_at_far(d, y, 1e-2),
+            "tar_at_far_1e-3": metrics.tar_at_far(d, y, 1e-3),
+            "mean_distance_same": float(d[y == 0].mean()),
+            "mean_distance_different": float(d[y == 1].mean())}
+
+
+def save_plots(out_dir, distances, labels, report):
+    """roc.png and distances.png, when matplotlib is installed (an optional extra)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logging.warning("matplotlib not installed: no PNG plots (pip install matplotlib)")
+        return []
+    d, y = np.asarray(distances), np.asarray(labels)
+    far, tar, _ = metrics.roc(d, y)
+    written = []
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(far, tar, lw=2, label="AUC %.3f" % report["auc"])
+    ax.plot([0, 1], [0, 1], "k--", lw=1)
+    ax.set_xlabel("false accept rate (different pairs called same)")
+    ax.set_ylabel("true accept rate (same pairs called same)")
+    ax.set_title("ROC, %d pairs" % len(y))
+    ax.legend(loc="lower right")
+    written.append(_save(fig, out_dir, "roc.png"))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.linspace(d.min(), d.max(), 50)
+    ax.hist(d[y == 0], bins, alpha=0.6, label="same (0)")
+    ax.hist(d[y == 1], bins, alpha=0.6, label="different (1)")
+    ax.axvline(report["best_threshold"], color="k", ls="--",
+               label="threshold %.3f (acc %.3f)" % (report["best_threshold"], report["best_accuracy"]))
+    ax.set_xlabel("distance Dw")
+    ax.set_ylabel("pairs")
+    ax.legend()
+    written.append(_save(fig, out_dir, "distances.png"))
+    plt.close("all")
+    return written
+
+
+def _save(fig, out_dir, name):
+    path = os.path.join(out_dir, name)
+    tmp = os.path.join(out_dir, "." + name + ".tmp")
+    fig.tight_layout()
+    fig.savefig(tmp, format="png", dpi=100)
+    os.replace(tmp, path)
+    return path
+
+
+def write_pr_curve(out_dir, distances, labels, step):
+    """A TensorBoard PR curve of "same" with score 1 - Dw / max(Dw)."""
+    from tensorboard.plugins.pr_curve import summary as pr_summary
+
+    d = np.asarray(distances, np.float64)
+    score = 1 - d / max(d.max(), 1e-12)
+    with tf.Graph().as_default():
+        summary = pr_summary.op("verification", tf.constant(np.asarray(labels) == 0),
+                                tf.constant(score, tf.float32), num_thresholds=201)
+        with tf.compat.v1.Session() as sess:
+            proto = sess.run(summary)
+    writer = tf.compat.v1.summary.FileWriter(out_dir)
+    writer.add_summary(proto, step or 0)
+    writer.close()
+
+
+def verify_pairs(model, pairs, load, out_dir, source):
+    keys = [p for a, b, _, _ in pairs for p in (a, b)]
+    index, feats = embed_unique(model, keys, load)
+    fa = feats[[index[a] for a, _, _, _ in pairs]]
+    fb = feats[[index[b] for _, b, _, _ in pairs]]
+    distances = model.distance(fa, fb)
+    labels = [y for _, _, y, _ in pairs]
+    folds = [f for _, _, _, f in pairs]
+    report = verification_report(distances, labels, folds)
+    report.update(source=source, checkpoint=model.checkpoint, distinct_photos=len(index),
+                  crop=list(model.crop))
+    os.makedirs(out_dir, exist_ok=True)
+    report["plots"] = save_plots(out_dir, distances, labels, report)
+    write_pr_curve(out_dir, distances, labels, model.step)
+    tmp = os.path.join(out_dir, ".report.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(report, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, os.path.join(out_dir, "report.json"))
+    return report, distances
+
+
+def episode_pool(items, k, n):
+    """Identities with at least k + 1 photos for K-shot N-way episodes: (ids, {id: [keys]})."""
+    by_id = {}
+    for key, identity in items:
+        by_id.setdefault(identity, []).append(key)
+    eligible = sorted(i for i, ks in by_id.items() if len(ks) >= k + 1)
+    if len(eligible) < n:
+        raise UserError("%d-shot %d-way needs %d identities with %d photos; there are %d"
+                        % (k, n, n, k + 1, len(eligible)))
+    return eligible, by_id
+
+
+def main(argv):
+    del argv
+    tf.compat.v1.disable_eager_execution()
+    if not FLAGS.checkpoint_dir:
+        raise UserError("--checkpoint_dir is required")
+    sources = [bool(FLAGS.pairs), bool(FLAGS.records_dir), bool(FLAGS.folder)]
+    if sum(sources) != 1:
+        raise UserError("give one of --pairs, --records_dir or --folder")
+    if FLAGS.folder and not FLAGS.kshot:
+        raise UserError("--folder goes with --kshot (verification pairs come from --pairs or --records_dir)")
+    model = inference.Model(FLAGS.checkpoint_dir, FLAGS.crop)
+    if FLAGS.kshot:
+        report = run_kshot(model)
+        print(json.dumps(report, indent=1))
+        return
+    if FLAGS.records_dir:
+        photos = records_photos(FLAGS.records_dir, FLAGS.split)
+        data = {name: enc for name, _, enc in photos}
+        pairs = pair_lists.balanced_from_identities([p[0] for p in photos], [p[1] for p in photos],
+                                                    FLAGS.num_pairs, FLAGS.pairs_seed, FLAGS.folds)
+        load = data.get  # records hold RGB JPEG bytes, decoded in the graph as in training
+        source = "%s:%s" % (FLAGS.records_dir, FLAGS.split)
+        default_out = "eval-%s-%s" % (os.path.basename(os.path.normpath(FLAGS.records_dir)), FLAGS.split)
+    else:
+        read = pair_lists.read_lfw if FLAGS.pairs_format == "lfw" else pair_lists.read_list
+        pairs = read(FLAGS.pairs, FLAGS.image_root)
+        pair_lists.check_photos(pairs)
+        load = inference.load_photo
+        source = FLAGS.pairs
+        default_out = "eval-%s" % os.path.splitext(os.path.basename(FLAGS.pairs))[0]
+    out_dir = FLAGS.output_dir or os.path.join(FLAGS.checkpoint_dir, default_out)
+    report, _ = verify_pairs(model, pairs, load, out_dir, source)
+    if FLAGS.calibrate:
+        report["threshold_file"] = model.save_threshold(report["best_threshold"], source)
+    report["output_dir"] = out_dir
+    print(json.dumps(report, indent=1))
+
+
+def run_kshot(model):
+    """K-shot N-way identification: each episode draws N identities with K + 1
+    photos, enrolls K of each and classifies the other one of each to the
+    identity with the smallest mean distance. Mean and std over episodes."""
+    if FLAGS.folder:
+        items = folder_photos(FLAGS.folder)
+        load = inference.load_photo
+        source = FLAGS.folder
+    elif FLAGS.records_dir:
+        photos = records_photos(FLAGS.records_dir, FLAGS.split)
+        data = {name: enc for name, _, enc in photos}
+        items = [(name, identity) for name, identity, _ in photos]
+        load = data.get  # records hold RGB JPEG bytes, decoded in the graph as in training
+        source = "%s:%s" % (FLAGS.records_dir, FLAGS.split)
+    else:
+        raise UserError("--kshot needs --folder or --records_dir")
+    k, n = FLAGS.kshot, FLAGS.nway
+    eligible, by_id = episode_pool(items, k, n)
+    keys = [key for i in eligible for key in by_id[i]]
+    index, feats = embed_unique(model, keys, load)
+    rng = np.random.RandomState(FLAGS.pairs_seed)
+    accs = []
+    for _ in range(FLAGS.episodes):
+        ids = rng.choice(len(eligible), n, replace=False)
+        support, queries = [], []
+        for c, i in enumerate(ids):
+            photos = by_id[eligible[i]]
+            pick = rng.choice(len(photos), k + 1, replace=False)
+            support += [(c, index[photos[j]]) for j in pick[:k]]
+            queries.append((c, index[photos[pick[k]]]))
+        qa = np.repeat([q for _, q in queries], len(support))
+        sb = np.tile([s for _, s in support], len(queries))
+        d = model.distance(feats[qa], feats[sb]).reshape(len(queries), n, k).mean(axis=2)
+        accs.append(float(np.mean(d.argmin(axis=1) == np.arange(n))))
+    return {"source": source, "kshot": k, "nway": n, "episodes": FLAGS.episodes,
+            "identities": len(eligible), "accuracy_mean": float(np.mean(accs)),
+            "accuracy_std": float(np.std(accs)), "chance": 1.0 / n, "checkpoint": model.checkpoint}
+
+
+if __name__ == "__main__":
+    app.run(run_main(main))

@@ -1,0 +1,223 @@
+"""Metrics, pair-list parsing, and restoring a checkpoint to evaluate, score, enroll and export."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from siamese_graph import metrics, pair_lists
+from siamese_graph.errors import UserError
+from tests.conftest import face, run_cli
+
+v1 = tf.compat.v1
+
+
+# --- metrics ---------------------------------------------------------------------------
+
+
+def test_eer_tar_at_far_and_kfold_hand_cases():
+    d = np.array([0.1, 0.2, 0.3, 0.4, 0.15, 0.35, 0.5, 0.6])
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    # sorted: .1s .15d .2s .3s .35d .4s .5d .6d; different pairs above each same one: 4+3+3+2
+    assert metrics.roc_auc(d, y) == pytest.approx(12 / 16)
+    eer, _ = metrics.equal_error_rate(d, y)
+    assert eer == pytest.approx(0.25)
+    assert metrics.tar_at_far(d, y, 0.0) == 0.25  # before the first different pair: one same
+    assert metrics.tar_at_far(d, y, 0.25) == 0.75
+    acc, thr = metrics.best_accuracy(d, y)
+    assert acc == 0.75 and thr == pytest.approx(0.325)  # 6 of 8 right; midway from .3 to .35
+    # fold 0 = pairs 0-3 and fold 1 = 4-7 both hold a mix; thresholds come from the other fold
+    folds = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    mean, std, per = metrics.kfold_accuracy(d, y, folds)
+    for f in (0, 1):
+        _, t = metrics.best_accuracy(d[folds != f], y[folds != f])
+        assert per[f] == metrics.accuracy_at(d[folds == f], y[folds == f], t)
+    assert mean == pytest.approx(np.mean(per)) and std == pytest.approx(np.std(per))
+
+
+def test_perfect_separation():
+    d, y = [0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]
+    assert metrics.equal_error_rate(d, y)[0] == 0.0
+    assert metrics.tar_at_far(d, y, 1e-3) == 1.0
+    assert metrics.kfold_accuracy(d, y, [0, 1, 0, 1])[0] == 1.0
+
+
+# --- pair lists --------------------------------------------------------------------------
+
+
+def make_lfw(root, people=("Ann_A", "Bob_B", "Cid_C"), photos=3):
+    for i, name in enumerate(people):
+        os.makedirs(root / name)
+        for k in range(1, photos + 1):
+            face(i, k).save(root / name / ("%s_%04d.jpg" % (name, k)))
+
+
+def test_lfw_pairs_parsing(tmp_path):
+    make_lfw(tmp_path / "lfw")
+    text = "2\t2\nAnn_A\t1\t2\nBob_B\t1\t3\nAnn_A\t1\tBob_B\t2\nCid_C\t3\tAnn_A\t2\n" \
+           "Cid_C\t1\t2\nBob_B\t2\t3\nBob_B\t1\tCid_C\t1\nAnn_A\t3\tCid_C\t2\n"
+    (tmp_path / "pairs.txt").write_text(text)
+    pairs = pair_lists.read_lfw(str(tmp_path / "pairs.txt"), str(tmp_path / "lfw"))
+    assert len(pairs) == 8
+    assert [y for _, _, y, _ in pairs] == [0, 0, 1, 1, 0, 0, 1, 1]
+    assert [f for *_, f in pairs] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert pairs[2][0].endswith("lfw/Ann_A/Ann_A_0001.jpg") and pairs[2][1].endswith("lfw/Bob_B/Bob_B_0002.jpg")
+    pair_lists.check_photos(pairs)
+    (tmp_path / "bad.txt").write_text(text.replace("2\t2\n", "2\t3\n"))
+    with pytest.raises(UserError, match="header says 2 folds of 3 .* the file has 8 pair lines"):
+        pair_lists.read_lfw(str(tmp_path / "bad.txt"), str(tmp_path / "lfw"))
+    (tmp_path / "bad2.txt").write_text(text.replace("Bob_B\t1\t3", "Bob_B\t1"))
+    with pytest.raises(UserError, match=r"bad2.txt:3: expected 'name i j'"):
+        pair_lists.read_lfw(str(tmp_path / "bad2.txt"), str(tmp_path / "lfw"))
+    (tmp_path / "missing.txt").write_text("1\t1\nAnn_A\t1\t9\nAnn_A\t1\tBob_B\t2\n")
+    with pytest.raises(UserError, match="Ann_A_0009.jpg: photo in the pairs file not found"):
+        pair_lists.check_photos(pair_lists.read_lfw(str(tmp_path / "missing.txt"), str(tmp_path / "lfw")))
+
+
+def test_list_pairs_and_balanced_lists(tmp_path):
+    (tmp_path / "l.txt").write_text("a.jpg b.jpg 0\nc.jpg d.jpg 1\nx y 2\n")
+    with pytest.raises(UserError, match=r"l.txt:3: expected"):
+        pair_lists.read_list(str(tmp_path / "l.txt"), "/root")
+    names = ["p%d" % i for i in range(12)]
+    ids = [0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 4, 5]
+    a = pair_lists.balanced_from_identities(names, ids, 200, seed=3)
+    assert a == pair_lists.balanced_from_identities(names, ids, 200, seed=3)
+    ident = dict(zip(names, ids))
+    assert sum(y == 0 for *_, y, _ in a) == 100
+    for x, z, y, _ in a:
+        assert (ident[x] != ident[z]) == bool(y) and (y == 1 or x != z)
+
+
+# --- restore, evaluate, score, gallery, export (end to end) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_records, tmp_path_factory):
+    """A few training steps on synthetic records with the absdiff head (its dense layer
+    must be restored too); returns (records_dir, train_dir)."""
+    train_dir = str(tmp_path_factory.mktemp("run") / "absdiff")
+    r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % train_dir,
+                "--image_size=32", "--batch_size=8", "--max_steps=25", "--head=absdiff",
+                "--validate_every_n_steps=0", "--lr_schedule=constant", "--shuffle_buffer=64")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return synthetic_records[0], train_dir
+
+
+def training_graph_distances(records_dir, train_dir):
+    """Distances of the first eval pairs computed in a training-style graph."""
+    from siamese_graph import pairs, siamese
+    from siamese_graph.nets import nets_factory
+
+    with tf.Graph().as_default():
+        ds = pairs.pair_dataset(records_dir, "train", 8, 32, "celeba", augment=False, seed=1)
+        b = v1.data.make_one_shot_iterator(ds).get_next()
+        fn = nets_factory.get_network_fn("convnet", 32)
+        fa, fb = siamese.towers(b["image_a"], b["image_b"], fn, False)
+        dw = siamese.distance(fa, fb, "absdiff", 128)
+        with v1.Session() as sess:
+            v1.train.Saver().restore(sess, tf.train.latest_checkpoint(train_dir))
+            return sess.run([dw, b["filename_a"], b["filename_b"]])
+
+
+def test_score_agrees_with_training_graph(trained, tmp_path):
+    records_dir, train_dir = trained
+    dw, fa, fb = training_graph_distances(records_dir, train_dir)
+    src = os.path.join(os.path.dirname(records_dir), "src", "img_align_celeba")
+    with open(tmp_path / "pairs.txt", "w") as f:
+        for a, b in zip(fa, fb):
+            f.write("%s %s\n" % (a.decode(), b.decode()))
+    r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % train_dir, "--pairs=%s" % (tmp_path / "pairs.txt"),
+                "--image_root=%s" % src, "--format=json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = [p["distance"] for p in json.loads(r.stdout)["pairs"]]
+    np.testing.assert_allclose(got, dw, rtol=1e-3, atol=1e-4)
+    one = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % train_dir,
+                  os.path.join(src, fa[0].decode()), os.path.join(src, fb[0].decode()))
+    assert one.returncode == 0 and one.stdout.startswith("distance %.4f" % dw[0])
+
+
+def test_evaluate_records_calibrate_then_score_uses_threshold(trained, tmp_path):
+    records_dir, train_dir = trained
+    out = tmp_path / "eval"
+    r = run_cli("siamese_graph.evaluate", "--checkpoint_dir=%s" % train_dir, "--records_dir=%s" % records_dir,
+                "--split=train", "--num_pairs=200", "--calibrate", "--output_dir=%s" % out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(r.stdout)
+    assert report["pairs"] == 200 and report["same_pairs"] == 100 and report["folds"] == 10
+    assert report["distinct_photos"] <= 37
+    assert 0 <= report["auc"] <= 1 and 0.5 <= report["best_accuracy"] <= 1
+    saved = json.load(open(tmp_path / "eval" / "report.json"))
+    assert saved["auc"] == report["auc"]
+    assert any(n.startswith("events.out.tfevents") for n in os.listdir(out))
+    thr = json.load(open(os.path.join(train_dir, "threshold.json")))["threshold"]
+    assert thr == report["best_threshold"]
+    src = os.path.join(os.path.dirname(records_dir), "src", "img_align_celeba")
+    one = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % train_dir,
+                  os.path.join(src, "000001.jpg"), os.path.join(src, "000002.jpg"))
+    assert one.returncode == 0
+    d = float(one.stdout.split()[1])
+    assert one.stdout.split()[2] == ("same" if d <= thr else "different")
+
+
+def test_kshot_gallery_and_export_on_a_folder(trained, tmp_path):
+    _, train_dir = trained
+    people = tmp_path / "people"
+    for i in range(4):
+        (people / ("p%d" % i)).mkdir(parents=True)
+        for k in range(3):
+            face(50 + i, k).save(people / ("p%d" % i) / ("%d.png" % k))
+    r = run_cli("siamese_graph.evaluate", "--checkpoint_dir=%s" % train_dir, "--folder=%s" % people,
+                "--kshot=1", "--nway=3", "--episodes=20")
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.loads(r.stdout)
+    assert rep["identities"] == 4 and 0 <= rep["accuracy_mean"] <= 1 and rep["chance"] == pytest.approx(1 / 3)
+    g = tmp_path / "g.npz"
+    r = run_cli("siamese_graph.gallery", "--checkpoint_dir=%s" % train_dir, "--enroll=%s" % people,
+                "--k=2", "--gallery=%s" % g, "--threshold=1e9", str(people / "p2" / "2.png"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout.splitlines()[0]) == {"gallery": str(g), "people": 4, "photos": 8}
+    line = r.stdout.splitlines()[1].split("\t")
+    assert line[1] in {"p0", "p1", "p2", "p3"}
+    r = run_cli("siamese_graph.gallery", "--checkpoint_dir=%s" % train_dir, "--gallery=%s" % g,
+                "--threshold=0", str(people / "p2" / "2.png"))
+    assert r.returncode == 0 and r.stdout.split("\t")[1] == "unknown"
+    r = run_cli("siamese_graph.export", "--checkpoint_dir=%s" % train_dir, "--folder=%s" % people,
+                "--output_dir=%s" % (tmp_path / "emb"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    emb = np.load(tmp_path / "emb" / "embeddings.npy")
+    assert emb.shape == (12, 64)  # convnet at 32x32: (32/16)^2 * 64
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, rtol=1e-4)
+    meta = (tmp_path / "emb" / "metadata.tsv").read_text().splitlines()
+    assert meta[0] == "person\tfile" and len(meta) == 13 and meta[1].startswith("p0\t")
+
+
+def test_bad_inputs_one_line(trained, tmp_path):
+    records_dir, train_dir = trained
+    cases = [
+        (["--checkpoint_dir=%s" % tmp_path, "--records_dir=%s" % records_dir], "no checkpoint in this folder"),
+        (["--checkpoint_dir=%s" % train_dir, "--pairs=%s" % (tmp_path / "none.txt")], "pairs file not found"),
+    ]
+    for args, needle in cases:
+        r = run_cli("siamese_graph.evaluate", *args)
+        assert r.returncode == 1 and needle in r.stderr.strip().splitlines()[-1], r.stderr[-2000:]
+        assert "Traceback" not in r.stderr
+    (tmp_path / "notaphoto.jpg").write_text("hello")
+    r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % train_dir, str(tmp_path / "notaphoto.jpg"),
+                str(tmp_path / "notaphoto.jpg"))
+    assert r.returncode == 1 and "notaphoto.jpg: unreadable photo" in r.stderr.strip().splitlines()[-1]
+    (tmp_path / "p.txt").write_text("only_one_path\n")
+    r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % train_dir, "--pairs=%s" % (tmp_path / "p.txt"))
+    assert r.returncode == 1 and "p.txt:1: expected 'path_a path_b'" in r.stderr.strip().splitlines()[-1]
+    # a checkpoint whose variables do not match its model.json
+    bad = tmp_path / "bad_run"
+    bad.mkdir()
+    for n in os.listdir(train_dir):
+        if n.startswith(("model.ckpt", "checkpoint")):
+            os.symlink(os.path.join(train_dir, n), bad / n)
+    cfg = json.load(open(os.path.join(train_dir, "model.json")))
+    cfg["net"] = "densenet121"
+    (bad / "model.json").write_text(json.dumps(cfg))
+    r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % bad, str(tmp_path / "notaphoto.jpg"),
+                str(tmp_path / "notaphoto.jpg"))
+    assert r.returncode == 1 and "checkpoint variables do not match model.json" in r.stderr.strip().splitlines()[-1]
