@@ -19,5 +19,6 @@ setup(
         "absl-py",
         "pillow",
     ],
-    extras_require={"test": ["pytest"]},
+    # matplotlib only draws evaluate's ROC and distance-histogram PNGs.
+    extras_require={"plots": ["matplotlib"], "test": ["pytest", "matplotlib"]},
 )

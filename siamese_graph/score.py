@@ -26,7 +26,7 @@ define("string", "image_root", "", "Folder the pairs file's photos are relative 
 flags.DEFINE_string("pairs", None, "File of pairs, one per line: path_a path_b [anything else ignored].")
 flags.DEFINE_enum("format", "tsv", ["tsv", "json"], "Output format for --pairs.")
 flags.DEFINE_string("output", None, "Write the scores here instead of stdout (written atomically).")
-flags.DEFINE_float("threshold", None, "Override the calibrated threshold.")
+define("float", "threshold", None, "Override the calibrated threshold.")
 FLAGS = flags.FLAGS
 
 

@@ -147,6 +147,9 @@ def test_evaluate_records_calibrate_then_score_uses_threshold(trained, tmp_path)
     assert report["pairs"] == 200 and report["same_pairs"] == 100 and report["folds"] == 10
     assert report["distinct_photos"] <= 37
     assert 0 <= report["auc"] <= 1 and 0.5 <= report["best_accuracy"] <= 1
+    assert sorted(os.path.basename(p) for p in report["plots"]) == ["distances.png", "roc.png"]
+    from PIL import Image
+    assert Image.open(out / "roc.png").size[0] >= 400
     saved = json.load(open(tmp_path / "eval" / "report.json"))
     assert saved["auc"] == report["auc"]
     assert any(n.startswith("events.out.tfevents") for n in os.listdir(out))
