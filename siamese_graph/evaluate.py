@@ -51,12 +51,21 @@ def records_photos(records_dir, split):
     if split not in manifest["splits"]:
         raise UserError("%s: no '%s' split" % (records_dir, split))
     files = [os.path.join(records_dir, s["file"]) for s in manifest["splits"][split]["shards"]]
-    ds = tf.data.TFRecordDataset(files).map(records.parse_example)
-    try:
-        return [(e["image/filename"].decode(), int(e["image/identity"]), e["image/encoded"])
-                for e in ds.as_numpy_iterator()]
-    except tf.errors.DataLossError as e:
-        raise UserError("%s: corrupt shard (%s)" % (records_dir, e.message.splitlines()[0]))
+    out = []
+    with tf.Graph().as_default():
+        ds = tf.data.TFRecordDataset(files).map(records.parse_example).batch(256)
+        nxt = tf.compat.v1.data.make_one_shot_iterator(ds).get_next()
+        with tf.compat.v1.Session() as sess:
+            try:
+                while True:
+                    e = sess.run(nxt)
+                    out += [(f.decode(), int(i), enc) for f, i, enc in
+                            zip(e["image/filename"], e["image/identity"], e["image/encoded"])]
+            except tf.errors.OutOfRangeError:
+                pass
+            except tf.errors.DataLossError as e:
+                raise UserError("%s: corrupt shard (%s)" % (records_dir, e.message.splitlines()[0]))
+    return out
 
 
 def folder_photos(folder):
@@ -138,20 +147,42 @@ def _save(fig, out_dir, name):
     return path
 
 
-def write_pr_curve(out_dir, distances, labels, step):
-    """A TensorBoard PR curve of "same" with score 1 - Dw / max(Dw)."""
-    from tensorboard.plugins.pr_curve import summary as pr_summary
+def write_pr_curve(out_dir, distances, labels, step, num_thresholds=201):
+    """A TensorBoard PR curve of "same" with score 1 - Dw / max(Dw).
 
+    Written as the pr_curves plugin's tensor summary ([6, T]: TP, FP, TN, FN,
+    precision, recall per threshold) without importing tensorboard, which
+    tensorflow-cpu does not install.
+    """
     d = np.asarray(distances, np.float64)
     score = 1 - d / max(d.max(), 1e-12)
-    with tf.Graph().as_default():
-        summary = pr_summary.op("verification", tf.constant(np.asarray(labels) == 0),
-                                tf.constant(score, tf.float32), num_thresholds=201)
-        with tf.compat.v1.Session() as sess:
-            proto = sess.run(summary)
+    positive = np.asarray(labels) == 0
+    thresholds = np.linspace(0, 1, num_thresholds)
+    called = score[None, :] >= thresholds[:, None]
+    tp = (called & positive).sum(1).astype(np.float32)
+    fp = (called & ~positive).sum(1).astype(np.float32)
+    fn = positive.sum() - tp
+    tn = (~positive).sum() - fp
+    precision = tp / np.maximum(tp + fp, 1)
+    recall = tp / np.maximum(tp + fn, 1)
+    data = np.stack([tp, fp, tn, fn, precision, recall]).astype(np.float32)
+    content = b"\x10" + _varint(num_thresholds)  # PrCurvePluginData{num_thresholds}
+    metadata = tf.compat.v1.SummaryMetadata(
+        plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="pr_curves", content=content))
+    summary = tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(
+        tag="verification/pr_curves", metadata=metadata, tensor=tf.make_tensor_proto(data))])
     writer = tf.compat.v1.summary.FileWriter(out_dir)
-    writer.add_summary(proto, step or 0)
+    writer.add_summary(summary, step or 0)
     writer.close()
+
+
+def _varint(n):
+    out = b""
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
 
 
 def verify_pairs(model, pairs, load, out_dir, source):

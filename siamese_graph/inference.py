@@ -61,7 +61,8 @@ class Model:
         self.batch_size = batch_size
         tower_fn = nets_factory.get_network_fn(c["net"], c["image_size"], growth_rate=c["growth_rate"],
                                                theta=c["theta"], embedding_size=c["embedding_size"],
-                                               convnet_width=c.get("convnet_width", 1.0))
+                                               convnet_width=c.get("convnet_width", 1.0),
+                                               convnet_embedding=c.get("convnet_embedding", 0))
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.photo = v1.placeholder(tf.uint8, [None, None, 3], "photo")

@@ -39,6 +39,7 @@ define("enum", "head", "absdiff", "absdiff: |f_a - f_b| -> dense; euclidean: ||f
 flags.DEFINE_integer("head_units", 128, "absdiff head: units of the dense layer.")
 flags.DEFINE_bool("l2_normalize", True, "L2-normalize tower features (fixes the margin's scale).")
 flags.DEFINE_float("convnet_width", 1.0, "convnet: filter multiplier (1: 16-32-64-128, 2: 32-64-128-256).")
+flags.DEFINE_integer("convnet_embedding", 0, "convnet: a linear dense embedding of this size on top (0: the 1024 features).")
 flags.DEFINE_integer("embedding_size", 32, "densenet121: size of the final embedding.")
 flags.DEFINE_integer("growth_rate", 32, "densenet121: growth rate k.")
 flags.DEFINE_float("theta", 0.5, "densenet121: compression factor in (0, 1].")
@@ -65,7 +66,8 @@ flags.DEFINE_integer("val_pairs", 2000, "Pairs in each validation.")
 FLAGS = flags.FLAGS
 
 MODEL_FILE = "model.json"
-MODEL_KEYS = ("net", "head", "head_units", "l2_normalize", "convnet_width", "embedding_size",
+MODEL_KEYS = ("net", "head", "head_units", "l2_normalize", "convnet_width", "convnet_embedding",
+              "embedding_size",
               "growth_rate", "theta", "epsilon", "image_size", "crop")
 
 
@@ -104,7 +106,8 @@ def prepare_train_dir(train_dir, config):
         saved = None
         if os.path.exists(path):
             with open(path) as f:
-                saved = {k: json.load(f).get(k) for k in MODEL_KEYS}
+                saved_all = json.load(f)
+            saved = {k: saved_all.get(k) for k in MODEL_KEYS}
         if saved != config:
             diff = ", ".join("--%s=%s (saved: %s)" % (k, config[k], (saved or {}).get(k))
                              for k in MODEL_KEYS if (saved or {}).get(k) != config[k])
@@ -255,7 +258,8 @@ def train():
     tower_fn = nets_factory.get_network_fn(FLAGS.net, FLAGS.image_size, FLAGS.weight_decay,
                                            growth_rate=FLAGS.growth_rate, theta=FLAGS.theta,
                                            embedding_size=FLAGS.embedding_size,
-                                           convnet_width=FLAGS.convnet_width)
+                                           convnet_width=FLAGS.convnet_width,
+                                           convnet_embedding=FLAGS.convnet_embedding)
     for d in records_dirs:
         pairs.SplitInfo(d, FLAGS.split)  # fails early, in one line, on bad records
     val_dir = FLAGS.val_records_dir or records_dirs[0]

@@ -189,7 +189,7 @@ def test_kshot_gallery_and_export_on_a_folder(trained, tmp_path):
                 "--output_dir=%s" % (tmp_path / "emb"))
     assert r.returncode == 0, r.stderr[-3000:]
     emb = np.load(tmp_path / "emb" / "embeddings.npy")
-    assert emb.shape == (12, 64)  # convnet at 32x32: (32/16)^2 * 64
+    assert emb.shape == (12, 256)  # convnet at 32x32: (32/16)^2 * 64
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, rtol=1e-4)
     meta = (tmp_path / "emb" / "metadata.tsv").read_text().splitlines()
     assert meta[0] == "person\tfile" and len(meta) == 13 and meta[1].startswith("p0\t")

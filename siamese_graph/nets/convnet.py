@@ -3,7 +3,9 @@
 Four blocks of (3x3 conv, batch norm, ReLU, 2x2 max pool) with 16, 32, 64 and
 128 filters (times --convnet_width), then a fifth (3x3 conv to 64 filters, batch norm, ReLU) without
 pooling: 64x64 -> 4x4x64 = 1024 features, the article's size. Other input
-sizes (multiples of 16) give (S/16)^2 * 64 features. Width 1 is about 17M
+sizes (multiples of 16) give (S/16)^2 * 64 features. --convnet_embedding=N adds a
+linear dense layer to N units on top (the Euclidean head then compares
+embeddings whose components can be negative, not ReLU outputs). Width 1 is about 17M
 multiply-adds an image at 64x64: a 64-pair training step takes ~0.3 s on this
 2-core CPU; width 2 (32-64-128-256) is 3.7x the arithmetic and ~4x slower.
 """
@@ -16,8 +18,9 @@ LAST_FILTERS = 64
 MIN_IMAGE_SIZE = 16
 
 
-def convnet(images, training, weight_decay=0.0, width=1.0):
-    """[B, S, S, 3] float -> [B, (S/16)^2 * 64] float (1024 at S=64)."""
+def convnet(images, training, weight_decay=0.0, width=1.0, embedding_size=0):
+    """[B, S, S, 3] float -> [B, (S/16)^2 * 64] float (1024 at S=64), or with
+    embedding_size > 0 a linear dense layer on top: [B, embedding_size]."""
     x = images
     for i, filters in enumerate(FILTERS):
         x = layers.conv2d(x, max(1, int(filters * width)), 3, scope="conv%d" % (i + 1), weight_decay=weight_decay)
@@ -25,4 +28,7 @@ def convnet(images, training, weight_decay=0.0, width=1.0):
         x = layers.max_pool(x)
     x = layers.conv2d(x, LAST_FILTERS, 3, scope="conv5", weight_decay=weight_decay)
     x = tf.nn.relu(layers.batch_norm(x, training, scope="bn5"))
-    return layers.flatten(x)
+    x = layers.flatten(x)
+    if embedding_size:  # linear: ReLU features alone live in the positive orthant
+        x = layers.dense(x, embedding_size, scope="embedding", weight_decay=weight_decay)
+    return x

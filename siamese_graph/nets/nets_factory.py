@@ -14,7 +14,7 @@ def get_network_fn(name, image_size, weight_decay=0.0, **kwargs):
     """Returns tower(images [B, S, S, 3], training: bool) -> features [B, D].
 
     kwargs go to the net (densenet121: growth_rate, theta, embedding_size; convnet:
-    convnet_width).
+    convnet_width, convnet_embedding).
     Raises UserError for an unknown name or an image size the net cannot take.
     """
     if name not in NETS:
@@ -28,6 +28,8 @@ def get_network_fn(name, image_size, weight_decay=0.0, **kwargs):
         if not 0 < theta <= 1:
             raise UserError("--theta=%g: the compression factor must be in (0, 1]" % theta)
         kwargs.pop("convnet_width", None)
+        kwargs.pop("convnet_embedding", None)
     else:
-        kwargs = {"width": kwargs.get("convnet_width", 1.0)}
+        kwargs = {"width": kwargs.get("convnet_width", 1.0),
+                  "embedding_size": kwargs.get("convnet_embedding", 0)}
     return functools.partial(fn, weight_decay=weight_decay, **kwargs)
