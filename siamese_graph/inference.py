@@ -63,6 +63,7 @@ class Model:
                                                theta=c["theta"], embedding_size=c["embedding_size"],
                                                convnet_width=c.get("convnet_width", 1.0),
                                                convnet_embedding=c.get("convnet_embedding", 0))
+        v1.logging.set_verbosity(v1.logging.ERROR)  # "Restoring parameters from" noise
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.photo = v1.placeholder(tf.uint8, [None, None, 3], "photo")

@@ -91,9 +91,16 @@ def balanced_from_identities(names, identities, num_pairs, seed=0, folds=10):
 
 
 def _deal_folds(pairs, folds=10):
+    """Pairs without folds are dealt round-robin, same and different pairs
+    separately, so every fold holds both in the list's proportion."""
     if all(f is not None for *_, f in pairs):
         return pairs
-    return [(a, b, y, k % folds) for k, (a, b, y, _) in enumerate(pairs)]
+    seen = [0, 0]
+    out = []
+    for a, b, y, _ in pairs:
+        out.append((a, b, y, seen[y] % folds))
+        seen[y] += 1
+    return out
 
 
 def _lines(path):

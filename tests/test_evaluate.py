@@ -85,6 +85,9 @@ def test_list_pairs_and_balanced_lists(tmp_path):
     assert a == pair_lists.balanced_from_identities(names, ids, 200, seed=3)
     ident = dict(zip(names, ids))
     assert sum(y == 0 for *_, y, _ in a) == 100
+    for fold in range(10):  # every fold balanced
+        assert [y for *_, y, f in a if f == fold].count(0) == 10
+        assert [y for *_, y, f in a if f == fold].count(1) == 10
     for x, z, y, _ in a:
         assert (ident[x] != ident[z]) == bool(y) and (y == 1 or x != z)
 
