@@ -115,14 +115,6 @@ def plan_shards(listing, num_shards, seed):
     return plan
 
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write_json(path, obj):
     tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
     with open(tmp, "w") as f:
@@ -168,7 +160,7 @@ def write_shard(task):
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     entry = {"file": name, "records": sum(c for _, c in written), "bytes": os.path.getsize(tmp),
-             "sha256": _sha256(tmp), "identities": written, "skipped": skipped}
+             "sha256": records.sha256(tmp), "identities": written, "skipped": skipped}
     os.replace(tmp, final)
     _write_json(os.path.join(out_dir, PROGRESS_DIR, name + ".json"), entry)
     return entry
@@ -217,7 +209,7 @@ def _prepare_output(out_dir, fingerprint, overwrite):
         if name.endswith(".tfrecord") and os.path.exists(side):
             with open(side) as f:
                 entry = json.load(f)
-            if entry["bytes"] == os.path.getsize(path) and entry["sha256"] == _sha256(path):
+            if entry["bytes"] == os.path.getsize(path) and entry["sha256"] == records.sha256(path):
                 done[name] = entry
     return done
 
@@ -330,7 +322,7 @@ def verify(records_dir):
     for split in manifest["splits"].values():
         for shard in split["shards"]:
             path = os.path.join(records_dir, shard["file"])
-            if _sha256(path) != shard["sha256"]:
+            if records.sha256(path) != shard["sha256"]:
                 raise UserError("%s: checksum differs from the manifest" % path)
             expected = [i for i, c in shard["identities"] for _ in range(c)]
             ds = tf.data.TFRecordDataset(path).map(records.parse_example)

@@ -85,15 +85,9 @@ class SplitInfo:
 
     def find_corrupt_shard(self):
         """The first shard whose bytes differ from the manifest's checksum, or None."""
-        import hashlib
-
         for shard in self.shards:
             path = os.path.join(self.records_dir, shard["file"])
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            if h.hexdigest() != shard["sha256"]:
+            if records.sha256(path) != shard["sha256"]:
                 return path
         return None
 

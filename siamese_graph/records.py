@@ -9,6 +9,7 @@ Features (TF-Slim's names):
   image/identity       int64   contiguous identity index (see labels.txt)
   image/identity_name  bytes   the source's own identity (CelebA's number, a folder name)
 """
+import hashlib
 import json
 import os
 
@@ -98,3 +99,12 @@ def load_manifest(records_dir):
                 raise UserError("%s: %d bytes but the manifest says %d: manifest and shards disagree"
                                 % (shard_path, os.path.getsize(shard_path), shard["bytes"]))
     return manifest
+
+
+def sha256(path):
+    """Hex sha256 of a file (shard checksums in the manifest)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
