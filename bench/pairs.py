@@ -28,6 +28,19 @@ sys.path.insert(0, REPO)
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
 
 
+def _timed_rate(nxt, n, batch):
+    """Items/s over n // batch runs of nxt after three warm-up runs."""
+    import tensorflow as tf
+
+    with tf.compat.v1.Session() as sess:
+        for _ in range(3):
+            sess.run(nxt)
+        start = time.time()
+        for _ in range(n // batch):
+            sess.run(nxt)
+        return (n // batch) * batch / (time.time() - start)
+
+
 def decode_rate(info, n, image_size, batch=100):
     import tensorflow as tf
 
@@ -38,14 +51,7 @@ def decode_rate(info, n, image_size, batch=100):
         ds = ds.map(lambda s: tf.image.resize(preprocessing.decode(records.parse_image_bytes(s)),
                                               [image_size, image_size]),
                     num_parallel_calls=tf.data.AUTOTUNE).batch(batch).prefetch(tf.data.AUTOTUNE)
-        nxt = tf.compat.v1.data.make_one_shot_iterator(ds).get_next()
-        with tf.compat.v1.Session() as sess:
-            for _ in range(3):
-                sess.run(nxt)
-            start = time.time()
-            for _ in range(n // batch):
-                sess.run(nxt)
-            return (n // batch) * batch / (time.time() - start)
+        return _timed_rate(tf.compat.v1.data.make_one_shot_iterator(ds).get_next(), n, batch)
 
 
 def pair_rate(records_dir, n, image_size, rotation_deg, batch=100):
@@ -57,13 +63,7 @@ def pair_rate(records_dir, n, image_size, rotation_deg, batch=100):
     with tf.Graph().as_default():
         nxt = pairs.inputs(records_dir, "train", batch, image_size, augment=True,
                            rotation_deg=rotation_deg)
-        with tf.compat.v1.Session() as sess:
-            for _ in range(3):
-                sess.run(nxt)
-            start = time.time()
-            for _ in range(n // batch):
-                sess.run(nxt)
-            return (n // batch) * batch / (time.time() - start)
+        return _timed_rate(nxt, n, batch)
 
 
 def naive(info, image_size, seconds=60.0, max_pairs=1000, batch=10, seed=0):

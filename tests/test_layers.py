@@ -72,7 +72,6 @@ def test_densenet121_structure():
         per_block = [len({v.op.name.split("/")[1] for v in v1.global_variables()
                           if v.op.name.startswith("block%d/unit" % b)}) for b in range(1, 5)]
         assert per_block == [6, 12, 24, 16]
-        g = tf.compat.v1.get_default_graph()
         # block 1 ends with 2k + 6k = 32 channels; the transition keeps theta * 32 = 16
         w = [v for v in v1.global_variables() if v.op.name == "transition1/compress/conv/weights"][0]
         assert w.shape.as_list() == [1, 1, 32, 16]

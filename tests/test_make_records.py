@@ -1,5 +1,4 @@
 """make_records: readers, sharding, bad input, determinism, resume; real data at the end."""
-import json
 import os
 import signal
 import subprocess

@@ -121,7 +121,6 @@ def test_celeba_mini_records(tmp_path):
     src = shared("celeba-mini")
     make_records.convert(celeba.read(src), str(tmp_path), num_workers=2)
     ident = dict(line.split() for line in open(os.path.join(src, "identity_CelebA.txt")))
-    labels = [l.strip().split(":", 1)[1] for l in open(tmp_path / "labels.txt")]
     for split, n in (("train", 10000), ("test", 2000)):
         report = pull(str(tmp_path), split, num_pairs=n, batch_size=100, augment=True)
         assert report["same_fraction"] == 0.5
