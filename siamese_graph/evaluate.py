@@ -28,6 +28,7 @@ from siamese_graph.errors import UserError
 
 define("string", "checkpoint_dir", None, "A train_dir written by siamese_graph.train.")
 define("string", "crop", None, "Face box for these photos; default: the one the model was trained with.")
+define("bool", "flip_average", True, inference.FLIP_HELP)
 define("string", "records_dir", None, "Records to evaluate on (with --split).")
 define("string", "split", "test", "Split of --records_dir.")
 flags.DEFINE_string("pairs", None, "A pairs file (see --pairs_format).")
@@ -195,7 +196,7 @@ def verify_pairs(model, pairs, load, out_dir, source):
     folds = [f for _, _, _, f in pairs]
     report = verification_report(distances, labels, folds)
     report.update(source=source, checkpoint=model.checkpoint, distinct_photos=len(index),
-                  crop=list(model.crop))
+                  crop=list(model.crop), flip_average=model.flip_average)
     os.makedirs(out_dir, exist_ok=True)
     report["plots"] = save_plots(out_dir, distances, labels, report)
     write_pr_curve(out_dir, distances, labels, model.step)
@@ -229,7 +230,7 @@ def main(argv):
         raise UserError("give one of --pairs, --records_dir or --folder")
     if FLAGS.folder and not FLAGS.kshot:
         raise UserError("--folder goes with --kshot (verification pairs come from --pairs or --records_dir)")
-    model = inference.Model(FLAGS.checkpoint_dir, FLAGS.crop)
+    model = inference.Model(FLAGS.checkpoint_dir, FLAGS.crop, flip_average=FLAGS.flip_average)
     if FLAGS.kshot:
         report = run_kshot(model)
         print(json.dumps(report, indent=1))

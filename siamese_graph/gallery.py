@@ -22,6 +22,7 @@ from siamese_graph.errors import UserError
 
 define("string", "checkpoint_dir", None, "A train_dir written by siamese_graph.train.")
 define("string", "crop", None, "Face box for these photos; default: the one the model was trained with.")
+define("bool", "flip_average", True, inference.FLIP_HELP)
 flags.DEFINE_string("enroll", None, "Folder-per-person photos to enroll.")
 flags.DEFINE_integer("k", 5, "Photos enrolled per person (fewer if a person has fewer).")
 flags.DEFINE_string("gallery", None, "Gallery file (.npz) to write with --enroll or to read.")
@@ -52,7 +53,7 @@ def enroll(model, folder, k):
 def save_gallery(path, model, names, rows, feats, files):
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)), "." + os.path.basename(path) + ".tmp.npz")
     np.savez(tmp, names=np.array(names), rows=rows, features=feats, files=np.array(files),
-             checkpoint=np.array(model.checkpoint))
+             checkpoint=np.array(model.checkpoint), flip_average=np.array(model.flip_average))
     os.replace(tmp, path)
 
 
@@ -66,6 +67,9 @@ def load_gallery(path, model):
         raise UserError("%s: not a gallery file (%s)" % (path, e))
     if feats.shape[1] != model.features.shape[-1]:
         raise UserError("%s: enrolled with another model (features of size %d)" % (path, feats.shape[1]))
+    if "flip_average" in g and bool(g["flip_average"]) != model.flip_average:
+        raise UserError("%s: enrolled with --flip_average=%s; verify with the same setting"
+                        % (path, bool(g["flip_average"])))
     return names, rows, feats
 
 
@@ -86,7 +90,7 @@ def main(argv):
     probes = argv[1:]
     if not FLAGS.checkpoint_dir or not FLAGS.gallery:
         raise UserError("--checkpoint_dir and --gallery are required")
-    model = inference.Model(FLAGS.checkpoint_dir, FLAGS.crop)
+    model = inference.Model(FLAGS.checkpoint_dir, FLAGS.crop, flip_average=FLAGS.flip_average)
     if FLAGS.enroll:
         if FLAGS.k < 1:
             raise UserError("--k must be at least 1")

@@ -6,7 +6,12 @@ no pair pipeline), rebuilt from the model.json that train.py saved.
     distances = model.distance(features[:k], features[k:])  # [k]
 
 Photos go through preprocessing.crop_resize and preprocessing.finish with
-augmentation off: the same code as training.
+augmentation off: the same code as training. With flip_average (the default,
+as in FaceNet's --use_flipped_images and most face-verification benchmarks) a
+photo's features are the mean of the tower's outputs for the crop and its mirror
+image, L2-normalized again when the model normalizes: one more tower pass per
+photo, and a face then scores the same as its mirror image. Checkpoints trained
+with --moving_average_decay are restored from the moving averages.
 """
 import json
 import os
@@ -21,6 +26,7 @@ from siamese_graph.nets import nets_factory
 
 v1 = tf.compat.v1
 THRESHOLD_FILE = "threshold.json"
+FLIP_HELP = "Average each photo's features with its mirror image's (two tower passes a photo)."
 
 
 def load_photo(path):
@@ -43,7 +49,7 @@ def load_photo(path):
 class Model:
     """A trained siamese network, restored for inference."""
 
-    def __init__(self, checkpoint_dir, crop=None, batch_size=64):
+    def __init__(self, checkpoint_dir, crop=None, batch_size=64, flip_average=True):
         path = os.path.join(checkpoint_dir, "model.json")
         if not os.path.isdir(checkpoint_dir):
             raise UserError("%s: checkpoint folder not found" % checkpoint_dir)
@@ -59,6 +65,7 @@ class Model:
         self.image_size = c["image_size"]
         self.crop = preprocessing.parse_crop(crop or c["crop"])
         self.batch_size = batch_size
+        self.flip_average = flip_average
         tower_fn = nets_factory.get_network_fn(c["net"], c["image_size"], growth_rate=c["growth_rate"],
                                                theta=c["theta"], embedding_size=c["embedding_size"],
                                                convnet_width=c.get("convnet_width", 1.0),
@@ -73,13 +80,16 @@ class Model:
             self.cropped_jpeg = preprocessing.crop_resize(preprocessing.decode(self.encoded),
                                                           self.image_size, box)
             self.batch = v1.placeholder(tf.float32, [None, self.image_size, self.image_size, 3], "batch")
-            self.features = siamese.tower(preprocessing.finish(self.batch), tower_fn, False,
-                                          c["l2_normalize"])
+            self.features = self._features(preprocessing.finish(self.batch), tower_fn)
             dim = self.features.shape[-1]
             self.fa = v1.placeholder(tf.float32, [None, dim], "features_a")
             self.fb = v1.placeholder(tf.float32, [None, dim], "features_b")
             self.dw = siamese.distance(self.fa, self.fb, c["head"], c["head_units"], c["epsilon"])
-            saver = v1.train.Saver()
+            if c.get("moving_average_decay"):  # restore the averaged weights, as FaceNet does
+                saver = v1.train.Saver(siamese.averaged_variables_to_restore(
+                    siamese.moving_averages(c["moving_average_decay"], None)))
+            else:
+                saver = v1.train.Saver()
             self.sess = v1.Session(graph=self.graph)
             try:
                 saver.restore(self.sess, ckpt)
@@ -87,6 +97,16 @@ class Model:
                 raise UserError("%s: checkpoint variables do not match model.json (%s)"
                                 % (ckpt, str(e).splitlines()[0][:150]))
         self.step = int(ckpt.rsplit("-", 1)[1]) if "-" in ckpt else None
+
+    def _features(self, images, tower_fn):
+        """[N, S, S, 3] finished images -> features [N, D]."""
+        if not self.flip_average:
+            return siamese.tower(images, tower_fn, False, self.config["l2_normalize"])
+        n = tf.shape(images)[0]
+        both = siamese.tower(tf.concat([images, tf.reverse(images, axis=[2])], 0), tower_fn, False,
+                             self.config["l2_normalize"])
+        mean = (both[:n] + both[n:]) / 2
+        return tf.math.l2_normalize(mean, axis=1, epsilon=1e-10) if self.config["l2_normalize"] else mean
 
     def _crop(self, photo):
         if isinstance(photo, bytes):
@@ -121,7 +141,7 @@ class Model:
         tmp = os.path.join(self.checkpoint_dir, "." + THRESHOLD_FILE + ".tmp")
         with open(tmp, "w") as f:
             json.dump({"threshold": threshold, "checkpoint": os.path.basename(self.checkpoint),
-                       "calibrated_on": source}, f, indent=1)
+                       "flip_average": self.flip_average, "calibrated_on": source}, f, indent=1)
             f.write("\n")
         os.replace(tmp, path)
         return path

@@ -21,9 +21,13 @@ TOWER_SCOPE = "tower"
 HEAD_SCOPE = "head"
 
 
-def tower(images, tower_fn, training, l2_normalize=True, reuse=None):
-    """The tower under the shared scope: [B, S, S, 3] -> features [B, D]."""
-    with v1.variable_scope(TOWER_SCOPE, reuse=reuse):
+def tower(images, tower_fn, training, l2_normalize=True, reuse=None, custom_getter=None):
+    """The tower under the shared scope: [B, S, S, 3] -> features [B, D].
+
+    custom_getter (see moving_average_getter) swaps in other values for the
+    tower's variables, such as their moving averages, without new variables.
+    """
+    with v1.variable_scope(TOWER_SCOPE, reuse=reuse, custom_getter=custom_getter):
         features = tower_fn(images, training)
     if l2_normalize:  # the margin then has a fixed scale (distances in [0, 2])
         features = tf.math.l2_normalize(features, axis=1, epsilon=1e-10)
@@ -41,10 +45,10 @@ def towers(image_a, image_b, tower_fn, training, l2_normalize=True):
 
 
 def distance(features_a, features_b, head="absdiff", head_units=128, epsilon=1e-6,
-             weight_decay=0.0, reuse=None):
+             weight_decay=0.0, reuse=None, custom_getter=None):
     """Dw [B] for pairs of features [B, D] through the chosen head."""
     if head == "absdiff":
-        with v1.variable_scope(HEAD_SCOPE, reuse=reuse):
+        with v1.variable_scope(HEAD_SCOPE, reuse=reuse, custom_getter=custom_getter):
             diff = layers.dense(tf.abs(features_a - features_b), head_units, scope="dense",
                                 weight_decay=weight_decay)
     elif head == "euclidean":
@@ -52,6 +56,29 @@ def distance(features_a, features_b, head="absdiff", head_units=128, epsilon=1e-
     else:
         raise ValueError("unknown head %r" % head)
     return tf.sqrt(tf.reduce_sum(tf.square(diff), axis=1) + epsilon)
+
+
+def moving_averages(decay, global_step):
+    """FaceNet's and TF-Slim's --moving_average_decay: an ExponentialMovingAverage of
+    the trainable weights. Its decay ramps up as min(decay, (1 + step) / (10 + step)),
+    so short runs are not dominated by the initial weights."""
+    return v1.train.ExponentialMovingAverage(decay, num_updates=global_step)
+
+
+def moving_average_getter(ema):
+    """A variable_scope custom_getter that returns each trainable variable's moving
+    average (and other variables, like batch-norm statistics, as they are)."""
+    def getter(getter, *args, **kwargs):  # variable_scope passes the next getter as getter=
+        var = getter(*args, **kwargs)
+        average = ema.average(var)
+        return var if average is None else average
+    return getter
+
+
+def averaged_variables_to_restore(ema):
+    """Saver var_list for an inference graph: each trainable variable is loaded
+    from its moving average in the checkpoint, every other variable by its name."""
+    return ema.variables_to_restore(moving_avg_variables=v1.trainable_variables())
 
 
 def contrastive_loss(dw, labels, margin):

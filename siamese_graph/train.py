@@ -46,6 +46,9 @@ flags.DEFINE_float("theta", 0.5, "densenet121: compression factor in (0, 1].")
 flags.DEFINE_float("margin", 1.0, "Contrastive-loss margin m (> 0).")
 flags.DEFINE_float("epsilon", 1e-6, "Added under the square root of the distance.")
 flags.DEFINE_float("weight_decay", 0.0, "L2 weight decay (0: none).")
+flags.DEFINE_float("moving_average_decay", 0.0, "Keep an exponential moving average of the weights "
+                   "with this decay (FaceNet/TF-Slim style; e.g. 0.999) for validation and "
+                   "inference; 0: off.")
 # Optimisation
 flags.DEFINE_integer("batch_size", 64, "Pairs per step (even: half same, half different).")
 flags.DEFINE_integer("max_steps", 6000, "Stop at this global step.")
@@ -67,8 +70,8 @@ FLAGS = flags.FLAGS
 
 MODEL_FILE = "model.json"
 MODEL_KEYS = ("net", "head", "head_units", "l2_normalize", "convnet_width", "convnet_embedding",
-              "embedding_size",
-              "growth_rate", "theta", "epsilon", "image_size", "crop")
+              "embedding_size", "growth_rate", "theta", "epsilon", "image_size", "crop",
+              "moving_average_decay")
 
 
 def model_config():
@@ -85,6 +88,8 @@ def check_flags():
         raise UserError("--margin=%g: must be > 0" % FLAGS.margin)
     if FLAGS.epsilon <= 0:
         raise UserError("--epsilon=%g: must be > 0" % FLAGS.epsilon)
+    if not 0 <= FLAGS.moving_average_decay < 1:
+        raise UserError("--moving_average_decay=%g: must be in [0, 1)" % FLAGS.moving_average_decay)
     if FLAGS.max_steps < 1:
         raise UserError("--max_steps must be at least 1")
     preprocessing.parse_crop(FLAGS.crop)
@@ -282,6 +287,12 @@ def train():
     optimizer = v1.train.AdamOptimizer(lr, beta1=beta1, beta2=schedules.BETA2)
     with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS)):
         train_op = optimizer.minimize(total_loss, global_step=global_step)
+    averaged = None
+    if FLAGS.moving_average_decay:
+        ema = siamese.moving_averages(FLAGS.moving_average_decay, global_step)
+        with tf.control_dependencies([train_op]):
+            train_op = ema.apply(v1.trainable_variables())
+        averaged = siamese.moving_average_getter(ema)
     same = tf.equal(labels, 0)
     for name, value in (("loss", loss), ("total_loss", total_loss), ("learning_rate", lr),
                         ("beta1", beta1),
@@ -304,9 +315,13 @@ def train():
                                     seed=12345)
             it = v1.data.make_initializable_iterator(ds)
             val = it.get_next()
-            fa = siamese.tower(val["image_a"], tower_fn, False, FLAGS.l2_normalize, reuse=True)
-            fb = siamese.tower(val["image_b"], tower_fn, False, FLAGS.l2_normalize, reuse=True)
-            val_dw = siamese.distance(fa, fb, FLAGS.head, FLAGS.head_units, FLAGS.epsilon, reuse=True)
+            # validates what inference restores: the moving averages when kept
+            fa = siamese.tower(val["image_a"], tower_fn, False, FLAGS.l2_normalize, reuse=True,
+                               custom_getter=averaged)
+            fb = siamese.tower(val["image_b"], tower_fn, False, FLAGS.l2_normalize, reuse=True,
+                               custom_getter=averaged)
+            val_dw = siamese.distance(fa, fb, FLAGS.head, FLAGS.head_units, FLAGS.epsilon, reuse=True,
+                                      custom_getter=averaged)
         validation = ValidationHook(FLAGS.validate_every_n_steps, it, val_dw, val["label"],
                                     max(1, FLAGS.val_pairs // 100), FLAGS.train_dir, global_step)
         hooks.append(validation)

@@ -98,17 +98,22 @@ def test_list_pairs_and_balanced_lists(tmp_path):
 @pytest.fixture(scope="module")
 def trained(synthetic_records, tmp_path_factory):
     """A few training steps on synthetic records with the absdiff head (its dense layer
-    must be restored too); returns (records_dir, train_dir)."""
+    must be restored too) and moving averages of the weights (restored in their place);
+    returns (records_dir, train_dir)."""
     train_dir = str(tmp_path_factory.mktemp("run") / "absdiff")
     r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % train_dir,
                 "--image_size=32", "--batch_size=8", "--max_steps=25", "--head=absdiff",
-                "--validate_every_n_steps=0", "--lr_schedule=constant", "--shuffle_buffer=64")
+                "--validate_every_n_steps=0", "--lr_schedule=constant", "--shuffle_buffer=64",
+                "--moving_average_decay=0.9")
     assert r.returncode == 0, r.stderr[-3000:]
     return synthetic_records[0], train_dir
 
 
-def training_graph_distances(records_dir, train_dir):
-    """Distances of the first eval pairs computed in a training-style graph."""
+def training_graph_distances(records_dir, train_dir, averaged=True):
+    """Distances of the first eval pairs computed in a training-style graph, from the
+    checkpoint's moving averages (or raw weights): (plain, flip-averaged, names a, names b).
+    Flip-averaged: each photo's features are the L2-normalized mean of the tower's
+    outputs for the photo and its mirror image."""
     from siamese_graph import pairs, siamese
     from siamese_graph.nets import nets_factory
 
@@ -118,26 +123,40 @@ def training_graph_distances(records_dir, train_dir):
         fn = nets_factory.get_network_fn("convnet", 32)
         fa, fb = siamese.towers(b["image_a"], b["image_b"], fn, False)
         dw = siamese.distance(fa, fb, "absdiff", 128)
+
+        def flip_averaged(x):
+            mirror = siamese.tower(tf.reverse(x, axis=[2]), fn, False, reuse=True)
+            return tf.math.l2_normalize(siamese.tower(x, fn, False, reuse=True) + mirror, axis=1)
+        dw_flip = siamese.distance(flip_averaged(b["image_a"]), flip_averaged(b["image_b"]), "absdiff", 128,
+                                   reuse=True)
+        names = {v.op.name: v for v in v1.global_variables()}
+        if averaged:
+            trainable = {v.op.name for v in v1.trainable_variables()}
+            names = {(n + "/ExponentialMovingAverage" if n in trainable else n): v for n, v in names.items()}
         with v1.Session() as sess:
-            v1.train.Saver().restore(sess, tf.train.latest_checkpoint(train_dir))
-            return sess.run([dw, b["filename_a"], b["filename_b"]])
+            v1.train.Saver(names).restore(sess, tf.train.latest_checkpoint(train_dir))
+            return sess.run([dw, dw_flip, b["filename_a"], b["filename_b"]])
 
 
 def test_score_agrees_with_training_graph(trained, tmp_path):
     records_dir, train_dir = trained
-    dw, fa, fb = training_graph_distances(records_dir, train_dir)
+    dw, dw_flip, fa, fb = training_graph_distances(records_dir, train_dir)
+    raw, _, _, _ = training_graph_distances(records_dir, train_dir, averaged=False)
+    assert np.abs(raw - dw).max() > 1e-4  # the averages are not the raw weights
     src = os.path.join(os.path.dirname(records_dir), "src", "img_align_celeba")
     with open(tmp_path / "pairs.txt", "w") as f:
         for a, b in zip(fa, fb):
             f.write("%s %s\n" % (a.decode(), b.decode()))
-    r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % train_dir, "--pairs=%s" % (tmp_path / "pairs.txt"),
-                "--image_root=%s" % src, "--format=json")
-    assert r.returncode == 0, r.stderr[-3000:]
-    got = [p["distance"] for p in json.loads(r.stdout)["pairs"]]
-    np.testing.assert_allclose(got, dw, rtol=1e-3, atol=1e-4)
+    for flag, want in (("--noflip_average", dw), ("--flip_average", dw_flip)):
+        r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % train_dir,
+                    "--pairs=%s" % (tmp_path / "pairs.txt"), "--image_root=%s" % src, "--format=json", flag)
+        assert r.returncode == 0, r.stderr[-3000:]
+        got = [p["distance"] for p in json.loads(r.stdout)["pairs"]]
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+    assert np.abs(dw_flip - dw).max() > 1e-4
     one = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % train_dir,
                   os.path.join(src, fa[0].decode()), os.path.join(src, fb[0].decode()))
-    assert one.returncode == 0 and one.stdout.startswith("distance %.4f" % dw[0])
+    assert one.returncode == 0 and one.stdout.startswith("distance %.4f" % dw_flip[0])
 
 
 def test_evaluate_records_calibrate_then_score_uses_threshold(trained, tmp_path):

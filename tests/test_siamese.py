@@ -49,6 +49,37 @@ def test_gradients_finite_at_zero_distance(head):
                 assert np.isnan(sess.run(g)).all()
 
 
+def test_moving_average_getter_reads_the_averages_and_restore_maps_them():
+    fn = nets_factory.get_network_fn("convnet", 16, convnet_embedding=4)
+    x = np.random.RandomState(2).normal(size=(3, 16, 16, 3)).astype(np.float32)
+    with tf.Graph().as_default():
+        step = v1.train.get_or_create_global_step()
+        raw = siamese.tower(tf.constant(x), fn, False)
+        ema = siamese.moving_averages(0.9, step)
+        update = ema.apply(v1.trainable_variables())
+        count = len(v1.global_variables())
+        averaged = siamese.tower(tf.constant(x), fn, False, reuse=True,
+                                 custom_getter=siamese.moving_average_getter(ema))
+        assert len(v1.global_variables()) == count  # the getter makes no variables
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            sess.run(update)
+            rng = np.random.RandomState(3)
+            weights = v1.trainable_variables()
+            shadow = [rng.normal(size=v.shape).astype(np.float32) * 0.1 for v in weights]
+            for v, value in zip(weights, shadow):
+                ema.average(v).load(value, sess)
+            got_avg, got_raw = sess.run([averaged, raw])
+            for v, value in zip(weights, shadow):  # the raw tower with the shadow values
+                v.load(value, sess)
+            want = sess.run(raw)
+        np.testing.assert_allclose(got_avg, want, rtol=1e-5, atol=1e-6)
+        assert np.abs(got_raw - want).max() > 1e-3
+        mapping = siamese.averaged_variables_to_restore(ema)
+        assert mapping["tower/conv1/weights/ExponentialMovingAverage"].op.name == "tower/conv1/weights"
+        assert mapping["tower/bn1/moving_mean"].op.name == "tower/bn1/moving_mean"  # not averaged
+
+
 def test_contrastive_loss_against_hand_values():
     with tf.Graph().as_default():
         dw = tf.constant([0.5, 0.5, 1.5, 0.2])
