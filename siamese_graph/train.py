@@ -199,6 +199,7 @@ class ValidationHook(v1.train.SessionRunHook):
             self.validate(session, step)
 
     def validate(self, session, step):
+        start = time.time()
         session.run(self.iterator.initializer)  # the same pairs every time
         d, y = [], []
         for _ in range(self.num_batches):
@@ -210,7 +211,8 @@ class ValidationHook(v1.train.SessionRunHook):
         acc, _ = metrics.best_accuracy(d, y)
         same, diff = float(d[y == 0].mean()), float(d[y == 1].mean())
         logging.info("validation at step %d: AUC %.4f  best accuracy %.4f  mean distance same %.3f "
-                     "different %.3f (%d pairs)", step, auc, acc, same, diff, len(y))
+                     "different %.3f (%d pairs, %.1f s)", step, auc, acc, same, diff, len(y),
+                     time.time() - start)
         summary = v1.Summary(value=[
             v1.Summary.Value(tag="validation/auc", simple_value=auc),
             v1.Summary.Value(tag="validation/best_accuracy", simple_value=acc),

@@ -64,6 +64,7 @@ def test_other_model_in_train_dir_is_refused(synthetic_records, tmp_path):
     ("--margin=0", "--margin=0: must be > 0"),
     ("--theta=1.5", "(0, 1]"),
     ("--image_size=8", "too small"),
+    ("--moving_average_decay=1", "--moving_average_decay=1: must be in [0, 1)"),
 ])
 def test_bad_flags_one_line(synthetic_records, tmp_path, flag, needle):
     extra = [flag] + (["--net=densenet121"] if "theta" in flag else [])
