@@ -1,13 +1,16 @@
 """Benchmark: training steps/s of the session graph against Keras 3, and input overhead.
 
-Rows (same convnet tower, Euclidean head, contrastive loss, Adam, same batch size):
+Rows (same convnet tower with its 128-d embedding, Euclidean head on L2-normalized
+features, contrastive loss, Adam, same batch size):
   session graph, cached batch   tf.compat.v1 Session, one batch held in variables
   keras tf.function, cached     the same network as Keras 3 layers, a tf.function step
   session graph, pair pipeline  the session graph fed by pairs.inputs (augmented)
 Each runs in its own subprocess, in alternation (A B C A B C), to even out a
 shared machine's noise; the table shows the median of the repeats.
 
-  python bench/train.py [--records_dir=tfrecords/celeba-mini] [--batch_size=64] [--steps=40]
+  python bench/train.py [--records_dir=tfrecords/celeba-mini] [--batch_size=N] [--image_size=N] [--steps=40]
+
+batch_size and image_size default to train.flags' values.
 """
 import argparse
 import json
@@ -18,6 +21,7 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EMBEDDING = 128  # train.flags' --convnet_embedding
 sys.path.insert(0, REPO)
 
 
@@ -37,7 +41,7 @@ def session_rate(records_dir, batch, image_size, steps, pipeline):
             a = tf.Variable(rng.normal(size=(batch, image_size, image_size, 3)).astype("float32"), trainable=False)
             b = tf.Variable(rng.normal(size=(batch, image_size, image_size, 3)).astype("float32"), trainable=False)
             y = tf.constant([0, 1] * (batch // 2))
-        fn = nets_factory.get_network_fn("convnet", image_size)
+        fn = nets_factory.get_network_fn("convnet", image_size, convnet_embedding=EMBEDDING)
         fa, fb = siamese.towers(a, b, fn, True)
         loss = siamese.contrastive_loss(siamese.distance(fa, fb, "euclidean"), y, 1.0)
         step = v1.train.get_or_create_global_step()
@@ -68,7 +72,8 @@ def keras_rate(batch, image_size, steps):
         x = keras.layers.MaxPooling2D(2, padding="same")(x)
     x = keras.layers.Conv2D(convnet.LAST_FILTERS, 3, padding="same", use_bias=False)(x)
     x = keras.layers.ReLU()(keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3)(x))
-    tower = keras.Model(layers[0], keras.layers.Flatten()(x))
+    x = keras.layers.Dense(EMBEDDING)(keras.layers.Flatten()(x))
+    tower = keras.Model(layers[0], x)
     opt = keras.optimizers.Adam(1e-3, beta_1=0.9, beta_2=0.99)
     rng = np.random.RandomState(0)
     a = tf.constant(rng.normal(size=(batch, image_size, image_size, 3)).astype("float32"))
@@ -94,11 +99,24 @@ def keras_rate(batch, image_size, steps):
     return steps / (time.time() - start)
 
 
+def default_run_flags():
+    """batch_size and image_size of the default run (train.flags), so the bench
+    times the network that the default run trains."""
+    out = {"batch_size": 64, "image_size": 64}
+    with open(os.path.join(REPO, "train.flags")) as f:
+        for line in f:
+            name, _, value = line.strip().lstrip("-").partition("=")
+            if name in out:
+                out[name] = int(value)
+    return out
+
+
 def main():
+    defaults = default_run_flags()
     ap = argparse.ArgumentParser()
     ap.add_argument("--records_dir", default=os.path.join(REPO, "tfrecords", "celeba-mini"))
-    ap.add_argument("--batch_size", type=int, default=64)
-    ap.add_argument("--image_size", type=int, default=64)
+    ap.add_argument("--batch_size", type=int, default=defaults["batch_size"])
+    ap.add_argument("--image_size", type=int, default=defaults["image_size"])
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--one", help=argparse.SUPPRESS)

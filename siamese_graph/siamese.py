@@ -58,6 +58,34 @@ def distance(features_a, features_b, head="absdiff", head_units=128, epsilon=1e-
     return tf.sqrt(tf.reduce_sum(tf.square(diff), axis=1) + epsilon)
 
 
+def pairwise_distance(features_a, features_b, head="absdiff", head_units=128, epsilon=1e-6,
+                      weight_decay=0.0, reuse=None):
+    """Dw [B, B] between every row i of features_a and every row j of features_b,
+    through the same head as distance() (the diagonal is distance()'s result)."""
+    n = tf.shape(features_a)[0]
+    dim = features_a.shape[-1]
+    a = tf.reshape(tf.tile(features_a[:, tf.newaxis, :], [1, n, 1]), [-1, dim])
+    b = tf.reshape(tf.tile(features_b[tf.newaxis, :, :], [n, 1, 1]), [-1, dim])
+    return tf.reshape(distance(a, b, head, head_units, epsilon, weight_decay, reuse), [n, n])
+
+
+def contrastive_loss_all_pairs(dw, identity_a, identity_b, margin):
+    """The contrastive loss over every (a_i, b_j) pair of a batch, from Dw [B, B].
+
+    Y_ij = 0 where identity_a[i] == identity_b[j]. Same and different pairs are
+    averaged apart and weighted equally, so the loss has contrastive_loss's scale
+    on a half-same batch, while each step sees B^2 - B more pairs than it was
+    given (the different pairs include the batch's hardest ones) for no more
+    tower passes.
+    """
+    same = tf.cast(tf.equal(identity_a[:, tf.newaxis], identity_b[tf.newaxis, :]), tf.float32)
+    different = 1.0 - same
+    same_term = tf.reduce_sum(same * 0.5 * tf.square(dw)) / tf.maximum(tf.reduce_sum(same), 1.0)
+    different_term = (tf.reduce_sum(different * 0.5 * tf.square(tf.maximum(0.0, margin - dw)))
+                      / tf.maximum(tf.reduce_sum(different), 1.0))
+    return 0.5 * (same_term + different_term)
+
+
 def moving_averages(decay, global_step):
     """FaceNet's and TF-Slim's --moving_average_decay: an ExponentialMovingAverage of
     the trainable weights. Its decay ramps up as min(decay, (1 + step) / (10 + step)),

@@ -46,6 +46,9 @@ flags.DEFINE_float("theta", 0.5, "densenet121: compression factor in (0, 1].")
 flags.DEFINE_float("margin", 1.0, "Contrastive-loss margin m (> 0).")
 flags.DEFINE_float("epsilon", 1e-6, "Added under the square root of the distance.")
 flags.DEFINE_float("weight_decay", 0.0, "L2 weight decay (0: none).")
+flags.DEFINE_enum("loss_pairs", "given", ["given", "all"], "given: the contrastive loss over the batch's "
+                  "pairs; all: over every (image_a[i], image_b[j]) pair of the batch, labelled by "
+                  "identity, same and different pairs averaged apart (siamese.contrastive_loss_all_pairs).")
 flags.DEFINE_float("moving_average_decay", 0.0, "Keep an exponential moving average of the weights "
                    "with this decay (FaceNet/TF-Slim style; e.g. 0.999) for validation and "
                    "inference; 0: off.")
@@ -128,7 +131,8 @@ def prepare_train_dir(train_dir, config):
 
 
 def build_inputs(records_dirs, split, augment, seed):
-    """(image_a, image_b, label) batches; several record folders alternate batch by batch."""
+    """(image_a, image_b, label, identity_a, identity_b) batches; several record folders
+    alternate batch by batch (a batch's identities all come from one folder)."""
     datasets = [pairs.pair_dataset(d, split, FLAGS.batch_size, FLAGS.image_size, FLAGS.crop, augment,
                                    seed + 1000 * i, shuffle_buffer=FLAGS.shuffle_buffer,
                                    rotation_deg=FLAGS.rotation_deg)
@@ -136,7 +140,7 @@ def build_inputs(records_dirs, split, augment, seed):
     ds = datasets[0] if len(datasets) == 1 else tf.data.Dataset.choose_from_datasets(
         datasets, tf.data.Dataset.range(len(datasets)).repeat())
     batch = v1.data.make_one_shot_iterator(ds).get_next()
-    return batch["image_a"], batch["image_b"], batch["label"]
+    return batch["image_a"], batch["image_b"], batch["label"], batch["identity_a"], batch["identity_b"]
 
 
 def pair_grid(image_a, image_b, n=6):
@@ -275,11 +279,17 @@ def train():
     v1.set_random_seed(FLAGS.seed)
     global_step = v1.train.get_or_create_global_step()
     with tf.name_scope("inputs"):
-        image_a, image_b, labels = build_inputs(records_dirs, FLAGS.split, FLAGS.augment, FLAGS.seed)
+        image_a, image_b, labels, identity_a, identity_b = build_inputs(records_dirs, FLAGS.split,
+                                                                        FLAGS.augment, FLAGS.seed)
     features_a, features_b = siamese.towers(image_a, image_b, tower_fn, True, FLAGS.l2_normalize)
     dw = siamese.distance(features_a, features_b, FLAGS.head, FLAGS.head_units, FLAGS.epsilon,
                           FLAGS.weight_decay)
-    loss = siamese.contrastive_loss(dw, labels, FLAGS.margin)
+    if FLAGS.loss_pairs == "all":
+        all_dw = siamese.pairwise_distance(features_a, features_b, FLAGS.head, FLAGS.head_units,
+                                           FLAGS.epsilon, reuse=True)
+        loss = siamese.contrastive_loss_all_pairs(all_dw, identity_a, identity_b, FLAGS.margin)
+    else:
+        loss = siamese.contrastive_loss(dw, labels, FLAGS.margin)
     total_loss = loss + tf.add_n([loss * 0] + v1.losses.get_regularization_losses())
     if FLAGS.lr_schedule == "cyclic":
         lr, beta1 = schedules.cyclic(global_step, FLAGS.cycle_steps, FLAGS.lr_min, FLAGS.lr_max,

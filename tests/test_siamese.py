@@ -90,6 +90,29 @@ def test_contrastive_loss_against_hand_values():
             assert sess.run(loss) == pytest.approx((0.125 + 0.125 + 0.0 + 0.02) / 4)
 
 
+@pytest.mark.parametrize("head", siamese.HEADS)
+def test_pairwise_distance_and_all_pairs_loss_against_numpy(head):
+    rng = np.random.RandomState(4)
+    fa, fb = rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(4, 3)).astype(np.float32)
+    ida, idb = np.array([7, 7, 8, 9]), np.array([7, 5, 8, 7])
+    with tf.Graph().as_default():
+        diag = siamese.distance(tf.constant(fa), tf.constant(fb), head, head_units=5)
+        full = siamese.pairwise_distance(tf.constant(fa), tf.constant(fb), head, head_units=5, reuse=True)
+        loss = siamese.contrastive_loss_all_pairs(full, tf.constant(ida), tf.constant(idb), 1.0)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            d, m, got = sess.run([diag, full, loss])
+            rows = [sess.run(siamese.distance(tf.constant(fa[i:i + 1].repeat(4, 0)), tf.constant(fb), head,
+                                              head_units=5, reuse=True)) for i in range(4)]
+    np.testing.assert_allclose(np.diag(m), d, rtol=1e-5)
+    np.testing.assert_allclose(m, np.stack(rows), rtol=1e-5)
+    if head == "euclidean":
+        np.testing.assert_allclose(m, np.sqrt(((fa[:, None] - fb[None]) ** 2).sum(-1) + 1e-6), rtol=1e-5)
+    same = ida[:, None] == idb[None, :]  # (0,0), (0,3), (1,0), (1,3), (2,2): 5 same, 11 different
+    want = 0.5 * ((0.5 * m[same] ** 2).mean() + (0.5 * np.maximum(0, 1 - m[~same]) ** 2).mean())
+    assert same.sum() == 5 and got == pytest.approx(want, rel=1e-5)
+
+
 def test_euclidean_and_absdiff_distances():
     with tf.Graph().as_default():
         a = tf.constant([[0.0, 3.0], [1.0, 1.0]])

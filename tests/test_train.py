@@ -41,6 +41,15 @@ def test_loss_falls_checkpoint_and_saved_flags(synthetic_records, tmp_path):
     assert any(n.startswith("events.out.tfevents") for n in os.listdir(tmp_path / "run"))
 
 
+def test_all_pairs_loss_falls(synthetic_records, tmp_path):
+    r = train(synthetic_records[0], tmp_path / "run", "--max_steps=60", "--loss_pairs=all",
+              "--validate_every_n_steps=0")
+    assert r.returncode == 0, r.stderr[-3000:]
+    ls = losses(r.stderr)
+    assert len(ls) >= 8
+    assert sum(ls[-3:]) / 3 < 0.7 * sum(ls[:3]) / 3, ls
+
+
 def test_resume_continues_at_saved_step(synthetic_records, tmp_path):
     r = train(synthetic_records[0], tmp_path / "run", "--max_steps=20", "--validate_every_n_steps=0")
     assert r.returncode == 0, r.stderr[-3000:]
