@@ -1,6 +1,6 @@
 """Benchmark: training steps/s of the session graph against Keras 3, and input overhead.
 
-Rows (same convnet tower with its 128-d embedding, Euclidean head on L2-normalized
+Rows (same convnet tower with its linear embedding, Euclidean head on L2-normalized
 features, contrastive loss, Adam, same batch size):
   session graph, cached batch   tf.compat.v1 Session, one batch held in variables
   keras tf.function, cached     the same network as Keras 3 layers, a tf.function step
@@ -10,7 +10,7 @@ shared machine's noise; the table shows the median of the repeats.
 
   python bench/train.py [--records_dir=tfrecords/celeba-mini] [--batch_size=N] [--image_size=N] [--steps=40]
 
-batch_size and image_size default to train.flags' values.
+batch_size, image_size and convnet_embedding default to train.flags' values.
 """
 import argparse
 import json
@@ -21,11 +21,10 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EMBEDDING = 128  # train.flags' --convnet_embedding
 sys.path.insert(0, REPO)
 
 
-def session_rate(records_dir, batch, image_size, steps, pipeline):
+def session_rate(records_dir, batch, image_size, embedding, steps, pipeline):
     import numpy as np
     import tensorflow as tf
 
@@ -41,7 +40,7 @@ def session_rate(records_dir, batch, image_size, steps, pipeline):
             a = tf.Variable(rng.normal(size=(batch, image_size, image_size, 3)).astype("float32"), trainable=False)
             b = tf.Variable(rng.normal(size=(batch, image_size, image_size, 3)).astype("float32"), trainable=False)
             y = tf.constant([0, 1] * (batch // 2))
-        fn = nets_factory.get_network_fn("convnet", image_size, convnet_embedding=EMBEDDING)
+        fn = nets_factory.get_network_fn("convnet", image_size, convnet_embedding=embedding)
         fa, fb = siamese.towers(a, b, fn, True)
         loss = siamese.contrastive_loss(siamese.distance(fa, fb, "euclidean"), y, 1.0)
         step = v1.train.get_or_create_global_step()
@@ -57,7 +56,7 @@ def session_rate(records_dir, batch, image_size, steps, pipeline):
             return steps / (time.time() - start)
 
 
-def keras_rate(batch, image_size, steps):
+def keras_rate(batch, image_size, embedding, steps):
     import numpy as np
     import keras
     import tensorflow as tf
@@ -72,7 +71,9 @@ def keras_rate(batch, image_size, steps):
         x = keras.layers.MaxPooling2D(2, padding="same")(x)
     x = keras.layers.Conv2D(convnet.LAST_FILTERS, 3, padding="same", use_bias=False)(x)
     x = keras.layers.ReLU()(keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3)(x))
-    x = keras.layers.Dense(EMBEDDING)(keras.layers.Flatten()(x))
+    x = keras.layers.Flatten()(x)
+    if embedding:
+        x = keras.layers.Dense(embedding)(x)
     tower = keras.Model(layers[0], x)
     opt = keras.optimizers.Adam(1e-3, beta_1=0.9, beta_2=0.99)
     rng = np.random.RandomState(0)
@@ -100,9 +101,9 @@ def keras_rate(batch, image_size, steps):
 
 
 def default_run_flags():
-    """batch_size and image_size of the default run (train.flags), so the bench
-    times the network that the default run trains."""
-    out = {"batch_size": 64, "image_size": 64}
+    """batch_size, image_size and convnet_embedding of the default run (train.flags),
+    so the bench times the network that the default run trains."""
+    out = {"batch_size": 64, "image_size": 64, "convnet_embedding": 0}
     with open(os.path.join(REPO, "train.flags")) as f:
         for line in f:
             name, _, value = line.strip().lstrip("-").partition("=")
@@ -117,15 +118,17 @@ def main():
     ap.add_argument("--records_dir", default=os.path.join(REPO, "tfrecords", "celeba-mini"))
     ap.add_argument("--batch_size", type=int, default=defaults["batch_size"])
     ap.add_argument("--image_size", type=int, default=defaults["image_size"])
+    ap.add_argument("--convnet_embedding", type=int, default=defaults["convnet_embedding"])
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         if args.one == "keras":
-            rate = keras_rate(args.batch_size, args.image_size, args.steps)
+            rate = keras_rate(args.batch_size, args.image_size, args.convnet_embedding, args.steps)
         else:
-            rate = session_rate(args.records_dir, args.batch_size, args.image_size, args.steps,
+            rate = session_rate(args.records_dir, args.batch_size, args.image_size,
+                                args.convnet_embedding, args.steps,
                                 args.one == "pipeline")
         print(json.dumps({"rate": rate}))
         return
@@ -136,7 +139,8 @@ def main():
         for kind, _ in kinds:
             r = subprocess.run([sys.executable, __file__, "--one", kind, "--records_dir", args.records_dir,
                                 "--batch_size", str(args.batch_size), "--image_size", str(args.image_size),
-                                "--steps", str(args.steps)], capture_output=True, text=True)
+                                "--steps", str(args.steps),
+                                "--convnet_embedding", str(args.convnet_embedding)], capture_output=True, text=True)
             if r.returncode:
                 sys.exit(r.stderr[-3000:])
             rates[kind].append(json.loads(r.stdout.strip().splitlines()[-1])["rate"])

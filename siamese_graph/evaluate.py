@@ -26,9 +26,7 @@ from siamese_graph import inference, metrics, pair_lists, records
 from siamese_graph.cli import define, run_main
 from siamese_graph.errors import UserError
 
-define("string", "checkpoint_dir", None, "A train_dir written by siamese_graph.train.")
-define("string", "crop", None, "Face box for these photos; default: the one the model was trained with.")
-define("bool", "flip_average", True, inference.FLIP_HELP)
+inference.define_flags()
 define("string", "records_dir", None, "Records to evaluate on (with --split).")
 define("string", "split", "test", "Split of --records_dir.")
 flags.DEFINE_string("pairs", None, "A pairs file (see --pairs_format).")
@@ -230,7 +228,7 @@ def main(argv):
         raise UserError("give one of --pairs, --records_dir or --folder")
     if FLAGS.folder and not FLAGS.kshot:
         raise UserError("--folder goes with --kshot (verification pairs come from --pairs or --records_dir)")
-    model = inference.Model(FLAGS.checkpoint_dir, FLAGS.crop, flip_average=FLAGS.flip_average)
+    model = inference.model_from_flags()
     if FLAGS.kshot:
         report = run_kshot(model)
         print(json.dumps(report, indent=1))

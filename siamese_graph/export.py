@@ -20,9 +20,7 @@ from siamese_graph.cli import define, run_main
 from siamese_graph.errors import UserError
 from siamese_graph.evaluate import folder_photos
 
-define("string", "checkpoint_dir", None, "A train_dir written by siamese_graph.train.")
-define("string", "crop", None, "Face box for these photos; default: the one the model was trained with.")
-define("bool", "flip_average", True, inference.FLIP_HELP)
+inference.define_flags()
 define("string", "folder", None, "Folder-per-person photos.")
 define("string", "output_dir", None, "Where the .npy and .tsv files go.")
 FLAGS = flags.FLAGS
@@ -41,7 +39,7 @@ def main(argv):
     if not (FLAGS.checkpoint_dir and FLAGS.folder and FLAGS.output_dir):
         raise UserError("--checkpoint_dir, --folder and --output_dir are required")
     items = folder_photos(FLAGS.folder)
-    model = inference.Model(FLAGS.checkpoint_dir, FLAGS.crop, flip_average=FLAGS.flip_average)
+    model = inference.model_from_flags()
     feats = model.embed([inference.load_photo(p) for p, _ in items]).astype(np.float32)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     _atomic_write(os.path.join(FLAGS.output_dir, "embeddings.npy"), lambda f: np.save(f, feats))

@@ -20,9 +20,7 @@ from siamese_graph import inference
 from siamese_graph.cli import define, run_main
 from siamese_graph.errors import UserError
 
-define("string", "checkpoint_dir", None, "A train_dir written by siamese_graph.train.")
-define("string", "crop", None, "Face box for these photos; default: the one the model was trained with.")
-define("bool", "flip_average", True, inference.FLIP_HELP)
+inference.define_flags()
 flags.DEFINE_string("enroll", None, "Folder-per-person photos to enroll.")
 flags.DEFINE_integer("k", 5, "Photos enrolled per person (fewer if a person has fewer).")
 flags.DEFINE_string("gallery", None, "Gallery file (.npz) to write with --enroll or to read.")
@@ -90,7 +88,7 @@ def main(argv):
     probes = argv[1:]
     if not FLAGS.checkpoint_dir or not FLAGS.gallery:
         raise UserError("--checkpoint_dir and --gallery are required")
-    model = inference.Model(FLAGS.checkpoint_dir, FLAGS.crop, flip_average=FLAGS.flip_average)
+    model = inference.model_from_flags()
     if FLAGS.enroll:
         if FLAGS.k < 1:
             raise UserError("--k must be at least 1")

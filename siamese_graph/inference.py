@@ -26,7 +26,24 @@ from siamese_graph.nets import nets_factory
 
 v1 = tf.compat.v1
 THRESHOLD_FILE = "threshold.json"
-FLIP_HELP = "Average each photo's features with its mirror image's (two tower passes a photo)."
+
+
+def define_flags():
+    """The flags every script that restores a train_dir shares (evaluate, score, gallery, export)."""
+    from siamese_graph.cli import define
+
+    define("string", "checkpoint_dir", None, "A train_dir written by siamese_graph.train.")
+    define("string", "crop", None, "Face box for these photos; default: the one the model was trained with.")
+    define("bool", "flip_average", True,
+           "Average each photo's features with its mirror image's (two tower passes a photo).")
+
+
+def model_from_flags():
+    """A Model for --checkpoint_dir, --crop and --flip_average (see define_flags)."""
+    from absl import flags
+
+    f = flags.FLAGS
+    return Model(f.checkpoint_dir, f.crop, flip_average=f.flip_average)
 
 
 def load_photo(path):
@@ -134,7 +151,11 @@ class Model:
         if not os.path.exists(path):
             return None
         with open(path) as f:
-            return json.load(f)["threshold"]
+            saved = json.load(f)
+        if saved.get("flip_average", self.flip_average) != self.flip_average:
+            raise UserError("%s: calibrated with --flip_average=%s; score with the same setting, or "
+                            "pass --threshold" % (path, saved["flip_average"]))
+        return saved["threshold"]
 
     def save_threshold(self, threshold, source):
         path = os.path.join(self.checkpoint_dir, THRESHOLD_FILE)

@@ -20,9 +20,7 @@ from siamese_graph import inference
 from siamese_graph.cli import define, run_main
 from siamese_graph.errors import UserError
 
-define("string", "checkpoint_dir", None, "A train_dir written by siamese_graph.train.")
-define("string", "crop", None, "Face box for these photos; default: the one the model was trained with.")
-define("bool", "flip_average", True, inference.FLIP_HELP)
+inference.define_flags()
 define("string", "image_root", "", "Folder the pairs file's photos are relative to.")
 flags.DEFINE_string("pairs", None, "File of pairs, one per line: path_a path_b [anything else ignored].")
 flags.DEFINE_enum("format", "tsv", ["tsv", "json"], "Output format for --pairs.")
@@ -71,7 +69,7 @@ def main(argv):
     if photos and len(photos) != 2:
         raise UserError("give exactly two photos (got %d)" % len(photos))
     pairs = read_pairs(FLAGS.pairs, FLAGS.image_root) if FLAGS.pairs else [tuple(photos)]
-    model = inference.Model(FLAGS.checkpoint_dir, FLAGS.crop, flip_average=FLAGS.flip_average)
+    model = inference.model_from_flags()
     threshold = FLAGS.threshold if FLAGS.threshold is not None else model.threshold()
     if threshold is None:
         print("warning: no calibrated threshold in %s (run evaluate --calibrate, or pass --threshold)"

@@ -282,13 +282,14 @@ def train():
         image_a, image_b, labels, identity_a, identity_b = build_inputs(records_dirs, FLAGS.split,
                                                                         FLAGS.augment, FLAGS.seed)
     features_a, features_b = siamese.towers(image_a, image_b, tower_fn, True, FLAGS.l2_normalize)
-    dw = siamese.distance(features_a, features_b, FLAGS.head, FLAGS.head_units, FLAGS.epsilon,
-                          FLAGS.weight_decay)
     if FLAGS.loss_pairs == "all":
         all_dw = siamese.pairwise_distance(features_a, features_b, FLAGS.head, FLAGS.head_units,
-                                           FLAGS.epsilon, reuse=True)
+                                           FLAGS.epsilon, FLAGS.weight_decay)
+        dw = tf.linalg.diag_part(all_dw)  # the batch's own pairs, for the summaries
         loss = siamese.contrastive_loss_all_pairs(all_dw, identity_a, identity_b, FLAGS.margin)
     else:
+        dw = siamese.distance(features_a, features_b, FLAGS.head, FLAGS.head_units, FLAGS.epsilon,
+                              FLAGS.weight_decay)
         loss = siamese.contrastive_loss(dw, labels, FLAGS.margin)
     total_loss = loss + tf.add_n([loss * 0] + v1.losses.get_regularization_losses())
     if FLAGS.lr_schedule == "cyclic":

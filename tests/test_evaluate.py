@@ -183,6 +183,10 @@ def test_evaluate_records_calibrate_then_score_uses_threshold(trained, tmp_path)
     assert one.returncode == 0
     d = float(one.stdout.split()[1])
     assert one.stdout.split()[2] == ("same" if d <= thr else "different")
+    other = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % train_dir, "--noflip_average",
+                    os.path.join(src, "000001.jpg"), os.path.join(src, "000002.jpg"))
+    assert other.returncode == 1 and "Traceback" not in other.stderr
+    assert "calibrated with --flip_average=True" in other.stderr.strip().splitlines()[-1]
 
 
 def test_kshot_gallery_and_export_on_a_folder(trained, tmp_path):
