@@ -7,6 +7,8 @@ from setuptools import find_packages, setup
 # pip does not end up with both tensorflow and tensorflow-cpu installed.
 TF_PACKAGE = os.environ.get("SIAMESE_GRAPH_TF", "tensorflow-cpu")
 
+COMMANDS = ["make_records", "inspect_pairs", "train", "evaluate", "score", "gallery", "export"]
+
 setup(
     name="siamese-graph",
     version="0.1.0",
@@ -18,7 +20,12 @@ setup(
         "numpy",
         "absl-py",
         "pillow",
+        # tensorflow-cpu does not bring TensorBoard, which the README's `tensorboard --logdir runs` needs.
+        "tensorboard",
+        # evaluate draws roc.png and distances.png.
+        "matplotlib",
     ],
-    # matplotlib only draws evaluate's ROC and distance-histogram PNGs.
-    extras_require={"plots": ["matplotlib"], "test": ["pytest", "matplotlib"]},
+    extras_require={"test": ["pytest"]},
+    entry_points={"console_scripts": [
+        "siamese-%s = siamese_graph.%s:run" % (c.replace("_", "-"), c) for c in COMMANDS]},
 )

@@ -113,7 +113,7 @@ def one(name, records_dir, n_pairs, image_size):
     from siamese_graph import inspect_pairs, pairs
 
     tf.compat.v1.disable_eager_execution()
-    info = pairs.SplitInfo(records_dir, "train")
+    info = pairs.pairable_split(records_dir, "train")
     rows = []
     for label, rot in (("pairs (augment)", 0.0), ("pairs (augment+rot8)", 8.0)):
         rep, _ = inspect_pairs.inspect(records_dir, "train", n_pairs, 100, image_size=image_size,

@@ -20,39 +20,31 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import flags, logging
 
-from siamese_graph import inference, metrics, pair_lists, records
-from siamese_graph.cli import define, run_main
+from siamese_graph import common_flags, fileio, inference, metrics, pair_lists, records
+from siamese_graph.datasets import folder as folder_layout
 from siamese_graph.errors import UserError
 
-inference.define_flags()
-define("string", "records_dir", None, "Records to evaluate on (with --split).")
-define("string", "split", "test", "Split of --records_dir.")
-flags.DEFINE_string("pairs", None, "A pairs file (see --pairs_format).")
+common_flags.declare("checkpoint_dir", "crop", "flip_average", "records_dir", "split", "pairs",
+                     "image_root", "folder", "num_pairs", "output_dir")
 flags.DEFINE_enum("pairs_format", "list", ["lfw", "list"], "lfw: LFW's pairs.txt; list: path_a path_b label [fold].")
-define("string", "image_root", "", "Folder the pairs file's photos are relative to.")
-define("string", "folder", None, "Folder-per-person photos (for --kshot).")
-flags.DEFINE_integer("num_pairs", 6000, "Pairs to draw from --records_dir.")
 flags.DEFINE_integer("pairs_seed", 0, "Seed for the pairs drawn from --records_dir and for episodes.")
 flags.DEFINE_integer("folds", 10, "Folds for k-fold accuracy when the pairs carry none.")
 flags.DEFINE_bool("calibrate", False, "Save the best-accuracy threshold next to the checkpoint.")
-define("string", "output_dir", None, "Output folder (evaluate: report; default CHECKPOINT_DIR/eval-<source>).")
 flags.DEFINE_integer("kshot", 0, "K-shot N-way identification: photos enrolled per identity (0: off).")
 flags.DEFINE_integer("nway", 5, "K-shot N-way identification: identities per episode.")
 flags.DEFINE_integer("episodes", 1000, "K-shot N-way identification: episodes.")
 FLAGS = flags.FLAGS
+DEFAULT_SPLIT = "test"
 
 
 def records_photos(records_dir, split):
     """[(filename, identity, encoded bytes)] of a records split."""
-    manifest = records.load_manifest(records_dir)
-    if split not in manifest["splits"]:
-        raise UserError("%s: no '%s' split" % (records_dir, split))
-    files = [os.path.join(records_dir, s["file"]) for s in manifest["splits"][split]["shards"]]
+    info = records.RecordSet(records_dir).split(split)
     out = []
     with tf.Graph().as_default():
-        ds = tf.data.TFRecordDataset(files).map(records.parse_example).batch(256)
+        ds = tf.data.TFRecordDataset(info.all_files).map(records.parse_example).batch(256)
         nxt = tf.compat.v1.data.make_one_shot_iterator(ds).get_next()
         with tf.compat.v1.Session() as sess:
             try:
@@ -63,29 +55,14 @@ def records_photos(records_dir, split):
             except tf.errors.OutOfRangeError:
                 pass
             except tf.errors.DataLossError as e:
-                raise UserError("%s: corrupt shard (%s)" % (records_dir, e.message.splitlines()[0]))
+                raise UserError("%s: corrupt shard (%s); rewrite it with make_records --overwrite"
+                                % (info.find_corrupt_shard() or info, e.message.splitlines()[0][:120]))
     return out
 
 
-def folder_photos(folder):
-    """[(path, identity name)] of a folder-per-person directory."""
-    if not os.path.isdir(folder):
-        raise UserError("%s: folder not found" % folder)
-    out = []
-    for person in sorted(os.listdir(folder)):
-        d = os.path.join(folder, person)
-        if os.path.isdir(d) and not person.startswith("."):
-            out += [(os.path.join(d, f), person) for f in sorted(os.listdir(d)) if not f.startswith(".")]
-    if not out:
-        raise UserError("%s: no photos in person folders" % folder)
-    return out
-
-
-def embed_unique(model, keys, load):
-    """Tower features for each distinct key, computed once: {key: row}, features."""
-    unique = sorted(set(keys))
-    feats = model.embed([load(k) for k in unique])
-    return {k: i for i, k in enumerate(unique)}, feats
+def folder_photos(root):
+    """[(path, person)] of a folder-per-person directory."""
+    return [(path, person) for person, paths in folder_layout.walk(root) for path in paths]
 
 
 def verification_report(distances, labels, folds):
@@ -122,7 +99,7 @@ def save_plots(out_dir, distances, labels, report):
     ax.set_ylabel("true accept rate (same pairs called same)")
     ax.set_title("ROC, %d pairs" % len(y))
     ax.legend(loc="lower right")
-    written.append(_save(fig, out_dir, "roc.png"))
+    written.append(_save(fig, os.path.join(out_dir, "roc.png")))
     fig, ax = plt.subplots(figsize=(6, 4))
     bins = np.linspace(d.min(), d.max(), 50)
     ax.hist(d[y == 0], bins, alpha=0.6, label="same (0)")
@@ -132,17 +109,15 @@ def save_plots(out_dir, distances, labels, report):
     ax.set_xlabel("distance Dw")
     ax.set_ylabel("pairs")
     ax.legend()
-    written.append(_save(fig, out_dir, "distances.png"))
+    written.append(_save(fig, os.path.join(out_dir, "distances.png")))
     plt.close("all")
     return written
 
 
-def _save(fig, out_dir, name):
-    path = os.path.join(out_dir, name)
-    tmp = os.path.join(out_dir, "." + name + ".tmp")
+def _save(fig, path):
     fig.tight_layout()
-    fig.savefig(tmp, format="png", dpi=100)
-    os.replace(tmp, path)
+    with fileio.atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
     return path
 
 
@@ -185,24 +160,17 @@ def _varint(n):
 
 
 def verify_pairs(model, pairs, load, out_dir, source):
-    keys = [p for a, b, _, _ in pairs for p in (a, b)]
-    index, feats = embed_unique(model, keys, load)
-    fa = feats[[index[a] for a, _, _, _ in pairs]]
-    fb = feats[[index[b] for _, b, _, _ in pairs]]
-    distances = model.distance(fa, fb)
+    """Scores (a, b, label, fold) pairs and writes report.json, the plots and a PR curve."""
+    distances, distinct = model.pair_distances(pairs, load)
     labels = [y for _, _, y, _ in pairs]
     folds = [f for _, _, _, f in pairs]
     report = verification_report(distances, labels, folds)
-    report.update(source=source, checkpoint=model.checkpoint, distinct_photos=len(index),
+    report.update(source=source, checkpoint=model.checkpoint, distinct_photos=distinct,
                   crop=list(model.crop), flip_average=model.flip_average)
     os.makedirs(out_dir, exist_ok=True)
     report["plots"] = save_plots(out_dir, distances, labels, report)
     write_pr_curve(out_dir, distances, labels, model.step)
-    tmp = os.path.join(out_dir, ".report.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, os.path.join(out_dir, "report.json"))
+    fileio.write_json(os.path.join(out_dir, "report.json"), report, sort_keys=False)
     return report, distances
 
 
@@ -228,19 +196,29 @@ def main(argv):
         raise UserError("give one of --pairs, --records_dir or --folder")
     if FLAGS.folder and not FLAGS.kshot:
         raise UserError("--folder goes with --kshot (verification pairs come from --pairs or --records_dir)")
-    model = inference.model_from_flags()
+    split = FLAGS.split or DEFAULT_SPLIT
+    if FLAGS.folds < 2:
+        raise UserError("--folds=%d: k-fold accuracy needs at least 2 folds" % FLAGS.folds)
+    if FLAGS.records_dir and not FLAGS.kshot and FLAGS.num_pairs < 2 * FLAGS.folds:
+        raise UserError("--num_pairs=%d: needs at least 2 x --folds (%d) so that every fold holds a "
+                        "same and a different pair" % (FLAGS.num_pairs, 2 * FLAGS.folds))
+    if FLAGS.kshot and (FLAGS.nway < 2 or FLAGS.episodes < 1):
+        raise UserError("--nway must be at least 2 and --episodes at least 1")
+    if FLAGS.output_dir:
+        fileio.check_writable_dir(FLAGS.output_dir, "output_dir")
+    model = common_flags.restored_model()
     if FLAGS.kshot:
         report = run_kshot(model)
         print(json.dumps(report, indent=1))
         return
     if FLAGS.records_dir:
-        photos = records_photos(FLAGS.records_dir, FLAGS.split)
+        photos = records_photos(FLAGS.records_dir, split)
         data = {name: enc for name, _, enc in photos}
         pairs = pair_lists.balanced_from_identities([p[0] for p in photos], [p[1] for p in photos],
                                                     FLAGS.num_pairs, FLAGS.pairs_seed, FLAGS.folds)
         load = data.get  # records hold RGB JPEG bytes, decoded in the graph as in training
-        source = "%s:%s" % (FLAGS.records_dir, FLAGS.split)
-        default_out = "eval-%s-%s" % (os.path.basename(os.path.normpath(FLAGS.records_dir)), FLAGS.split)
+        source = "%s:%s" % (FLAGS.records_dir, split)
+        default_out = "eval-%s-%s" % (os.path.basename(os.path.normpath(FLAGS.records_dir)), split)
     else:
         read = pair_lists.read_lfw if FLAGS.pairs_format == "lfw" else pair_lists.read_list
         pairs = read(FLAGS.pairs, FLAGS.image_root)
@@ -249,6 +227,9 @@ def main(argv):
         source = FLAGS.pairs
         default_out = "eval-%s" % os.path.splitext(os.path.basename(FLAGS.pairs))[0]
     out_dir = FLAGS.output_dir or os.path.join(FLAGS.checkpoint_dir, default_out)
+    fileio.check_writable_dir(out_dir, "output_dir")
+    if FLAGS.calibrate:
+        fileio.check_writable_dir(FLAGS.checkpoint_dir, "checkpoint_dir")
     report, _ = verify_pairs(model, pairs, load, out_dir, source)
     if FLAGS.calibrate:
         report["threshold_file"] = model.save_threshold(report["best_threshold"], source)
@@ -265,17 +246,17 @@ def run_kshot(model):
         load = inference.load_photo
         source = FLAGS.folder
     elif FLAGS.records_dir:
-        photos = records_photos(FLAGS.records_dir, FLAGS.split)
+        photos = records_photos(FLAGS.records_dir, FLAGS.split or DEFAULT_SPLIT)
         data = {name: enc for name, _, enc in photos}
         items = [(name, identity) for name, identity, _ in photos]
         load = data.get  # records hold RGB JPEG bytes, decoded in the graph as in training
-        source = "%s:%s" % (FLAGS.records_dir, FLAGS.split)
+        source = "%s:%s" % (FLAGS.records_dir, FLAGS.split or DEFAULT_SPLIT)
     else:
         raise UserError("--kshot needs --folder or --records_dir")
     k, n = FLAGS.kshot, FLAGS.nway
     eligible, by_id = episode_pool(items, k, n)
     keys = [key for i in eligible for key in by_id[i]]
-    index, feats = embed_unique(model, keys, load)
+    index, feats = model.embed_unique(keys, load)
     rng = np.random.RandomState(FLAGS.pairs_seed)
     accs = []
     for _ in range(FLAGS.episodes):
@@ -295,5 +276,9 @@ def run_kshot(model):
             "accuracy_std": float(np.std(accs)), "chance": 1.0 / n, "checkpoint": model.checkpoint}
 
 
+def run():
+    common_flags.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(run_main(main))
+    run()

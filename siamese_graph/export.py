@@ -13,44 +13,45 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
-from siamese_graph import inference
-from siamese_graph.cli import define, run_main
+from siamese_graph import common_flags, fileio, inference
+from siamese_graph.datasets import folder as folder_layout
 from siamese_graph.errors import UserError
-from siamese_graph.evaluate import folder_photos
 
-inference.define_flags()
-define("string", "folder", None, "Folder-per-person photos.")
-define("string", "output_dir", None, "Where the .npy and .tsv files go.")
+common_flags.declare("checkpoint_dir", "crop", "flip_average", "folder", "output_dir")
 FLAGS = flags.FLAGS
 
 
-def _atomic_write(path, write):
-    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)
+def tsv_field(text):
+    """text with backslashes, tabs and line breaks escaped (a TSV field is one cell)."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def main(argv):
     del argv
     tf.compat.v1.disable_eager_execution()
-    if not (FLAGS.checkpoint_dir and FLAGS.folder and FLAGS.output_dir):
+    if not (FLAGS.folder and FLAGS.output_dir):
         raise UserError("--checkpoint_dir, --folder and --output_dir are required")
-    items = folder_photos(FLAGS.folder)
-    model = inference.model_from_flags()
+    fileio.check_writable_dir(FLAGS.output_dir, "output_dir")
+    items = [(path, person) for person, paths in folder_layout.walk(FLAGS.folder) for path in paths]
+    model = common_flags.restored_model()
     feats = model.embed([inference.load_photo(p) for p, _ in items]).astype(np.float32)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
-    _atomic_write(os.path.join(FLAGS.output_dir, "embeddings.npy"), lambda f: np.save(f, feats))
-    _atomic_write(os.path.join(FLAGS.output_dir, "embeddings.tsv"), lambda f: f.write(
-        "".join("\t".join("%.6g" % v for v in row) + "\n" for row in feats).encode()))
-    _atomic_write(os.path.join(FLAGS.output_dir, "metadata.tsv"), lambda f: f.write(
-        ("person\tfile\n" + "".join("%s\t%s\n" % (person, os.path.relpath(p, FLAGS.folder))
-                                    for p, person in items)).encode()))
+    with fileio.atomic_write(os.path.join(FLAGS.output_dir, "embeddings.npy"), "wb") as f:
+        np.save(f, feats)
+    fileio.write_text(os.path.join(FLAGS.output_dir, "embeddings.tsv"),
+                      "".join("\t".join("%.6g" % v for v in row) + "\n" for row in feats))
+    fileio.write_text(os.path.join(FLAGS.output_dir, "metadata.tsv"),
+                      "person\tfile\n" + "".join("%s\t%s\n" % (person, tsv_field(os.path.relpath(p, FLAGS.folder)))
+                                                 for p, person in items))
     print(json.dumps({"photos": len(items), "dimensions": int(feats.shape[1]),
                       "output_dir": FLAGS.output_dir, "head": model.config["head"]}))
 
 
+def run():
+    common_flags.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(run_main(main))
+    run()

@@ -13,81 +13,71 @@ image, L2-normalized again when the model normalizes: one more tower pass per
 photo, and a face then scores the same as its mirror image. Checkpoints trained
 with --moving_average_decay are restored from the moving averages.
 """
-import json
 import os
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
-from siamese_graph import preprocessing, siamese
-from siamese_graph.errors import UserError
+from siamese_graph import fileio, photos, preprocessing, records, siamese
+from siamese_graph.errors import DataError
 from siamese_graph.nets import nets_factory
 
 v1 = tf.compat.v1
+MODEL_FILE = "model.json"
 THRESHOLD_FILE = "threshold.json"
-
-
-def define_flags():
-    """The flags every script that restores a train_dir shares (evaluate, score, gallery, export)."""
-    from siamese_graph.cli import define
-
-    define("string", "checkpoint_dir", None, "A train_dir written by siamese_graph.train.")
-    define("string", "crop", None, "Face box for these photos; default: the one the model was trained with.")
-    define("bool", "flip_average", True,
-           "Average each photo's features with its mirror image's (two tower passes a photo).")
-
-
-def model_from_flags():
-    """A Model for --checkpoint_dir, --crop and --flip_average (see define_flags)."""
-    from absl import flags
-
-    f = flags.FLAGS
-    return Model(f.checkpoint_dir, f.crop, flip_average=f.flip_average)
 
 
 def load_photo(path):
     """A photo for Model.embed: the file's bytes when it is an RGB JPEG (decoded
     in the graph exactly as training decodes records), else a uint8 [H, W, 3]
-    array from Pillow (any format, grayscale or RGB)."""
+    array converted by photos.to_rgb (any format, mode and bit depth Pillow reads).
+    Raises DataError naming the file."""
     try:
-        with Image.open(path) as im:
-            if im.format == "JPEG" and im.mode == "RGB":
-                im.load()  # a corrupt file fails here, with its name
-                with open(path, "rb") as f:
-                    return f.read()
-            return np.asarray(im.convert("RGB"))
-    except FileNotFoundError:
-        raise UserError("%s: photo not found" % path)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise UserError("%s: unreadable photo (%s)" % (path, str(e).splitlines()[0][:80]))
+        data, im, _ = photos.read(path)
+        return data if photos.is_rgb_jpeg(im) else photos.to_rgb(im)
+    except photos.PhotoError as e:
+        raise DataError("%s: unusable photo (%s)" % (path, e))
+
+
+def load_config(checkpoint_dir):
+    """The model config train saved as CHECKPOINT_DIR/model.json, checked for every key."""
+    path = os.path.join(checkpoint_dir, MODEL_FILE)
+    if not os.path.isfile(path):
+        raise DataError("%s: missing (a train_dir written by siamese_graph.train has it)" % path)
+    config = records.read_json(path, "model.json")
+    if not isinstance(config, dict):
+        raise DataError("%s: not a valid model.json (expected an object)" % path)
+    config = dict(nets_factory.LEGACY_DEFAULTS, **config)
+    missing = [k for k in nets_factory.MODEL_KEYS if k not in config]
+    if missing:
+        raise DataError("%s: not a valid model.json (missing %s)" % (path, ", ".join(missing)))
+    return config
 
 
 class Model:
     """A trained siamese network, restored for inference."""
 
     def __init__(self, checkpoint_dir, crop=None, batch_size=64, flip_average=True):
-        path = os.path.join(checkpoint_dir, "model.json")
+        """Args:
+          checkpoint_dir: a train_dir (model.json and checkpoints).
+          crop: a crop spec for these photos (preprocessing.parse_crop); None: the model's own.
+          batch_size: photos a tower pass.
+          flip_average: features are the mean of a photo's and its mirror image's.
+        Raises DataError for a missing folder, checkpoint or model.json, or a
+        checkpoint that does not match model.json.
+        """
         if not os.path.isdir(checkpoint_dir):
-            raise UserError("%s: checkpoint folder not found" % checkpoint_dir)
+            raise DataError("%s: checkpoint folder not found" % checkpoint_dir)
         ckpt = tf.train.latest_checkpoint(checkpoint_dir)
         if not ckpt:
-            raise UserError("%s: no checkpoint in this folder" % checkpoint_dir)
-        if not os.path.isfile(path):
-            raise UserError("%s: missing (a train_dir written by siamese_graph.train has it)" % path)
-        with open(path) as f:
-            self.config = json.load(f)
+            raise DataError("%s: no checkpoint in this folder" % checkpoint_dir)
+        self.config = c = load_config(checkpoint_dir)
         self.checkpoint_dir, self.checkpoint = checkpoint_dir, ckpt
-        c = self.config
         self.image_size = c["image_size"]
         self.crop = preprocessing.parse_crop(crop or c["crop"])
         self.batch_size = batch_size
         self.flip_average = flip_average
-        tower_fn = nets_factory.get_network_fn(c["net"], c["image_size"], growth_rate=c["growth_rate"],
-                                               theta=c["theta"], embedding_size=c["embedding_size"],
-                                               convnet_width=c.get("convnet_width", 1.0),
-                                               convnet_embedding=c.get("convnet_embedding", 0))
-        v1.logging.set_verbosity(v1.logging.ERROR)  # "Restoring parameters from" noise
+        tower_fn = nets_factory.network_fn_from_config(c)
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.photo = v1.placeholder(tf.uint8, [None, None, 3], "photo")
@@ -111,9 +101,11 @@ class Model:
             try:
                 saver.restore(self.sess, ckpt)
             except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
-                raise UserError("%s: checkpoint variables do not match model.json (%s)"
+                raise DataError("%s: checkpoint variables do not match model.json (%s)"
                                 % (ckpt, str(e).splitlines()[0][:150]))
         self.step = int(ckpt.rsplit("-", 1)[1]) if "-" in ckpt else None
+        # The index file holds every tensor's checksum: its hash identifies the weights.
+        self.weights_id = records.sha256(ckpt + ".index")
 
     def _features(self, images, tower_fn):
         """[N, S, S, 3] finished images -> features [N, D]."""
@@ -130,7 +122,7 @@ class Model:
             try:
                 return self.sess.run(self.cropped_jpeg, {self.encoded: photo})[0]
             except tf.errors.InvalidArgumentError as e:
-                raise UserError("unreadable JPEG (%s)" % str(e).splitlines()[0][:80])
+                raise DataError("unreadable JPEG (%s)" % str(e).splitlines()[0][:80])
         return self.sess.run(self.cropped, {self.photo: photo})[0]
 
     def embed(self, photos):
@@ -141,28 +133,51 @@ class Model:
             out.append(self.sess.run(self.features, {self.batch: np.stack(crops)}))
         return np.concatenate(out) if out else np.zeros([0, self.features.shape[-1]], np.float32)
 
+    def embed_unique(self, keys, load):
+        """Features of each distinct key, computed once.
+
+        Args:
+          keys: photo keys (paths, record file names), repeats allowed.
+          load: key -> photo for embed (load_photo, or a dict's get for record bytes).
+        Returns:
+          ({key: row}, features [distinct keys, D]).
+        """
+        unique = sorted(set(keys))
+        return {k: i for i, k in enumerate(unique)}, self.embed([load(k) for k in unique])
+
+    def pair_distances(self, pairs, load):
+        """Dw [N] of (key_a, key_b) pairs, each distinct photo embedded once.
+
+        Returns (distances, number of distinct photos)."""
+        index, feats = self.embed_unique([k for pair in pairs for k in pair[:2]], load)
+        fa = feats[[index[p[0]] for p in pairs]]
+        fb = feats[[index[p[1]] for p in pairs]]
+        return self.distance(fa, fb), len(index)
+
     def distance(self, features_a, features_b):
         """Dw [N] for paired rows of two feature arrays."""
         return self.sess.run(self.dw, {self.fa: features_a, self.fb: features_b})
 
     def threshold(self):
-        """The calibrated threshold saved by `evaluate --calibrate`, or None."""
+        """The calibrated threshold saved by `evaluate --calibrate`, or None.
+
+        Raises DataError when it was calibrated with the other flip_average."""
         path = os.path.join(self.checkpoint_dir, THRESHOLD_FILE)
         if not os.path.exists(path):
             return None
-        with open(path) as f:
-            saved = json.load(f)
+        saved = records.read_json(path, "threshold file")
+        if not isinstance(saved, dict) or not isinstance(saved.get("threshold"), (int, float)):
+            raise DataError("%s: not a valid threshold file (no number 'threshold'); run evaluate "
+                            "--calibrate again" % path)
         if saved.get("flip_average", self.flip_average) != self.flip_average:
-            raise UserError("%s: calibrated with --flip_average=%s; score with the same setting, or "
-                            "pass --threshold" % (path, saved["flip_average"]))
-        return saved["threshold"]
+            raise DataError("%s: calibrated with flip_average=%s; score with the same setting, or "
+                            "pass a threshold" % (path, saved["flip_average"]))
+        return float(saved["threshold"])
 
     def save_threshold(self, threshold, source):
+        """Writes CHECKPOINT_DIR/threshold.json atomically; returns its path."""
         path = os.path.join(self.checkpoint_dir, THRESHOLD_FILE)
-        tmp = os.path.join(self.checkpoint_dir, "." + THRESHOLD_FILE + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"threshold": threshold, "checkpoint": os.path.basename(self.checkpoint),
-                       "flip_average": self.flip_average, "calibrated_on": source}, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
+        fileio.write_json(path, {"threshold": threshold, "checkpoint": os.path.basename(self.checkpoint),
+                                 "flip_average": self.flip_average, "calibrated_on": source},
+                          sort_keys=False)
         return path

@@ -8,34 +8,31 @@ shuffle-buffer fills included), identities seen in same and in different pairs,
 mislabeled and same-photo pairs (both must be 0), pairs per second.
 """
 import json
-import os
 import time
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
-from siamese_graph import pairs
-from siamese_graph.cli import run_main
+from siamese_graph import common_flags, fileio, pairs, preprocessing
 from siamese_graph.errors import UserError
 
-pairs.define_flags()
-flags.DEFINE_string("split", "train", "Split to pair.")
-flags.DEFINE_integer("num_pairs", 10000, "Pairs to pull (rounded up to whole batches).")
-flags.DEFINE_integer("batch_size", 100, "Pairs per batch (even).")
+common_flags.declare("records_dir", "split", "num_pairs", "batch_size", "image_size", "crop", "augment",
+                     "rotation_deg", "seed", "shuffle_buffer")
 flags.DEFINE_string("save_grid", None, "Write a PNG of sample pairs with their labels here.")
 flags.DEFINE_integer("grid_pairs", 16, "Pairs in the --save_grid picture.")
 FLAGS = flags.FLAGS
+DEFAULT_SPLIT = "train"
 
 
 def inspect(records_dir, split, num_pairs, batch_size=100, grid_pairs=0, **kwargs):
     """Returns (report dict, first grid_pairs pairs as (image_a, image_b, label, names))."""
-    info = pairs.SplitInfo(records_dir, split)
+    info = pairs.pairable_split(records_dir, split)
     with tf.Graph().as_default():
         counter = tf.compat.v1.get_variable("records_read", [], tf.int64, trainable=False,
                                             initializer=tf.compat.v1.zeros_initializer(),
                                             use_resource=True)
-        ds = pairs.pair_dataset(records_dir, split, batch_size, counter=counter, info=info, **kwargs)
+        ds = pairs.pair_dataset(info, batch_size, counter=counter, **kwargs)
         it = tf.compat.v1.data.make_initializable_iterator(ds)
         batch = it.get_next()
         keys = ["label", "identity_a", "identity_b", "filename_a", "filename_b"]
@@ -58,7 +55,9 @@ def inspect(records_dir, split, num_pairs, batch_size=100, grid_pairs=0, **kwarg
                                      out["filename_a"][i].decode(), out["filename_b"][i].decode()))
                     n += len(out["label"])
             except tf.errors.DataLossError as e:
-                raise info.data_loss_error(e)
+                path = info.find_corrupt_shard()
+                raise UserError("%s: corrupt shard (%s); rewrite it with make_records --overwrite"
+                                % (path or info, e.message.splitlines()[0][:120]))
             elapsed = time.time() - start
             reads = int(sess.run(counter))
     got = {k: np.concatenate(v) for k, v in got.items()}
@@ -100,9 +99,8 @@ def save_grid(path, grid, columns=4):
         sheet.paste(to_uint8(b), (x + size, y))
         draw.text((x + 2, y + size + 2), "%d %s" % (label, "same" if label == 0 else "different"),
                   fill=(0, 110, 0) if label == 0 else (170, 0, 0))
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), "." + os.path.basename(path) + ".tmp")
-    sheet.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with fileio.atomic_write(path, "wb") as f:
+        sheet.save(f, format="PNG")
 
 
 def main(argv):
@@ -110,11 +108,13 @@ def main(argv):
     if not FLAGS.records_dir:
         raise UserError("--records_dir is required")
     if FLAGS.num_pairs < 1:
-        raise UserError("--num_pairs must be at least 1")
+        raise UserError("--num_pairs=%d: must be at least 1" % FLAGS.num_pairs)
+    if FLAGS.save_grid:
+        fileio.check_writable_file(FLAGS.save_grid, "save_grid")
     tf.compat.v1.disable_eager_execution()
-    report, grid = inspect(FLAGS.records_dir, FLAGS.split, FLAGS.num_pairs, FLAGS.batch_size,
+    report, grid = inspect(FLAGS.records_dir, FLAGS.split or DEFAULT_SPLIT, FLAGS.num_pairs, FLAGS.batch_size,
                            FLAGS.grid_pairs if FLAGS.save_grid else 0, image_size=FLAGS.image_size,
-                           crop=FLAGS.crop, augment=FLAGS.augment, rotation_deg=FLAGS.rotation_deg,
+                           crop=FLAGS.crop or preprocessing.DEFAULT_CROP, augment=FLAGS.augment, rotation_deg=FLAGS.rotation_deg,
                            seed=FLAGS.seed, shuffle_buffer=FLAGS.shuffle_buffer)
     if FLAGS.save_grid:
         save_grid(FLAGS.save_grid, grid)
@@ -122,5 +122,9 @@ def main(argv):
     print(json.dumps(report, indent=1))
 
 
+def run():
+    common_flags.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(run_main(main))
+    run()

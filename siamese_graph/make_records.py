@@ -22,36 +22,39 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import threading
 import time
-import warnings
 
-from absl import app, flags, logging
+from absl import flags, logging
 from PIL import Image
 
-from siamese_graph import records
+from siamese_graph import common_flags, fileio, records
+from siamese_graph import photos as photo_files
 from siamese_graph.datasets import celeba, folder
-from siamese_graph.cli import define, run_main
-from siamese_graph.errors import UserError
+from siamese_graph.errors import DataError, UserError
 
 FLAGS = flags.FLAGS
 
+common_flags.declare("output_dir", "seed")
 flags.DEFINE_enum("dataset", "celeba", ["celeba", "folder"], "Source layout.")
 flags.DEFINE_string("data_dir", None, "Source folder.")
-flags.DEFINE_string("output_dir", None, "Output folder; default tfrecords/<basename of data_dir>.")
 flags.DEFINE_integer("num_shards", 16, "Shards per split at most (fewer if the split has fewer identities).")
 flags.DEFINE_integer("num_workers", 2, "Worker processes.")
 flags.DEFINE_bool("allow_missing", False, "CelebA: write the photos present when some listed ones are missing.")
 flags.DEFINE_bool("strict", False, "Fail on any skipped photo instead of recording the skip.")
-flags.DEFINE_bool("overwrite", False, "Start over, deleting what --output_dir holds.")
+flags.DEFINE_bool("overwrite", False, "Start over, deleting the records, manifest and labels "
+                  "that make_records wrote in --output_dir (nothing else).")
 flags.DEFINE_bool("verify", False, "Read every shard back: counts, checksums, identities, decoding.")
 flags.DEFINE_float("val_fraction", 0.0, "Folder layout without split folders: share of identities for val.")
 flags.DEFINE_float("test_fraction", 0.1, "Folder layout without split folders: share of identities for test.")
-define("integer", "seed", 0, "Seed for identity order across shards and folder splits.")
 flags.DEFINE_integer("jpeg_quality", 95, "Quality for photos that must be re-encoded (not RGB JPEG).")
 
 PROGRESS_DIR = ".progress"
+# What make_records writes in an output folder: the only names --overwrite removes.
+_OWN_FILE = re.compile(r"^((train|val|test)-\d{5}-of-\d{5}\.tfrecord|manifest\.json|labels\.txt|"
+                       r"\.progress|\..*\.tmp)$")
 RECORD_ORDER = "identity_blocks"
 
 
@@ -60,31 +63,20 @@ class PhotoSkip(Exception):
 
 
 def load_photo(path, jpeg_quality=95):
-    """Returns (RGB JPEG bytes, height, width). Raises PhotoSkip with a reason."""
+    """Returns (RGB JPEG bytes, height, width). Raises PhotoSkip with a reason.
+
+    RGB JPEGs are stored byte for byte (checked by decoding at 1/8 scale, which
+    still reads every byte); anything else is converted by photos.to_rgb and
+    re-encoded at jpeg_quality."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise PhotoSkip("unreadable: %s" % e.strerror)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            fmt, (width, height) = im.format, im.size
-            keep = fmt == "JPEG" and im.mode == "RGB"
-            if keep:  # stored as is: decoding at 1/8 scale still reads every byte, twice as fast
-                im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-            im.load()  # truncated or corrupt data fails here
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PhotoSkip("over Pillow's decompression-bomb limit of %d pixels" % Image.MAX_IMAGE_PIXELS)
-    except Image.UnidentifiedImageError:
-        raise PhotoSkip("not an image")
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise PhotoSkip("corrupt image: %s" % str(e).splitlines()[0][:100])
-    if keep:
-        return data, height, width
+        data, im, (width, height) = photo_files.read(path, draft_scale=8)
+        if photo_files.is_rgb_jpeg(im):
+            return data, height, width
+        rgb = photo_files.to_rgb(im)
+    except photo_files.PhotoError as e:
+        raise PhotoSkip(str(e))
     out = io.BytesIO()
-    im.convert("RGB").save(out, format="JPEG", quality=jpeg_quality)
+    Image.fromarray(rgb, "RGB").save(out, format="JPEG", quality=jpeg_quality)
     return out.getvalue(), height, width
 
 
@@ -112,16 +104,6 @@ def plan_shards(listing, num_shards, seed):
             sizes[k] += len(people[i])
         plan[split] = shards
     return plan
-
-
-def _write_json(path, obj):
-    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 _counter = None  # photos done, shared with the workers for progress lines
@@ -161,11 +143,12 @@ def write_shard(task):
     entry = {"file": name, "records": sum(c for _, c in written), "bytes": os.path.getsize(tmp),
              "sha256": records.sha256(tmp), "identities": written, "skipped": skipped}
     os.replace(tmp, final)
-    _write_json(os.path.join(out_dir, PROGRESS_DIR, name + ".json"), entry)
+    fileio.write_json(os.path.join(out_dir, PROGRESS_DIR, name + ".json"), entry, fsync=True)
     return entry
 
 
-def _fingerprint(plan, config):
+def fingerprint(plan, config):
+    """sha256 of the flags and of every listed photo (split, name, identity, size, mtime)."""
     h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for split in sorted(plan):
         for shard in plan[split]:
@@ -181,23 +164,22 @@ def _prepare_output(out_dir, fingerprint, overwrite):
     """Readies out_dir; returns the shard entries already complete (a resume)."""
     progress = os.path.join(out_dir, PROGRESS_DIR)
     if overwrite and os.path.isdir(out_dir):
-        for name in os.listdir(out_dir):
-            path = os.path.join(out_dir, name)
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        remove_own_files(out_dir)
     os.makedirs(progress, exist_ok=True)
     fp_path = os.path.join(progress, "fingerprint")
     existing = [n for n in os.listdir(out_dir) if n != PROGRESS_DIR]
     if os.path.exists(fp_path):
         with open(fp_path) as f:
             if f.read().strip() != fingerprint:
-                raise UserError("%s holds records from other inputs or flags; pass --overwrite "
+                raise DataError("%s holds records from other inputs or flags; pass --overwrite "
                                 "to start over" % out_dir)
     elif existing:
-        raise UserError("%s is not empty and holds no run of make_records; pass --overwrite "
-                        "or choose another --output_dir" % out_dir)
+        foreign = [n for n in existing if not _OWN_FILE.match(n)]
+        raise DataError("%s is not empty and holds no unfinished run of make_records (%s); %s"
+                        % (out_dir, ", ".join(sorted(foreign or existing)[:3]),
+                           "choose another output folder" if foreign else "pass --overwrite"))
     else:
-        with open(fp_path, "w") as f:
-            f.write(fingerprint + "\n")
+        fileio.write_text(fp_path, fingerprint + "\n")
     done = {}
     for name in os.listdir(out_dir):
         path = os.path.join(out_dir, name)
@@ -206,9 +188,8 @@ def _prepare_output(out_dir, fingerprint, overwrite):
             continue
         side = os.path.join(progress, name + ".json")
         if name.endswith(".tfrecord") and os.path.exists(side):
-            with open(side) as f:
-                entry = json.load(f)
-            if entry["bytes"] == os.path.getsize(path) and entry["sha256"] == records.sha256(path):
+            entry = records.read_json(side, "progress file")
+            if isinstance(entry, dict) and entry.get("bytes") == os.path.getsize(path) and entry.get("sha256") == records.sha256(path):
                 done[name] = entry
     return done
 
@@ -230,20 +211,24 @@ class _Progress(threading.Thread):
             logging.info("%d/%d photos, %.0f photos/s, ETA %.0fs", done, self.total, rate, eta)
 
 
+def _config(num_shards, seed, jpeg_quality, source):
+    return {"schema_version": records.SCHEMA_VERSION, "num_shards": num_shards, "seed": seed,
+            "jpeg_quality": jpeg_quality, "source": source}
+
+
 def convert(listing, out_dir, num_shards=16, num_workers=2, seed=0, overwrite=False,
             strict=False, jpeg_quality=95, flags_used=None):
     """Writes the shards, labels.txt and manifest.json; returns the manifest."""
     if not listing.photos:
-        raise UserError("%s: no photos found" % listing.source.get("data_dir", out_dir))
+        raise DataError("%s: no photos found" % listing.source.get("data_dir", out_dir))
     if len(listing.identity_names) < 2:
-        raise UserError("only one identity found: pairs of different people are impossible")
+        raise DataError("only one identity found: pairs of different people are impossible")
     plan = plan_shards(listing, num_shards, seed)
-    config = {"schema_version": records.SCHEMA_VERSION, "num_shards": num_shards, "seed": seed,
-              "jpeg_quality": jpeg_quality, "source": listing.source}
-    fingerprint = _fingerprint(plan, config)
+    config = _config(num_shards, seed, jpeg_quality, listing.source)
+    fp = fingerprint(plan, config)
     manifest_path = os.path.join(out_dir, records.MANIFEST)
     os.makedirs(out_dir, exist_ok=True)
-    done = _prepare_output(out_dir, fingerprint, overwrite)
+    done = _prepare_output(out_dir, fp, overwrite)
     tasks = []
     for split, shards in plan.items():
         for k, blocks in enumerate(shards):
@@ -274,15 +259,15 @@ def convert(listing, out_dir, num_shards=16, num_workers=2, seed=0, overwrite=Fa
     manifest = _manifest(plan, done, listing, config, flags_used or {})
     skipped = manifest["skipped"]
     if strict and skipped:
-        raise UserError("%s: %s (%d photos skipped; --strict)" % (skipped[0][0], skipped[0][1], len(skipped)))
+        raise DataError("%s: %s (%d photos skipped; --strict)" % (skipped[0][0], skipped[0][1], len(skipped)))
     written = {i for s in manifest["splits"].values() for sh in s["shards"] for i, _ in sh["identities"]}
     if len(written) < 2:
-        raise UserError("%d identities left after skipping %d bad photos: pairs of different people "
+        raise DataError("%d identities left after skipping %d bad photos: pairs of different people "
                         "are impossible" % (len(written), len(skipped)))
-    with open(os.path.join(out_dir, "." + records.LABELS + ".tmp"), "w") as f:
-        f.writelines("%d:%s\n" % (i, n) for i, n in enumerate(listing.identity_names))
-    os.replace(os.path.join(out_dir, "." + records.LABELS + ".tmp"), os.path.join(out_dir, records.LABELS))
-    _write_json(manifest_path, manifest)
+    fileio.write_text(os.path.join(out_dir, records.LABELS),
+                      "".join("%d:%s\n" % (i, n) for i, n in enumerate(listing.identity_names)), fsync=True)
+    manifest["fingerprint"] = fp
+    fileio.write_json(manifest_path, manifest, fsync=True)
     shutil.rmtree(os.path.join(out_dir, PROGRESS_DIR), ignore_errors=True)
     logging.info("wrote %d photos in %.1fs (%.0f photos/s)", total, elapsed, total / max(elapsed, 1e-9))
     return manifest
@@ -316,13 +301,12 @@ def verify(records_dir):
     """Reads every shard back with tf.data; returns the number of records checked."""
     import tensorflow as tf
 
-    manifest = records.load_manifest(records_dir)
+    record_set = records.RecordSet(records_dir)
     checked = 0
-    for split in manifest["splits"].values():
-        for shard in split["shards"]:
-            path = os.path.join(records_dir, shard["file"])
+    for split in record_set.splits.values():
+        for shard, path in zip(split.shards, split.all_files):
             if records.sha256(path) != shard["sha256"]:
-                raise UserError("%s: checksum differs from the manifest" % path)
+                raise DataError("%s: checksum differs from the manifest" % path)
             expected = [i for i, c in shard["identities"] for _ in range(c)]
             ds = tf.data.TFRecordDataset(path).map(records.parse_example)
             ds = ds.map(lambda e: (e["image/identity"],
@@ -333,9 +317,9 @@ def verify(records_dir):
                 for identity, _ in ds.as_numpy_iterator():
                     got.append(int(identity))
             except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-                raise UserError("%s: unreadable record or image (%s)" % (path, e.message.splitlines()[0]))
+                raise DataError("%s: unreadable record or image (%s)" % (path, e.message.splitlines()[0]))
             if got != expected:
-                raise UserError("%s: %d records with identities not as the manifest lists (%d expected)"
+                raise DataError("%s: %d records with identities not as the manifest lists (%d expected)"
                                 % (path, len(got), len(expected)))
             checked += len(got)
     return checked
@@ -349,26 +333,58 @@ def _summary(manifest):
     return "\n".join(lines)
 
 
+def remove_own_files(out_dir):
+    """Removes what make_records wrote in out_dir (shards, manifest, labels, progress, temp files).
+
+    Raises DataError, removing nothing, if out_dir holds anything else."""
+    names = os.listdir(out_dir)
+    foreign = sorted(n for n in names if not _OWN_FILE.match(n))
+    if foreign:
+        raise DataError("%s holds files make_records did not write (%s%s); --overwrite removes only "
+                        "its own records: choose another output folder"
+                        % (out_dir, ", ".join(foreign[:3]), ", ..." if len(foreign) > 3 else ""))
+    for name in names:
+        path = os.path.join(out_dir, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+def check_folders(data_dir, out_dir):
+    """UserError when the output folder is the data folder, inside it, or holds it."""
+    data, out = os.path.realpath(data_dir), os.path.realpath(out_dir)
+    if out == data or out.startswith(data + os.sep) or data.startswith(out + os.sep):
+        raise UserError("--output_dir=%s: must be outside --data_dir=%s and not contain it"
+                        % (out_dir, data_dir))
+    fileio.check_writable_dir(out_dir, "output_dir")
+
+
 def main(argv):
     del argv
     if not FLAGS.data_dir:
         raise UserError("--data_dir is required")
     if FLAGS.num_shards < 1 or FLAGS.num_workers < 1:
         raise UserError("--num_shards and --num_workers must be at least 1")
+    if not 1 <= FLAGS.jpeg_quality <= 100:
+        raise UserError("--jpeg_quality=%d: must be in 1..100" % FLAGS.jpeg_quality)
     data_dir = os.path.abspath(FLAGS.data_dir)
+    out_dir = FLAGS.output_dir or os.path.join("tfrecords", os.path.basename(data_dir.rstrip("/")))
+    check_folders(data_dir, out_dir)
     if FLAGS.dataset == "celeba":
         listing = celeba.read(data_dir, allow_missing=FLAGS.allow_missing)
     else:
         listing = folder.read(data_dir, FLAGS.val_fraction, FLAGS.test_fraction, FLAGS.seed)
     listing.source.update({"dataset": FLAGS.dataset, "data_dir": data_dir})
-    out_dir = FLAGS.output_dir or os.path.join("tfrecords", os.path.basename(data_dir.rstrip("/")))
     manifest_path = os.path.join(out_dir, records.MANIFEST)
     flags_used = {k: FLAGS[k].value for k in ("dataset", "num_shards", "seed", "jpeg_quality",
                                               "allow_missing", "val_fraction", "test_fraction")}
     if os.path.isfile(manifest_path) and not FLAGS.overwrite:
-        manifest = records.load_manifest(out_dir)
-        if manifest.get("flags") != flags_used or manifest.get("source") != listing.source:
-            raise UserError("%s: records from other inputs or flags are here; pass --overwrite" % out_dir)
+        manifest = records.RecordSet(out_dir).manifest
+        config = _config(FLAGS.num_shards, FLAGS.seed, FLAGS.jpeg_quality, listing.source)
+        fp = fingerprint(plan_shards(listing, FLAGS.num_shards, FLAGS.seed), config)
+        same = (manifest["fingerprint"] == fp if "fingerprint" in manifest  # older manifests lack it
+                else manifest.get("flags") == flags_used and manifest.get("source") == listing.source)
+        if not same:
+            raise DataError("%s: records from other inputs or flags are here (the photos or flags "
+                            "changed since they were written); pass --overwrite" % out_dir)
         logging.info("%s is complete already (pass --overwrite to rewrite)", out_dir)
     else:
         manifest = convert(listing, out_dir, FLAGS.num_shards, FLAGS.num_workers, FLAGS.seed,
@@ -381,7 +397,7 @@ def main(argv):
 
 
 def run():
-    app.run(run_main(main))
+    common_flags.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Verification metrics in numpy, on distances (small = same) and labels (0 same, 1 different)."""
 import numpy as np
 
+from siamese_graph.errors import DataError
+
 
 def roc(distances, labels):
     """ROC over all thresholds "same if distance <= t".
@@ -11,7 +13,8 @@ def roc(distances, labels):
     d = np.asarray(distances, np.float64)
     same = np.asarray(labels) == 0
     if same.all() or not same.any():
-        raise ValueError("ROC needs both same and different pairs")
+        raise DataError("%d same and %d different pairs: a ROC (and so AUC, EER, accuracy) needs "
+                        "both kinds" % (same.sum(), (~same).sum()))
     order = np.argsort(d, kind="mergesort")
     d, same = d[order], same[order]
     last = np.r_[np.nonzero(np.diff(d))[0], len(d) - 1]  # the last index of each distinct distance

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from siamese_graph.errors import UserError
+from siamese_graph.errors import DataError
 
 
 def read_lfw(path, image_root):
@@ -17,15 +17,15 @@ def read_lfw(path, image_root):
     lines. Photos are image_root/name/name_%04d.jpg."""
     lines = _lines(path)
     if not lines:
-        raise UserError("%s: empty pairs file" % path)
+        raise DataError("%s: empty pairs file" % path)
     lineno, head = lines[0]
     try:
         folds, per_fold = (int(v) for v in head.split())
     except ValueError:
-        raise UserError("%s:%d: expected a header '<folds> <pairs per fold>', got %r" % (path, lineno, head))
+        raise DataError("%s:%d: expected a header '<folds> <pairs per fold>', got %r" % (path, lineno, head))
     body = lines[1:]
     if len(body) != 2 * folds * per_fold:
-        raise UserError("%s: the header says %d folds of %d same and %d different pairs (%d lines) but "
+        raise DataError("%s: the header says %d folds of %d same and %d different pairs (%d lines) but "
                         "the file has %d pair lines" % (path, folds, per_fold, per_fold,
                                                         2 * folds * per_fold, len(body)))
     photo = lambda name, i: os.path.join(image_root, name, "%s_%04d.jpg" % (name, int(i)))
@@ -41,31 +41,49 @@ def read_lfw(path, image_root):
             else:
                 raise ValueError
         except ValueError:
-            raise UserError("%s:%d: expected '%s', got %r" % (
+            raise DataError("%s:%d: expected '%s', got %r" % (
                 path, lineno, "name i j" if same else "name1 i name2 j", line[:80]))
     return out
 
 
-def read_list(path, image_root):
-    """Lines `path_a path_b label [fold]`, label 0 same / 1 different; relative
-    paths are under image_root. Without folds, pairs are dealt into 10."""
+def read_list(path, image_root="", labelled=True):
+    """Lines `path_a path_b label [fold]` (label 0 same, 1 different); blank lines
+    and lines starting with # are skipped; relative paths are under image_root.
+    Without folds, pairs are dealt into 10. With labelled=False (score's pair
+    files) a line needs only `path_a path_b`, anything after is ignored, and
+    label and fold are None. Every photo must exist; errors name file and line."""
     out = []
-    for k, (lineno, line) in enumerate(_lines(path)):
+    for lineno, line in _lines(path):
         parts = line.split()
-        if len(parts) not in (3, 4) or parts[2] not in ("0", "1") or (len(parts) == 4 and not parts[3].isdigit()):
-            raise UserError("%s:%d: expected 'path_a path_b label(0|1) [fold]', got %r" % (path, lineno, line[:80]))
+        if parts[0].startswith("#"):
+            continue
+        if labelled:
+            ok = (len(parts) in (3, 4) and parts[2] in ("0", "1")
+                  and (len(parts) == 3 or parts[3].isdigit()))
+            expected = "path_a path_b label(0|1) [fold]"
+        else:
+            ok, expected = len(parts) >= 2, "path_a path_b"
+        if not ok:
+            raise DataError("%s:%d: expected '%s', got %r" % (path, lineno, expected, line[:80]))
         a, b = (p if os.path.isabs(p) else os.path.join(image_root or "", p) for p in parts[:2])
-        out.append((a, b, int(parts[2]), int(parts[3]) if len(parts) == 4 else None))
+        for photo in (a, b):
+            if not os.path.isfile(photo):
+                raise DataError("%s:%d: photo %s not found" % (path, lineno, photo))
+        if labelled:
+            out.append((a, b, int(parts[2]), int(parts[3]) if len(parts) == 4 else None))
+        else:
+            out.append((a, b, None, None))
     if not out:
-        raise UserError("%s: no pairs" % path)
-    return _deal_folds(out)
+        raise DataError("%s: no pairs" % path)
+    return _deal_folds(out) if labelled else out
 
 
 def check_photos(pairs):
+    """DataError naming the first photo of a pair list that is not a file."""
     for a, b, _, _ in pairs:
         for p in (a, b):
             if not os.path.isfile(p):
-                raise UserError("%s: photo in the pairs file not found" % p)
+                raise DataError("%s: photo in the pairs file not found" % p)
 
 
 def balanced_from_identities(names, identities, num_pairs, seed=0, folds=10):
@@ -78,7 +96,7 @@ def balanced_from_identities(names, identities, num_pairs, seed=0, folds=10):
     ids = sorted(by_id)
     multi = [i for i in ids if len(by_id[i]) >= 2]
     if len(ids) < 2 or not multi:
-        raise UserError("need at least two identities and one with two photos to make pairs")
+        raise DataError("need at least two identities and one with two photos to make pairs")
     out = []
     for k in range(num_pairs // 2):
         i = multi[rng.randint(len(multi))]
@@ -104,7 +122,11 @@ def _deal_folds(pairs, folds=10):
 
 
 def _lines(path):
+    """[(line number, stripped line)] of the non-blank lines of a UTF-8 text file."""
     if not os.path.isfile(path):
-        raise UserError("%s: pairs file not found" % path)
-    with open(path, encoding="utf-8") as f:
-        return [(n, line.strip()) for n, line in enumerate(f, 1) if line.strip()]
+        raise DataError("%s: pairs file not found" % path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [(n, line.strip()) for n, line in enumerate(f, 1) if line.strip()]
+    except UnicodeDecodeError as e:
+        raise DataError("%s: not UTF-8 text (%s); save it as UTF-8" % (path, e.reason))

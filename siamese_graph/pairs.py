@@ -32,7 +32,7 @@ triplet whose other photo has the anchor's identity. Each triplet yields one
 same pair (anchor, positive, 0) and one different pair (anchor, other, 1), so
 the balance is exact, every identity (one-photo identities included) appears in
 different pairs, and about (records / photos in multi-photo blocks + 1) / 2
-records are read per pair: ~1.0 on CelebA, ~1.2 on celeba-10k-lowres.
+records are read per pair (bench/pairs.py and inspect_pairs measure it).
 Labels and filtering use the identity alone; images are decoded after the
 filter and the triplet shuffle, three decodes for two pairs.
 
@@ -41,62 +41,34 @@ into two pairs -> batch -> augment and standardize the batch -> prefetch. With t
 same in any process: shuffles are seeded, interleave and map are deterministic,
 and augmentation uses stateless ops seeded from Dataset.random.
 """
-import os
-
-import numpy as np
 import tensorflow as tf
 
 from siamese_graph import preprocessing, records
-from siamese_graph.errors import UserError
+from siamese_graph.errors import ArgumentError, DataError
 
 _META = {"image/encoded": records.FEATURES["image/encoded"],
          "image/identity": records.FEATURES["image/identity"],
          "image/filename": records.FEATURES["image/filename"]}
 
 
-class SplitInfo:
-    """A split's shards and per-identity photo counts, from the manifest."""
+def pairable_split(records_dir, split):
+    """The records.Split `split` of records_dir, checked to give both kinds of pairs.
 
-    def __init__(self, records_dir, split):
-        manifest = records.load_manifest(records_dir)
-        if split not in manifest["splits"]:
-            raise UserError("%s: no '%s' split (it has: %s)" % (
-                os.path.join(records_dir, records.MANIFEST), split, ", ".join(sorted(manifest["splits"]))))
-        info = manifest["splits"][split]
-        self.records_dir = records_dir
-        self.split = split
-        self.manifest = manifest
-        self.shards = info["shards"]
-        self.files = [os.path.join(records_dir, s["file"]) for s in self.shards if s["records"]]
-        self.counts = np.zeros(manifest["num_identities"], np.int64)
-        for shard in self.shards:
-            for identity, count in shard["identities"]:
-                self.counts[identity] += count
-        self.photos = int(self.counts.sum())
-        self.identities = int((self.counts > 0).sum())
-        self.multi = int((self.counts >= 2).sum())
-        where = "%s split '%s'" % (records_dir, split)
-        if self.photos == 0:
-            raise UserError("%s is empty" % where)
-        if self.identities < 2:
-            raise UserError("%s has %d identity: no different pairs possible" % (where, self.identities))
-        if self.multi == 0:
-            raise UserError("%s has no identity with two photos: no same pairs possible" % where)
+    Raises DataError naming the folder and split when it is empty, has one
+    identity (no different pairs) or no identity with two photos (no same pairs).
+    """
+    info = records.RecordSet(records_dir).split(split)
+    check_pairable(info)
+    return info
 
-    def find_corrupt_shard(self):
-        """The first shard whose bytes differ from the manifest's checksum, or None."""
-        for shard in self.shards:
-            path = os.path.join(self.records_dir, shard["file"])
-            if records.sha256(path) != shard["sha256"]:
-                return path
-        return None
 
-    def data_loss_error(self, err):
-        """A UserError naming the corrupt shard behind a tf.errors.DataLossError."""
-        path = self.find_corrupt_shard()
-        first = (err.message or str(err)).splitlines()[0][:120]
-        return UserError("%s: corrupt shard (%s); rewrite it with make_records --overwrite"
-                         % (path or self.records_dir, first))
+def check_pairable(info):
+    if info.photos == 0:
+        raise DataError("%s is empty" % info)
+    if info.identities < 2:
+        raise DataError("%s has %d identity: no different pairs possible" % (info, info.identities))
+    if info.multi == 0:
+        raise DataError("%s has no identity with two photos: no same pairs possible" % info)
 
 
 def _records(files, seed, cycle_length, counter=None, tag=False):
@@ -156,18 +128,31 @@ def other_photos(info, seed, shuffle_buffer=2048, cycle_length=16, counter=None)
     return ds.map(lambda s: (s, _identity(s)))
 
 
-def pair_dataset(records_dir, split, batch_size=32, image_size=64, crop="celeba", augment=False,
+def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_CROP, augment=False,
                  seed=0, shuffle_buffer=2048, pair_buffer=512, block_buffer=64, counter=None,
-                 info=None, rotation_deg=preprocessing.DEFAULT_ROTATION_DEG):
-    """Batched pairs as a dataset of dicts.
+                 rotation_deg=preprocessing.DEFAULT_ROTATION_DEG):
+    """Batched balanced pairs from one split of a record set.
 
-    Keys: image_a, image_b (float32 [B, S, S, 3]); label (int32 [B], 0 same, 1 different);
-    identity_a, identity_b (int64 [B]); filename_a, filename_b (string [B]).
-    `counter`, an int64 variable, if given counts every record read from disk.
+    Args:
+      info: a records.Split (records.RecordSet(dir).split(name), or pairable_split()).
+      batch_size: pairs per batch; even, half same and half different.
+      image_size: side of the square images.
+      crop: a crop name or spec (preprocessing.parse_crop), or a (top, left, height, width) box.
+      augment: training augmentation (preprocessing.boxes and preprocessing.finish).
+      seed: seeds every shuffle and random op: the same seed gives the same batches.
+      shuffle_buffer, pair_buffer, block_buffer: the record, pair and identity-block
+        shuffle buffers (each capped at what the split holds).
+      counter: an int64 variable that, if given, counts every record read from disk.
+      rotation_deg: with augment, random rotation up to +-this many degrees.
+    Returns:
+      A tf.data.Dataset of dicts: image_a, image_b (float32 [B, S, S, 3]); label
+      (int32 [B], 0 same, 1 different); identity_a, identity_b (int64 [B]);
+      filename_a, filename_b (string [B]).
     """
     if batch_size < 2 or batch_size % 2:
-        raise UserError("--batch_size must be even and at least 2 (half same, half different pairs)")
-    info = info or SplitInfo(records_dir, split)
+        raise ArgumentError("batch_size", batch_size, "must be even and at least 2 (half same, "
+                            "half different pairs)")
+    check_pairable(info)
     # a buffer larger than the split would only hold the split several times over
     shuffle_buffer, pair_buffer = min(shuffle_buffer, info.photos), min(pair_buffer, info.photos)
     block_buffer = min(block_buffer, info.multi)
@@ -209,24 +194,14 @@ def pair_dataset(records_dir, split, batch_size=32, image_size=64, crop="celeba"
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def inputs(records_dir, split, batch_size=32, image_size=64, crop="celeba", augment=False, seed=0,
-           **kwargs):
-    """Graph tensors (image_a, image_b, label) from a one-shot iterator; see the module doc."""
-    ds = pair_dataset(records_dir, split, batch_size, image_size, crop, augment, seed, **kwargs)
+def inputs(records_dir, split, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_CROP,
+           augment=False, seed=0, **kwargs):
+    """Graph tensors from a one-shot iterator over pair_dataset (see the module doc).
+
+    Returns:
+      (image_a, image_b, label): float32 [B, S, S, 3] twice and int32 [B].
+    """
+    ds = pair_dataset(pairable_split(records_dir, split), batch_size, image_size, crop, augment, seed,
+                      **kwargs)
     batch = tf.compat.v1.data.make_one_shot_iterator(ds).get_next()
     return batch["image_a"], batch["image_b"], batch["label"]
-
-
-def define_flags():
-    """The input-graph flags shared by the scripts that build pairs (train, inspect_pairs)."""
-    from siamese_graph.cli import define
-
-    define("string", "records_dir", None, "Folder written by make_records.")
-    define("integer", "image_size", 64, "Side of the square network input, in pixels.")
-    define("string", "crop", preprocessing.DEFAULT_CROP,
-           "Face box: celeba, none, center:F or box:T,L,H,W (see preprocessing.py).")
-    define("bool", "augment", False, "Training augmentation: flip, crop/scale jitter, brightness, contrast.")
-    define("float", "rotation_deg", preprocessing.DEFAULT_ROTATION_DEG,
-           "With --augment: random rotation up to +-this many degrees (0: none; costs speed).")
-    define("integer", "seed", 0, "Seed for shuffling, pairing and augmentation.")
-    define("integer", "shuffle_buffer", 2048, "Records in the record-level shuffle buffer.")

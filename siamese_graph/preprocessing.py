@@ -23,16 +23,15 @@ import math
 
 import tensorflow as tf
 
-from siamese_graph.errors import UserError
+from siamese_graph.errors import ArgumentError
 
 CROPS = {"celeba": (50 / 218, 20 / 178, 138 / 218, 138 / 178), "none": (0.0, 0.0, 1.0, 1.0)}
 DEFAULT_CROP = "celeba"
 
 # Augmentation strengths: scale +-10%, shift +-6% of the box, brightness +-0.15
 # (on [0, 1] pixels), contrast x[0.75, 1.25]. Rotation is the one costly
-# augmentation (a bilinear warp, ~0.13 ms an image at 64x64 on this CPU: it
-# cuts the pair pipeline's throughput by about a quarter), so it is off unless
-# rotation_deg (the --rotation_deg flag) is set; 8 degrees is a good value.
+# augmentation (a bilinear warp per image; bench/pairs.py measures its cost), so
+# it is off unless rotation_deg is set; 8 degrees is a good value.
 SCALE_JITTER, SHIFT_JITTER, DEFAULT_ROTATION_DEG = 0.10, 0.06, 0.0
 MAX_BRIGHTNESS, CONTRAST_RANGE = 0.15, (0.75, 1.25)
 
@@ -55,8 +54,8 @@ def parse_crop(spec):
             raise ValueError
         return box
     except ValueError:
-        raise UserError("--crop=%r: expected celeba, none, center:F with 0<F<=1, or box:T,L,H,W "
-                        "in fractions inside the photo" % spec)
+        raise ArgumentError("crop", spec, "expected celeba, none, center:F with 0<F<=1, or "
+                            "box:T,L,H,W in fractions inside the photo")
 
 
 def decode(encoded):

@@ -13,9 +13,10 @@ import hashlib
 import json
 import os
 
+import numpy as np
 import tensorflow as tf
 
-from siamese_graph.errors import UserError
+from siamese_graph.errors import DataError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -77,28 +78,120 @@ def parse_image_bytes(serialized):
         serialized, {"image/encoded": FEATURES["image/encoded"]})["image/encoded"]
 
 
-def load_manifest(records_dir):
-    """Reads records_dir/manifest.json, checking every shard is there with its size."""
-    path = os.path.join(records_dir, MANIFEST)
-    if not os.path.isdir(records_dir):
-        raise UserError("%s: records folder not found" % records_dir)
-    if not os.path.isfile(path):
-        raise UserError("%s: no manifest (not written by make_records, or the run did not finish)" % path)
+class Split:
+    """One split of a record set (TF-Slim's dataset descriptor): its shards in
+    order, their files, and per-identity photo counts from the manifest."""
+
+    def __init__(self, records_dir, name, entry, num_identities):
+        self.records_dir, self.name = records_dir, name
+        self.shards = entry["shards"]
+        self.files = [os.path.join(records_dir, s["file"]) for s in self.shards if s["records"]]
+        self.all_files = [os.path.join(records_dir, s["file"]) for s in self.shards]
+        self.counts = np.zeros(num_identities, np.int64)
+        for shard in self.shards:
+            for identity, count in shard["identities"]:
+                self.counts[identity] += count
+        self.photos = int(self.counts.sum())
+        self.identities = int((self.counts > 0).sum())
+        self.multi = int((self.counts >= 2).sum())  # identities with two photos or more
+
+    def __str__(self):
+        return "%s split '%s'" % (self.records_dir, self.name)
+
+    def find_corrupt_shard(self):
+        """The first shard whose bytes differ from the manifest's checksum, or None."""
+        for shard, path in zip(self.shards, self.all_files):
+            if sha256(path) != shard["sha256"]:
+                return path
+        return None
+
+
+class RecordSet:
+    """A records folder written by make_records, read through its manifest.json.
+
+    Attributes: path, manifest (the parsed JSON), num_identities, splits
+    ({name: Split}). Construction checks the manifest's shape and that every
+    shard it lists is there with its size; it raises DataError naming the file.
+    """
+
+    def __init__(self, records_dir):
+        self.path = records_dir
+        self.manifest_path = os.path.join(records_dir, MANIFEST)
+        if not os.path.isdir(records_dir):
+            raise DataError("%s: records folder not found" % records_dir)
+        if not os.path.isfile(self.manifest_path):
+            raise DataError("%s: no manifest (not written by make_records, or the run did not finish)"
+                            % self.manifest_path)
+        self.manifest = read_json(self.manifest_path, "manifest")
+        _check_manifest(self.manifest, self.manifest_path)
+        self.num_identities = self.manifest["num_identities"]
+        self.splits = {name: Split(records_dir, name, entry, self.num_identities)
+                       for name, entry in self.manifest["splits"].items()}
+        for split in self.splits.values():
+            for shard, path in zip(split.shards, split.all_files):
+                if not os.path.isfile(path):
+                    raise DataError("%s: listed in the manifest but missing" % path)
+                if os.path.getsize(path) != shard["bytes"]:
+                    raise DataError("%s: %d bytes but the manifest says %d: manifest and shards disagree"
+                                    % (path, os.path.getsize(path), shard["bytes"]))
+
+    def split(self, name):
+        """The Split called name; DataError naming the manifest if there is none."""
+        if name not in self.splits:
+            raise DataError("%s: no '%s' split (it has: %s)" % (self.manifest_path, name,
+                                                                ", ".join(sorted(self.splits))))
+        return self.splits[name]
+
+    def find_corrupt_shard(self):
+        """The first shard of any split whose checksum differs from the manifest's, or None."""
+        for split in self.splits.values():
+            path = split.find_corrupt_shard()
+            if path:
+                return path
+        return None
+
+
+def _check_manifest(m, path):
+    """DataError naming the first field of a manifest that is not of the expected shape."""
+    def fail(where, what):
+        raise DataError("%s: not a valid manifest (%s: %s)" % (path, where, what))
+
+    def need(obj, key, kind, where):
+        if not isinstance(obj, dict) or key not in obj:
+            fail(where, "missing '%s'" % key)
+        if not isinstance(obj[key], kind) or (kind is int and isinstance(obj[key], bool)):
+            fail("%s.%s" % (where, key) if where else key, "expected %s" % getattr(kind, "__name__", kind))
+        return obj[key]
+
+    if not isinstance(m, dict):
+        fail("top level", "expected an object")
+    n = need(m, "num_identities", int, "")
+    for name, entry in need(m, "splits", dict, "").items():
+        where = "splits.%s" % name
+        for k, shard in enumerate(need(entry, "shards", list, where)):
+            w = "%s.shards[%d]" % (where, k)
+            need(shard, "file", str, w)
+            need(shard, "sha256", str, w)
+            need(shard, "records", int, w)
+            need(shard, "bytes", int, w)
+            for block in need(shard, "identities", list, w):
+                if (not isinstance(block, list) or len(block) != 2
+                        or not all(isinstance(v, int) for v in block)
+                        or not 0 <= block[0] < n or block[1] < 1):
+                    fail(w + ".identities", "expected [identity < %d, count >= 1] blocks, got %r"
+                         % (n, block))
+
+
+def read_json(path, what="file"):
+    """A JSON file the project wrote (manifest, model.json, threshold.json): DataError naming
+    it when it is unreadable, not UTF-8 or not JSON."""
     try:
-        with open(path) as f:
-            manifest = json.load(f)
-        splits = manifest["splits"]
-    except (ValueError, KeyError) as e:
-        raise UserError("%s: not a valid manifest (%s)" % (path, e))
-    for split in splits.values():
-        for shard in split["shards"]:
-            shard_path = os.path.join(records_dir, shard["file"])
-            if not os.path.isfile(shard_path):
-                raise UserError("%s: listed in the manifest but missing" % shard_path)
-            if os.path.getsize(shard_path) != shard["bytes"]:
-                raise UserError("%s: %d bytes but the manifest says %d: manifest and shards disagree"
-                                % (shard_path, os.path.getsize(shard_path), shard["bytes"]))
-    return manifest
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DataError("%s: %s not found" % (path, what))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DataError("%s: not a valid %s (%s)" % (path, what, str(e).splitlines()[0][:100]))
 
 
 def sha256(path):

@@ -8,69 +8,49 @@ The verdict uses the threshold saved by `evaluate --calibrate` (or --threshold):
 "same" when the distance is at or below it. Photos: any format and size Pillow
 reads, grayscale or RGB; --crop matches another framing to the training crop
 (e.g. center:0.6 for LFW's 250x250 photos); the default is the model's own.
+Each distinct photo goes through the tower once.
 """
 import json
 import os
 import sys
 
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
-from siamese_graph import inference
-from siamese_graph.cli import define, run_main
-from siamese_graph.errors import UserError
+from siamese_graph import common_flags, fileio, inference, pair_lists
+from siamese_graph.errors import DataError, UserError
 
-inference.define_flags()
-define("string", "image_root", "", "Folder the pairs file's photos are relative to.")
-flags.DEFINE_string("pairs", None, "File of pairs, one per line: path_a path_b [anything else ignored].")
+common_flags.declare("checkpoint_dir", "crop", "flip_average", "threshold", "pairs", "image_root")
 flags.DEFINE_enum("format", "tsv", ["tsv", "json"], "Output format for --pairs.")
 flags.DEFINE_string("output", None, "Write the scores here instead of stdout (written atomically).")
-define("float", "threshold", None, "Override the calibrated threshold.")
 FLAGS = flags.FLAGS
 
 
-def read_pairs(path, image_root):
-    if not os.path.isfile(path):
-        raise UserError("%s: pairs file not found" % path)
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts or parts[0].startswith("#"):
-                continue
-            if len(parts) < 2:
-                raise UserError("%s:%d: expected 'path_a path_b', got %r" % (path, lineno, line.strip()[:80]))
-            a, b = (p if os.path.isabs(p) else os.path.join(image_root, p) for p in parts[:2])
-            for p in (a, b):
-                if not os.path.isfile(p):
-                    raise UserError("%s:%d: photo %s not found" % (path, lineno, p))
-            out.append((a, b))
-    if not out:
-        raise UserError("%s: no pairs" % path)
-    return out
-
-
 def score(model, pairs, threshold):
-    paths = sorted({p for pair in pairs for p in pair})
-    feats = model.embed([inference.load_photo(p) for p in paths])
-    index = {p: i for i, p in enumerate(paths)}
-    d = model.distance(feats[[index[a] for a, _ in pairs]], feats[[index[b] for _, b in pairs]])
+    """[{a, b, distance, verdict}] for (path_a, path_b, ...) pairs."""
+    d, _ = model.pair_distances(pairs, inference.load_photo)
     verdict = lambda x: "uncalibrated" if threshold is None else ("same" if x <= threshold else "different")
-    return [{"a": a, "b": b, "distance": float(x), "verdict": verdict(x)} for (a, b), x in zip(pairs, d)]
+    return [{"a": p[0], "b": p[1], "distance": float(x), "verdict": verdict(x)} for p, x in zip(pairs, d)]
 
 
 def main(argv):
     tf.compat.v1.disable_eager_execution()
     photos = argv[1:]
-    if not FLAGS.checkpoint_dir:
-        raise UserError("--checkpoint_dir is required")
     if bool(FLAGS.pairs) == bool(photos):
         raise UserError("give two photos, or --pairs=FILE")
     if photos and len(photos) != 2:
         raise UserError("give exactly two photos (got %d)" % len(photos))
-    pairs = read_pairs(FLAGS.pairs, FLAGS.image_root) if FLAGS.pairs else [tuple(photos)]
-    model = inference.model_from_flags()
-    threshold = FLAGS.threshold if FLAGS.threshold is not None else model.threshold()
+    if FLAGS.output:
+        fileio.check_writable_file(FLAGS.output, "output")
+    if FLAGS.pairs:
+        pairs = pair_lists.read_list(FLAGS.pairs, FLAGS.image_root, labelled=False)
+    else:
+        for p in photos:
+            if not os.path.isfile(p):
+                raise DataError("%s: photo not found" % p)
+        pairs = [tuple(photos)]
+    model = common_flags.restored_model()
+    threshold = common_flags.threshold_for(model)
     if threshold is None:
         print("warning: no calibrated threshold in %s (run evaluate --calibrate, or pass --threshold)"
               % FLAGS.checkpoint_dir, file=sys.stderr)
@@ -86,13 +66,14 @@ def main(argv):
         text = "path_a\tpath_b\tdistance\tverdict\n" + "".join(
             "%s\t%s\t%.6f\t%s\n" % (r["a"], r["b"], r["distance"], r["verdict"]) for r in rows)
     if FLAGS.output:
-        tmp = os.path.join(os.path.dirname(os.path.abspath(FLAGS.output)), "." + os.path.basename(FLAGS.output) + ".tmp")
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, FLAGS.output)
+        fileio.write_text(FLAGS.output, text)
     else:
         sys.stdout.write(text)
 
 
+def run():
+    common_flags.run(main, __name__)
+
+
 if __name__ == "__main__":
-    app.run(run_main(main))
+    run()

@@ -14,6 +14,7 @@ derivative of sqrt is infinite there).
 import tensorflow as tf
 
 from siamese_graph import layers
+from siamese_graph.errors import ArgumentError
 
 v1 = tf.compat.v1
 HEADS = ("absdiff", "euclidean")
@@ -54,7 +55,7 @@ def distance(features_a, features_b, head="absdiff", head_units=128, epsilon=1e-
     elif head == "euclidean":
         diff = features_a - features_b
     else:
-        raise ValueError("unknown head %r" % head)
+        raise ArgumentError("head", head, "unknown head (choose from %s)" % ", ".join(HEADS))
     return tf.sqrt(tf.reduce_sum(tf.square(diff), axis=1) + epsilon)
 
 

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from siamese_graph import metrics, pair_lists
-from siamese_graph.errors import UserError
+from siamese_graph.errors import DataError
 from tests.conftest import face, run_cli
 
 v1 = tf.compat.v1
@@ -65,20 +65,40 @@ def test_lfw_pairs_parsing(tmp_path):
     assert pairs[2][0].endswith("lfw/Ann_A/Ann_A_0001.jpg") and pairs[2][1].endswith("lfw/Bob_B/Bob_B_0002.jpg")
     pair_lists.check_photos(pairs)
     (tmp_path / "bad.txt").write_text(text.replace("2\t2\n", "2\t3\n"))
-    with pytest.raises(UserError, match="header says 2 folds of 3 .* the file has 8 pair lines"):
+    with pytest.raises(DataError, match="header says 2 folds of 3 .* the file has 8 pair lines"):
         pair_lists.read_lfw(str(tmp_path / "bad.txt"), str(tmp_path / "lfw"))
     (tmp_path / "bad2.txt").write_text(text.replace("Bob_B\t1\t3", "Bob_B\t1"))
-    with pytest.raises(UserError, match=r"bad2.txt:3: expected 'name i j'"):
+    with pytest.raises(DataError, match=r"bad2.txt:3: expected 'name i j'"):
         pair_lists.read_lfw(str(tmp_path / "bad2.txt"), str(tmp_path / "lfw"))
     (tmp_path / "missing.txt").write_text("1\t1\nAnn_A\t1\t9\nAnn_A\t1\tBob_B\t2\n")
-    with pytest.raises(UserError, match="Ann_A_0009.jpg: photo in the pairs file not found"):
+    with pytest.raises(DataError, match="Ann_A_0009.jpg: photo in the pairs file not found"):
         pair_lists.check_photos(pair_lists.read_lfw(str(tmp_path / "missing.txt"), str(tmp_path / "lfw")))
 
 
 def test_list_pairs_and_balanced_lists(tmp_path):
-    (tmp_path / "l.txt").write_text("a.jpg b.jpg 0\nc.jpg d.jpg 1\nx y 2\n")
-    with pytest.raises(UserError, match=r"l.txt:3: expected"):
-        pair_lists.read_list(str(tmp_path / "l.txt"), "/root")
+    for name in "abcd":
+        (tmp_path / (name + ".jpg")).write_bytes(b"")
+    (tmp_path / "l.txt").write_text("# a comment\na.jpg b.jpg 0\n\nc.jpg d.jpg 1 3\nc.jpg a.jpg 1\n")
+    got = pair_lists.read_list(str(tmp_path / "l.txt"), str(tmp_path))
+    p = lambda n: str(tmp_path / (n + ".jpg"))
+    # unless every line gives a fold, folds are dealt round-robin per label
+    assert got == [(p("a"), p("b"), 0, 0), (p("c"), p("d"), 1, 0), (p("c"), p("a"), 1, 1)]
+    # score's files: two paths, the rest ignored; labels optional
+    (tmp_path / "s.txt").write_text("a.jpg b.jpg whatever else\nc.jpg d.jpg\n")
+    assert pair_lists.read_list(str(tmp_path / "s.txt"), str(tmp_path), labelled=False) == [
+        (p("a"), p("b"), None, None), (p("c"), p("d"), None, None)]
+    for text, needle in (("a.jpg b.jpg 0\nc.jpg d.jpg 1\nx y 2\n", r"l.txt:3: expected 'path_a path_b label"),
+                         ("a.jpg b.jpg 0\na.jpg e.jpg 1\n", r"l.txt:2: photo .*e.jpg not found"),
+                         ("a.jpg b.jpg 0 x\n", r"l.txt:1: expected")):
+        (tmp_path / "l.txt").write_text(text)
+        with pytest.raises(DataError, match=needle):
+            pair_lists.read_list(str(tmp_path / "l.txt"), str(tmp_path))
+    (tmp_path / "l.txt").write_text("a.jpg\n")
+    with pytest.raises(DataError, match=r"l.txt:1: expected 'path_a path_b'"):
+        pair_lists.read_list(str(tmp_path / "l.txt"), str(tmp_path), labelled=False)
+    (tmp_path / "l.txt").write_bytes("a.jpg b.jpg 0\n".encode("utf-16"))
+    with pytest.raises(DataError, match=r"l.txt: not UTF-8 text"):
+        pair_lists.read_list(str(tmp_path / "l.txt"), str(tmp_path))
     names = ["p%d" % i for i in range(12)]
     ids = [0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 4, 5]
     a = pair_lists.balanced_from_identities(names, ids, 200, seed=3)
@@ -118,7 +138,8 @@ def training_graph_distances(records_dir, train_dir, averaged=True):
     from siamese_graph.nets import nets_factory
 
     with tf.Graph().as_default():
-        ds = pairs.pair_dataset(records_dir, "train", 8, 32, "celeba", augment=False, seed=1)
+        ds = pairs.pair_dataset(pairs.pairable_split(records_dir, "train"), 8, 32, "celeba", augment=False,
+                                seed=1)
         b = v1.data.make_one_shot_iterator(ds).get_next()
         fn = nets_factory.get_network_fn("convnet", 32)
         fa, fb = siamese.towers(b["image_a"], b["image_b"], fn, False)
@@ -186,7 +207,7 @@ def test_evaluate_records_calibrate_then_score_uses_threshold(trained, tmp_path)
     other = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % train_dir, "--noflip_average",
                     os.path.join(src, "000001.jpg"), os.path.join(src, "000002.jpg"))
     assert other.returncode == 1 and "Traceback" not in other.stderr
-    assert "calibrated with --flip_average=True" in other.stderr.strip().splitlines()[-1]
+    assert "calibrated with flip_average=True" in other.stderr.strip().splitlines()[-1]
 
 
 def test_kshot_gallery_and_export_on_a_folder(trained, tmp_path):
@@ -234,7 +255,7 @@ def test_bad_inputs_one_line(trained, tmp_path):
     (tmp_path / "notaphoto.jpg").write_text("hello")
     r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % train_dir, str(tmp_path / "notaphoto.jpg"),
                 str(tmp_path / "notaphoto.jpg"))
-    assert r.returncode == 1 and "notaphoto.jpg: unreadable photo" in r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 1 and "notaphoto.jpg: unusable photo (not an image)" in r.stderr.strip().splitlines()[-1]
     (tmp_path / "p.txt").write_text("only_one_path\n")
     r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % train_dir, "--pairs=%s" % (tmp_path / "p.txt"))
     assert r.returncode == 1 and "p.txt:1: expected 'path_a path_b'" in r.stderr.strip().splitlines()[-1]

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from siamese_graph import layers
-from siamese_graph.errors import UserError
+from siamese_graph.errors import ArgumentError
 from siamese_graph.nets import nets_factory
 
 v1 = tf.compat.v1
@@ -88,5 +88,5 @@ def test_densenet121_structure():
     ("densenet121", 64, {"theta": 1.5}, r"\(0, 1\]"),
 ])
 def test_factory_rejects_bad_settings(name, size, kw, needle):
-    with pytest.raises(UserError, match=needle):
+    with pytest.raises(ArgumentError, match=needle):
         nets_factory.get_network_fn(name, size, **kw)

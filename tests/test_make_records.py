@@ -11,14 +11,13 @@ from PIL import Image
 
 from siamese_graph import make_records, records
 from siamese_graph.datasets import celeba, folder
-from siamese_graph.errors import UserError
+from siamese_graph.errors import DataError
 from tests.conftest import REPO, face, make_celeba, run_cli, shared
 
 
 def read_back(out_dir, split):
     """[(identity index, identity name, filename)] of a split, in shard order, via tf.data."""
-    manifest = records.load_manifest(out_dir)
-    files = [os.path.join(out_dir, s["file"]) for s in manifest["splits"][split]["shards"]]
+    files = records.RecordSet(out_dir).split(split).all_files
     ds = tf.data.TFRecordDataset(files).map(records.parse_example)
     return [(int(e["image/identity"]), e["image/identity_name"].decode(),
              e["image/filename"].decode()) for e in ds.as_numpy_iterator()]
@@ -50,7 +49,7 @@ def test_celeba_malformed_line_names_file_and_line(tmp_path, line, needle):
     lines = path.read_text().splitlines(True)
     lines[1] = line
     path.write_text("".join(lines))
-    with pytest.raises(UserError, match=needle):
+    with pytest.raises(DataError, match=needle):
         celeba.read(str(tmp_path))
 
 
@@ -60,21 +59,21 @@ def test_celeba_duplicate_unknown_partition_and_disagreement(tmp_path):
     part = tmp_path / "list_eval_partition.txt"
     good_ident, good_part = ident.read_text(), part.read_text()
     ident.write_text(good_ident + "000001.jpg 1\n")
-    with pytest.raises(UserError, match=r"identity_CelebA.txt:5: photo 000001.jpg listed twice \(first on line 1\)"):
+    with pytest.raises(DataError, match=r"identity_CelebA.txt:5: photo 000001.jpg listed twice \(first on line 1\)"):
         celeba.read(str(tmp_path))
     ident.write_text(good_ident)
     part.write_text(good_part.replace("000003.jpg 0", "000003.jpg 7"))
-    with pytest.raises(UserError, match="list_eval_partition.txt:3: unknown partition code '7'"):
+    with pytest.raises(DataError, match="list_eval_partition.txt:3: unknown partition code '7'"):
         celeba.read(str(tmp_path))
     part.write_text("".join(good_part.splitlines(True)[:3]))
-    with pytest.raises(UserError, match="000004.jpg is not in .*disagree"):
+    with pytest.raises(DataError, match="000004.jpg is not in .*disagree"):
         celeba.read(str(tmp_path))
 
 
 def test_celeba_missing_photos_fail_unless_allowed(tmp_path):
     make_celeba(tmp_path, [3, 3])
     os.remove(tmp_path / "img_align_celeba" / "000002.jpg")
-    with pytest.raises(UserError, match="1 of 6 listed photos are missing.*--allow_missing"):
+    with pytest.raises(DataError, match="1 of 6 listed photos are missing.*--allow_missing"):
         celeba.read(str(tmp_path))
     listing = celeba.read(str(tmp_path), allow_missing=True)
     assert len(listing.photos) == 5 and listing.missing == 1
@@ -83,11 +82,11 @@ def test_celeba_missing_photos_fail_unless_allowed(tmp_path):
 
 
 def test_missing_folders_and_files(tmp_path):
-    with pytest.raises(UserError, match="data folder not found"):
+    with pytest.raises(DataError, match="data folder not found"):
         celeba.read(str(tmp_path / "nope"))
     make_celeba(tmp_path, [2, 2])
     os.remove(tmp_path / "list_eval_partition.txt")
-    with pytest.raises(UserError, match="list_eval_partition.txt: annotation file not found"):
+    with pytest.raises(DataError, match="list_eval_partition.txt: annotation file not found"):
         celeba.read(str(tmp_path))
 
 
@@ -109,16 +108,16 @@ def test_bad_photos_are_skipped_and_recorded(tmp_path, monkeypatch):
     assert manifest["splits"]["train"]["photos"] == 6
     assert sorted(f for _, _, f in read_back(str(tmp_path / "out"), "train")) == [
         "000001.jpg", "000003.jpg", "000005.jpg", "000006.jpg", "000008.jpg", "000009.jpg"]
-    with pytest.raises(UserError, match="000002.jpg: corrupt image.*--strict"):
+    with pytest.raises(DataError, match="000002.jpg: corrupt image.*--strict"):
         convert(celeba.read(str(tmp_path)), tmp_path / "strict", strict=True)
 
 
 def test_empty_and_single_identity_results_fail(tmp_path):
     make_celeba(tmp_path / "one", [4])
-    with pytest.raises(UserError, match="only one identity"):
+    with pytest.raises(DataError, match="only one identity"):
         convert(celeba.read(str(tmp_path / "one")), tmp_path / "out1")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="no photos"):
+    with pytest.raises(DataError, match="no photos"):
         convert(folder.read(str(tmp_path / "empty")), tmp_path / "out2")
     assert not os.path.exists(tmp_path / "out1" / records.MANIFEST)
 
@@ -202,19 +201,20 @@ def test_same_inputs_give_byte_identical_shards_and_verify(tmp_path):
     data = bytearray(shard.read_bytes())
     data[-5] ^= 0xFF
     shard.write_bytes(bytes(data))
-    with pytest.raises(UserError, match="train-00000-of-00002.tfrecord: checksum differs"):
+    with pytest.raises(DataError, match="train-00000-of-00002.tfrecord: checksum differs"):
         make_records.verify(str(tmp_path / "a"))
 
 
 def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
-    make_celeba(tmp_path, [2, 2])
-    (tmp_path / "identity_CelebA.txt").write_text("000001.jpg 1\n000002.jpg 1\nbroken line here\n")
-    r = run_cli("siamese_graph.make_records", "--data_dir=%s" % tmp_path,
+    src = tmp_path / "src"
+    make_celeba(src, [2, 2])
+    (src / "identity_CelebA.txt").write_text("000001.jpg 1\n000002.jpg 1\nbroken line here\n")
+    r = run_cli("siamese_graph.make_records", "--data_dir=%s" % src,
                 "--output_dir=%s" % (tmp_path / "out"))
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1] == (
         "error: %s:3: expected '<photo> <identity>', got 'broken line here'"
-        % (tmp_path / "identity_CelebA.txt"))
+        % (src / "identity_CelebA.txt"))
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
 
@@ -290,7 +290,7 @@ def test_full_celeba_annotations_against_partial_folder(tmp_path):
     present = sorted(os.listdir(os.path.join(lowres, "img_align_celeba")))[::20]
     for name in present:
         os.symlink(os.path.join(lowres, "img_align_celeba", name), tmp_path / "img_align_celeba" / name)
-    with pytest.raises(UserError, match="%d of 202599 listed photos are missing" % (202599 - len(present))):
+    with pytest.raises(DataError, match="%d of 202599 listed photos are missing" % (202599 - len(present))):
         celeba.read(str(tmp_path))
     listing = celeba.read(str(tmp_path), allow_missing=True)
     assert listing.missing == 202599 - len(present) and listing.source["listed"] == 202599

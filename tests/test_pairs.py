@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from siamese_graph import inspect_pairs, make_records, pairs
 from siamese_graph.datasets import celeba
-from siamese_graph.errors import UserError
+from siamese_graph.errors import DataError
 from tests.conftest import REPO, make_celeba, run_cli, shared
 
 
@@ -22,7 +22,7 @@ def pull(records_dir, split="train", num_pairs=400, batch_size=20, **kw):
 
 def batches(records_dir, n, **kw):
     with tf.Graph().as_default():
-        ds = pairs.pair_dataset(records_dir, "train", 10, image_size=16, **kw)
+        ds = pairs.pair_dataset(pairs.pairable_split(records_dir, "train"), 10, image_size=16, **kw)
         nxt = tf.compat.v1.data.make_one_shot_iterator(ds).get_next()
         with tf.compat.v1.Session() as sess:
             return [sess.run(nxt) for _ in range(n)]
@@ -69,20 +69,20 @@ def test_same_seed_same_batches_in_two_processes(synthetic_records):
 
 
 def test_bad_splits(tmp_path):
-    with pytest.raises(UserError, match="records folder not found"):
-        pairs.SplitInfo(str(tmp_path / "nope"), "train")
+    with pytest.raises(DataError, match="records folder not found"):
+        pairs.pairable_split(str(tmp_path / "nope"), "train")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="no manifest"):
-        pairs.SplitInfo(str(tmp_path / "empty"), "train")
+    with pytest.raises(DataError, match="no manifest"):
+        pairs.pairable_split(str(tmp_path / "empty"), "train")
     # train: only singletons; test: one identity
     make_celeba(tmp_path / "src", [1, 1, 1, 3], partitions=[0, 0, 0, 2])
     make_records.convert(celeba.read(str(tmp_path / "src")), str(tmp_path / "rec"), num_workers=1)
-    with pytest.raises(UserError, match="no identity with two photos: no same pairs possible"):
-        pairs.SplitInfo(str(tmp_path / "rec"), "train")
-    with pytest.raises(UserError, match="1 identity: no different pairs possible"):
-        pairs.SplitInfo(str(tmp_path / "rec"), "test")
-    with pytest.raises(UserError, match="no 'val' split"):
-        pairs.SplitInfo(str(tmp_path / "rec"), "val")
+    with pytest.raises(DataError, match="no identity with two photos: no same pairs possible"):
+        pairs.pairable_split(str(tmp_path / "rec"), "train")
+    with pytest.raises(DataError, match="1 identity: no different pairs possible"):
+        pairs.pairable_split(str(tmp_path / "rec"), "test")
+    with pytest.raises(DataError, match="no 'val' split"):
+        pairs.pairable_split(str(tmp_path / "rec"), "val")
 
 
 def test_manifest_disagreeing_and_corrupt_shard_are_named(synthetic_records, tmp_path):
@@ -91,8 +91,8 @@ def test_manifest_disagreeing_and_corrupt_shard_are_named(synthetic_records, tmp
     shard = os.path.join(records_dir, "train-00001-of-00003.tfrecord")
     good = open(shard, "rb").read()
     open(shard, "wb").write(good[:-10])
-    with pytest.raises(UserError, match="train-00001-of-00003.tfrecord: .* bytes but the manifest says"):
-        pairs.SplitInfo(records_dir, "train")
+    with pytest.raises(DataError, match="train-00001-of-00003.tfrecord: .* bytes but the manifest says"):
+        pairs.pairable_split(records_dir, "train")
     data = bytearray(good)
     data[len(data) // 2] ^= 0xFF  # same size, bad CRC
     open(shard, "wb").write(bytes(data))

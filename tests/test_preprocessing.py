@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from siamese_graph import preprocessing
-from siamese_graph.errors import UserError
+from siamese_graph.errors import ArgumentError
 
 
 def photo(h=218, w=178):
@@ -31,8 +31,9 @@ def test_parse_crop():
     assert preprocessing.parse_crop("center:0.6") == pytest.approx((0.2, 0.2, 0.6, 0.6))
     assert preprocessing.parse_crop("box:0.1,0.2,0.5,0.5") == (0.1, 0.2, 0.5, 0.5)
     for bad in ("centre:0.5", "center:1.5", "box:0.6,0,0.6,0.5", "box:1,2"):
-        with pytest.raises(UserError, match="--crop"):
+        with pytest.raises(ArgumentError, match="crop") as e:
             preprocessing.parse_crop(bad)
+        assert e.value.name == "crop" and e.value.value == bad
 
 
 def test_augmentation_is_seeded_and_changes_the_image():

@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from siamese_graph.errors import DataError
+
 from siamese_graph import metrics, schedules, siamese
 from siamese_graph.nets import nets_factory
 
@@ -151,5 +153,5 @@ def test_metrics_hand_cases():
     assert metrics.roc_auc([0.1, 0.3, 0.2, 0.4], [0, 0, 1, 1]) == 0.75
     acc, thr = metrics.best_accuracy([0.1, 0.3, 0.2, 0.4], [0, 0, 1, 1])
     assert acc == 0.75 and thr == pytest.approx(0.15)  # midway from .1 to .2
-    with pytest.raises(ValueError):
+    with pytest.raises(DataError, match="2 same and 0 different pairs"):
         metrics.roc_auc([0.1, 0.2], [0, 0])

@@ -7,7 +7,7 @@ import os
 import re
 
 from siamese_graph.datasets import Listing, Photo
-from siamese_graph.errors import UserError
+from siamese_graph.errors import DataError
 
 IMAGES = "img_align_celeba"
 IDENTITY_FILE = "identity_CelebA.txt"
@@ -20,27 +20,37 @@ _LINE = re.compile(r"^(\S+)\s+(\S+)$")
 def _read_table(path, value_name, validate):
     """Reads `<file> <value>` lines into {file: (value, line number)}."""
     if not os.path.isfile(path):
-        raise UserError("%s: annotation file not found" % path)
+        raise DataError("%s: annotation file not found" % path)
     table = {}
-    with open(path, "r", encoding="utf-8", newline=None) as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            m = _LINE.match(line)
-            if lineno == 1 and (not m or not validate(m.group(2))):
-                continue  # a header line (a count, or column names)
-            if not m:
-                raise UserError("%s:%d: expected '<photo> <%s>', got %r"
-                                % (path, lineno, value_name, line[:80]))
-            name, value = m.groups()
-            if not validate(value):
-                raise UserError("%s:%d: bad %s %r for %s" % (path, lineno, value_name, value, name))
-            if name in table:
-                raise UserError("%s:%d: photo %s listed twice (first on line %d)"
-                                % (path, lineno, name, table[name][1]))
-            table[name] = (value, lineno)
+    try:
+        with open(path, "r", encoding="utf-8", newline=None) as f:
+            lines = list(f)
+    except UnicodeDecodeError as e:
+        raise DataError("%s: not UTF-8 text (%s); save it as UTF-8" % (path, e.reason))
+    for lineno, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        m = _LINE.match(line)
+        if lineno == 1 and _is_header(line):
+            continue  # a header line: a count, or column names
+        if not m:
+            raise DataError("%s:%d: expected '<photo> <%s>', got %r"
+                            % (path, lineno, value_name, line[:80]))
+        name, value = m.groups()
+        if not validate(value):
+            raise DataError("%s:%d: bad %s %r for %s" % (path, lineno, value_name, value, name))
+        if name in table:
+            raise DataError("%s:%d: photo %s listed twice (first on line %d)"
+                            % (path, lineno, name, table[name][1]))
+        table[name] = (value, lineno)
     return table
+
+
+def _is_header(line):
+    """CelebA's header lines: a photo count, or column names (words, no file names)."""
+    parts = line.split()
+    return (len(parts) == 1 and parts[0].isdigit()) or all(re.fullmatch(r"[A-Za-z_]+", p) for p in parts)
 
 
 def _is_identity(v):
@@ -52,33 +62,33 @@ def _is_partition(v):
 
 
 def read(data_dir, allow_missing=False):
-    """Lists a CelebA-layout folder. Raises UserError on bad annotations."""
+    """Lists a CelebA-layout folder. Raises DataError on bad annotations."""
     if not os.path.isdir(data_dir):
-        raise UserError("%s: data folder not found" % data_dir)
+        raise DataError("%s: data folder not found" % data_dir)
     image_dir = os.path.join(data_dir, IMAGES)
     if not os.path.isdir(image_dir):
-        raise UserError("%s: image folder not found" % image_dir)
+        raise DataError("%s: image folder not found" % image_dir)
     id_path = os.path.join(data_dir, IDENTITY_FILE)
     part_path = os.path.join(data_dir, PARTITION_FILE)
     identities = _read_table(id_path, "identity", _is_identity)
     partitions = _read_table(part_path, "partition", _is_partition)
     for name, (code, lineno) in partitions.items():
         if code not in PARTITIONS:
-            raise UserError("%s:%d: unknown partition code %r for %s (expected 0, 1 or 2)"
+            raise DataError("%s:%d: unknown partition code %r for %s (expected 0, 1 or 2)"
                             % (part_path, lineno, code, name))
     only_id = sorted(set(identities) - set(partitions))
     only_part = sorted(set(partitions) - set(identities))
     if only_id or only_part:
         name, path, other = ((only_id[0], id_path, part_path) if only_id
                              else (only_part[0], part_path, id_path))
-        raise UserError("%s:%d: %s is not in %s (%d photos in one file only): the identity "
+        raise DataError("%s:%d: %s is not in %s (%d photos in one file only): the identity "
                         "and partition files disagree"
                         % (path, (identities if only_id else partitions)[name][1], name, other,
                            len(only_id) + len(only_part)))
     present = set(os.listdir(image_dir))
     missing = [n for n in identities if n not in present]
     if missing and not allow_missing:
-        raise UserError("%s: %d of %d listed photos are missing (first: %s); pass "
+        raise DataError("%s: %d of %d listed photos are missing (first: %s); pass "
                         "--allow_missing to write records for the photos present"
                         % (image_dir, len(missing), len(identities), missing[0]))
     photos = []

@@ -4,32 +4,64 @@ Splits come from top-level train/ val/ test/ folders when present; otherwise
 they are identity-disjoint and deterministic: identities are ordered by a hash
 of their name with the seed, and the first `test_fraction` of them go to test,
 the next `val_fraction` to val, the rest to train.
+
+walk() is the one walk of such a tree: make_records, evaluate --kshot, gallery
+and embed all list people and photos through it.
 """
 import hashlib
 import os
 
 from siamese_graph.datasets import Listing, Photo
-from siamese_graph.errors import UserError
+from siamese_graph.errors import ArgumentError, DataError
 
 SPLIT_FOLDERS = ("train", "val", "test")
+_CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
 
 
-def _people(root):
-    return sorted(d for d in os.listdir(root)
-                  if not d.startswith(".") and os.path.isdir(os.path.join(root, d)))
+def _visible(name):
+    return not name.startswith(".")
 
 
-def _photos_of(root, person, split, prefix=""):
-    folder = os.path.join(root, person)
-    return [Photo(os.path.join(folder, f), os.path.join(prefix, person, f), person, split)
-            for f in sorted(os.listdir(folder))
-            if not f.startswith(".") and os.path.isfile(os.path.join(folder, f))]
+def people(root):
+    """Sorted person folder names under root (hidden ones left out).
+
+    Raises DataError for a name with a tab, newline or other control character:
+    labels.txt and the projector's metadata.tsv are one line a person."""
+    if not os.path.isdir(root):
+        raise DataError("%s: folder not found" % root)
+    names = sorted(d for d in os.listdir(root) if _visible(d) and os.path.isdir(os.path.join(root, d)))
+    for name in names:
+        if _CONTROL & set(name):
+            raise DataError("%r: a person folder name with a tab, newline or other control "
+                            "character; rename it" % os.path.join(root, name))
+    return names
+
+
+def photo_files(folder):
+    """Sorted paths of the visible files in one person's folder."""
+    return [os.path.join(folder, f) for f in sorted(os.listdir(folder))
+            if _visible(f) and os.path.isfile(os.path.join(folder, f))]
+
+
+def walk(root):
+    """[(person, [photo path, ...]), ...] for every person folder that holds files.
+
+    Raises DataError when root is missing or holds no photos in person folders."""
+    out = [(person, photo_files(os.path.join(root, person))) for person in people(root)]
+    out = [(person, files) for person, files in out if files]
+    if not out:
+        raise DataError("%s: no photos in person folders" % root)
+    return out
 
 
 def split_identities(names, val_fraction, test_fraction, seed):
     """{name: split}, identity-disjoint and independent of listing order."""
-    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise UserError("--val_fraction and --test_fraction must be in [0, 1) and sum below 1")
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 <= value < 1:
+            raise ArgumentError(name, value, "must be in [0, 1)")
+    if val_fraction + test_fraction >= 1:
+        raise ArgumentError("test_fraction", test_fraction, "val_fraction + test_fraction must be "
+                            "below 1 (val_fraction=%g)" % val_fraction)
     order = sorted(names, key=lambda n: hashlib.sha1(("%d:%s" % (seed, n)).encode()).hexdigest())
     n_test = int(round(test_fraction * len(order)))
     n_val = int(round(val_fraction * len(order)))
@@ -39,20 +71,23 @@ def split_identities(names, val_fraction, test_fraction, seed):
     return split
 
 
+def _photos(root, split_of, prefix=""):
+    return [Photo(path, os.path.join(prefix, person, os.path.basename(path)), person, split_of(person))
+            for person in people(root) for path in photo_files(os.path.join(root, person))]
+
+
 def read(data_dir, val_fraction=0.0, test_fraction=0.1, seed=0):
+    """Lists a folder-per-person tree. Raises DataError or ArgumentError."""
     if not os.path.isdir(data_dir):
-        raise UserError("%s: data folder not found" % data_dir)
-    top = _people(data_dir)
-    photos = []
+        raise DataError("%s: data folder not found" % data_dir)
+    top = people(data_dir)
     if top and set(top) <= set(SPLIT_FOLDERS) and "train" in top:
         layout = "folder/split-folders"
-        for split in top:
-            photos += [p for person in _people(os.path.join(data_dir, split))
-                       for p in _photos_of(os.path.join(data_dir, split), person, split, split)]
+        photos = [p for split in top
+                  for p in _photos(os.path.join(data_dir, split), lambda _, s=split: s, split)]
     else:
         layout = "folder/fractions"
         split = split_identities(top, val_fraction, test_fraction, seed)
-        for person in top:
-            photos += _photos_of(data_dir, person, split[person])
+        photos = _photos(data_dir, split.get)
     names = sorted({p.identity_name for p in photos})
     return Listing(photos, names, 0, {"layout": layout})

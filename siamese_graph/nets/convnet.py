@@ -6,8 +6,8 @@ pooling: 64x64 -> 4x4x64 = 1024 features, the article's size. Other input
 sizes (multiples of 16) give (S/16)^2 * 64 features. --convnet_embedding=N adds a
 linear dense layer to N units on top (the Euclidean head then compares
 embeddings whose components can be negative, not ReLU outputs). Width 1 is about 17M
-multiply-adds an image at 64x64: a 64-pair training step takes ~0.3 s on this
-2-core CPU; width 2 (32-64-128-256) is 3.7x the arithmetic and ~4x slower.
+multiply-adds an image at 64x64; width 2 (32-64-128-256) is 3.7x the arithmetic
+(bench/train.py measures steps/s).
 """
 import tensorflow as tf
 

@@ -1,0 +1,85 @@
+"""The flags that more than one command uses, each defined here once with one default.
+
+A command declares the ones it uses with `common_flags.declare(...)`, which also
+lists them in its --help. A flag used by one command only is defined in that
+command's module. Where the natural default differs between commands, the
+default here is None and each command's help says what None means there.
+"""
+from absl import flags
+
+from siamese_graph import preprocessing
+
+# Records and pairs (make_records, inspect_pairs, train, evaluate)
+flags.DEFINE_string("records_dir", None, "Folder written by make_records (train: several, comma-separated).")
+flags.DEFINE_string("split", None, "Split of --records_dir; default: train for train and inspect_pairs, "
+                    "test for evaluate.")
+flags.DEFINE_integer("seed", 0, "Seed for shuffling, pairing, augmentation and (make_records) shard order.")
+flags.DEFINE_integer("batch_size", 64, "Pairs per batch (even: half same, half different).")
+flags.DEFINE_integer("num_pairs", 6000, "Pairs to draw (inspect_pairs: to pull from the pair graph; "
+                     "evaluate: balanced pairs from --records_dir).")
+flags.DEFINE_integer("image_size", 64, "Side of the square network input, in pixels.")
+flags.DEFINE_string("crop", None, "Face box: celeba, none, center:F or box:T,L,H,W (see preprocessing.py); "
+                    "default: %s when pairing or training, the model's own when restoring one."
+                    % preprocessing.DEFAULT_CROP)
+flags.DEFINE_bool("augment", False, "Training augmentation: flip, crop/scale jitter, brightness, contrast.")
+flags.DEFINE_float("rotation_deg", preprocessing.DEFAULT_ROTATION_DEG,
+                   "With --augment: random rotation up to +-this many degrees (0: none; costs speed).")
+flags.DEFINE_integer("shuffle_buffer", 2048, "Records in the record-level shuffle buffer.")
+# Restoring a train_dir (evaluate, score, gallery, export)
+flags.DEFINE_string("checkpoint_dir", None, "A train_dir written by train.")
+flags.DEFINE_bool("flip_average", True,
+                  "Average each photo's features with its mirror image's (two tower passes a photo).")
+flags.DEFINE_float("threshold", None, "Distance at or below which a pair is the same person; "
+                   "default: the one saved by evaluate --calibrate.")
+# Photos and files
+flags.DEFINE_string("pairs", None, "A pairs file: `path_a path_b label [fold]` lines (evaluate; or LFW's "
+                    "pairs.txt with --pairs_format=lfw); score reads `path_a path_b` and ignores the rest.")
+flags.DEFINE_string("image_root", "", "Folder the pairs file's relative photo paths are under.")
+flags.DEFINE_string("folder", None, "Folder-per-person photos: FOLDER/<person>/<photo>.")
+flags.DEFINE_string("output_dir", None, "Output folder (make_records: default tfrecords/<name>; "
+                    "evaluate: default CHECKPOINT_DIR/eval-<source>).")
+
+# Flags defined above belong to this module; declare() below marks them as key
+# flags of the calling command (shown in its --help).
+flags.disclaim_key_flags()
+
+FLAGS = flags.FLAGS
+
+
+def declare(*names):
+    """Marks shared flags as used by the calling command module (listed in its --help)."""
+    for name in names:
+        flags.declare_key_flag(name)
+
+
+def restored_model():
+    """inference.Model for --checkpoint_dir, --crop and --flip_average (the restoring commands)."""
+    from siamese_graph import inference
+    from siamese_graph.errors import UserError
+
+    if not FLAGS.checkpoint_dir:
+        raise UserError("--checkpoint_dir is required")
+    return inference.Model(FLAGS.checkpoint_dir, FLAGS.crop, flip_average=FLAGS.flip_average)
+
+
+def threshold_for(model):
+    """--threshold when given, else the model's calibrated threshold (or None)."""
+    return FLAGS.threshold if FLAGS.threshold is not None else model.threshold()
+
+
+def run(main, module_name):
+    """Runs a command's absl main with one-line errors (errors.run_main).
+
+    Under a console script (siamese-train ...) sys.argv[0] is the script, not
+    the command module, so the module's flags are registered for it too and
+    --help lists them as it does for `python -m siamese_graph.X`."""
+    import sys
+
+    from absl import app
+
+    from siamese_graph.errors import run_main
+
+    if module_name != "__main__":
+        for flag in FLAGS.get_key_flags_for_module(module_name):
+            FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    app.run(run_main(main))

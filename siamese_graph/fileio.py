@@ -1,0 +1,90 @@
+"""Writing files so that a reader never sees half of one: a temporary name, then a rename."""
+import contextlib
+import json
+import os
+import tempfile
+
+from siamese_graph.errors import ArgumentError
+
+
+def temp_path(path):
+    """The hidden temporary name beside `path` that atomic writes use (`.NAME.tmp`)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, "." + name + ".tmp")
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="w", fsync=False):
+    """Opens a temporary file beside `path` and renames it to `path` when the block ends.
+
+    If the block raises, the temporary file is removed and `path` is left as it was.
+    Yields the open file object (`mode` "w" for text, "wb" for bytes).
+    """
+    tmp = temp_path(path)
+    try:
+        with open(tmp, mode) as f:
+            yield f
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def write_text(path, text, fsync=False):
+    with atomic_write(path, "w", fsync) as f:
+        f.write(text)
+
+
+def write_json(path, obj, fsync=False, sort_keys=True):
+    write_text(path, json.dumps(obj, indent=1, sort_keys=sort_keys) + "\n", fsync)
+
+
+def _nearest_existing(path):
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def _probe_write(folder):
+    """None when a file can be created in folder, else the OS's reason."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+        return None
+    except OSError as e:
+        return e.strerror or str(e)
+
+
+def check_writable_dir(path, name):
+    """ArgumentError(name, path) unless path is, or can be made, a folder we can write in.
+
+    Nothing is created: the nearest existing ancestor is checked instead."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ArgumentError(name, path, "is a file, not a folder")
+    base = _nearest_existing(path)
+    if not os.path.isdir(base):
+        raise ArgumentError(name, path, "%s is a file, not a folder" % base)
+    reason = _probe_write(base)
+    if reason:
+        raise ArgumentError(name, path, "cannot write in %s (%s)" % (base, reason))
+
+
+def check_writable_file(path, name):
+    """ArgumentError(name, path) unless path's folder exists and a file can be written there."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ArgumentError(name, path, "is a folder, not a file")
+    if not os.path.isdir(folder):
+        raise ArgumentError(name, path, "folder %s does not exist" % folder)
+    reason = _probe_write(folder)
+    if reason:
+        raise ArgumentError(name, path, "cannot write in %s (%s)" % (folder, reason))

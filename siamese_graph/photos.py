@@ -1,0 +1,82 @@
+"""Reading one photo file with Pillow: the checks and the conversion to 8-bit RGB
+that make_records (storing) and inference (scoring) share.
+
+Every Pillow mode is converted with its real range: 16-bit and 32-bit integer
+grayscale (I;16*, I) are scaled from 0..65535 to 0..255 (Pillow's own
+convert("RGB") clips them, turning most photos white); alpha is dropped, as
+tf.io.decode_png(channels=3) does; palette, 1-bit, CMYK and YCbCr go through
+Pillow's conversion. Floating-point pixels (mode F) have no defined range and
+are refused by name.
+"""
+import io
+import warnings
+
+import numpy as np
+from PIL import Image
+
+
+class PhotoError(Exception):
+    """Why a photo cannot be used (no path: the caller adds it)."""
+
+
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def read(path, draft_scale=1):
+    """Opens and decodes a photo file.
+
+    Args:
+      path: the file.
+      draft_scale: for RGB JPEGs, decode at 1/draft_scale (a faster check that
+        still reads every byte); the image is then for checking only.
+    Returns:
+      (file bytes, decoded PIL image, (width, height) of the photo).
+    Raises:
+      PhotoError: missing, unreadable, not an image, corrupt or truncated, or
+        over Pillow's decompression-bomb limit.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise PhotoError("not found")
+    except OSError as e:
+        raise PhotoError("unreadable: %s" % e.strerror)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            size = im.size
+            if draft_scale > 1 and is_rgb_jpeg(im):
+                im.draft("RGB", (max(1, size[0] // draft_scale), max(1, size[1] // draft_scale)))
+            im.load()  # truncated or corrupt data fails here
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise PhotoError("over Pillow's decompression-bomb limit of %d pixels" % Image.MAX_IMAGE_PIXELS)
+    except Image.UnidentifiedImageError:
+        raise PhotoError("not an image")
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise PhotoError("corrupt image: %s" % str(e).splitlines()[0][:100])
+    return data, im, size
+
+
+def is_rgb_jpeg(im):
+    """True for an RGB JPEG: its bytes are stored and decoded as they are."""
+    return im.format == "JPEG" and im.mode == "RGB"
+
+
+def to_rgb(im):
+    """A decoded PIL image of any mode -> uint8 [H, W, 3]. Raises PhotoError for mode F."""
+    if im.mode in _SIXTEEN_BIT:
+        a = np.asarray(im).astype(np.float64)
+        if a.min() < 0 or a.max() > 65535:
+            raise PhotoError("32-bit integer pixels outside 0..65535 (mode %s): no defined range" % im.mode)
+        gray = np.round(a / 257.0).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if im.mode == "F":
+        raise PhotoError("floating-point pixels (mode F) have no defined range; save it as 8 or 16 bits")
+    if im.mode in ("LA", "La", "PA"):
+        im = im.convert("RGBA")
+    try:
+        return np.asarray(im.convert("RGB"))
+    except ValueError as e:
+        raise PhotoError("mode %s cannot be converted to RGB (%s)" % (im.mode, e))

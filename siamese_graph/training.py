@@ -1,0 +1,349 @@
+"""The training graph, the validation graph and the session loop, from plain arguments.
+
+    graph = training.build_training_graph(splits, config)        # tensors
+    val = training.build_validation_graph(val_split, graph.tower_fn, config, graph.averaged)
+    training.run_loop(graph, train_dir, hooks, ...)               # MonitoredTrainingSession
+
+`train` (the command) turns flags into a TrainConfig, checks the train_dir and
+calls these; any other way of running training (a cluster) builds the same
+graph with build_training_graph and only runs it differently. Nothing here
+reads flags.
+"""
+import collections
+import dataclasses
+import signal
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from siamese_graph import metrics, pairs, preprocessing, schedules, siamese
+from siamese_graph.errors import ArgumentError
+from siamese_graph.nets import nets_factory
+
+v1 = tf.compat.v1
+
+# Validation pairs: drawn in batches of this size from a pair graph with this
+# fixed seed, so every validation of a run scores the same pairs.
+VAL_BATCH_SIZE = 100
+VAL_SEED = 12345
+# Each records folder's pair graph is seeded seed + RECORDS_SEED_STRIDE * its index.
+RECORDS_SEED_STRIDE = 1000
+# Pairs shown in TensorBoard's image and text summaries.
+SUMMARY_PAIRS = 6
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training graph (train's flags of the same names)."""
+    # the model (saved as model.json; see nets_factory.MODEL_KEYS)
+    net: str = "convnet"
+    head: str = "absdiff"
+    head_units: int = 128
+    l2_normalize: bool = True
+    convnet_width: float = 1.0
+    convnet_embedding: int = 0
+    embedding_size: int = 32
+    growth_rate: int = 32
+    theta: float = 0.5
+    epsilon: float = 1e-6
+    image_size: int = 64
+    crop: str = preprocessing.DEFAULT_CROP
+    moving_average_decay: float = 0.0
+    # the objective
+    margin: float = 1.0
+    weight_decay: float = 0.0
+    loss_pairs: str = "given"
+    # the input
+    batch_size: int = 64
+    augment: bool = False
+    rotation_deg: float = preprocessing.DEFAULT_ROTATION_DEG
+    shuffle_buffer: int = 2048
+    seed: int = 0
+    # the optimizer
+    lr_schedule: str = "cyclic"
+    learning_rate: float = 1e-3
+    lr_min: float = 1e-4
+    lr_max: float = 1e-3
+    beta1_min: float = 0.85
+    beta1_max: float = 0.95
+    cycle_steps: int = 2000
+
+    def model_config(self):
+        """What inference needs to rebuild the network (model.json's keys)."""
+        return {k: getattr(self, k) for k in nets_factory.MODEL_KEYS}
+
+    def check(self):
+        """ArgumentError for a value no graph can be built with."""
+        if self.margin <= 0:
+            raise ArgumentError("margin", self.margin, "must be > 0")
+        if self.epsilon <= 0:
+            raise ArgumentError("epsilon", self.epsilon, "must be > 0")
+        if not 0 <= self.moving_average_decay < 1:
+            raise ArgumentError("moving_average_decay", self.moving_average_decay, "must be in [0, 1)")
+        if self.head not in siamese.HEADS:
+            raise ArgumentError("head", self.head, "choose from %s" % ", ".join(siamese.HEADS))
+        if self.loss_pairs not in ("given", "all"):
+            raise ArgumentError("loss_pairs", self.loss_pairs, "choose from given, all")
+        if self.head_units < 1:
+            raise ArgumentError("head_units", self.head_units, "must be at least 1")
+        if self.weight_decay < 0:
+            raise ArgumentError("weight_decay", self.weight_decay, "must be >= 0")
+        if self.shuffle_buffer < 1:
+            raise ArgumentError("shuffle_buffer", self.shuffle_buffer, "must be at least 1")
+        preprocessing.parse_crop(self.crop)
+        nets_factory.network_fn_from_config(self.model_config())
+
+
+TrainGraph = collections.namedtuple("TrainGraph", [
+    "global_step", "image_a", "image_b", "labels", "loss", "total_loss", "distance",
+    "learning_rate", "beta1", "train_op", "tower_fn", "averaged"])
+TrainGraph.__doc__ = """What build_training_graph returns: the tensors a session loop runs.
+
+averaged is a variable_scope custom getter that reads the weights' moving
+averages (None without them); tower_fn builds the tower for other graphs."""
+
+ValidationGraph = collections.namedtuple("ValidationGraph", ["iterator", "distance", "labels",
+                                                             "num_batches"])
+
+
+def build_inputs(splits, config):
+    """Pair batches from one or more record splits; several alternate batch by batch.
+
+    Args:
+      splits: records.Split objects (pairs.pairable_split); a batch's identities
+        all come from one of them.
+      config: a TrainConfig (batch_size, image_size, crop, augment, seed, ...).
+    Returns:
+      A dict of batch tensors (see pairs.pair_dataset).
+    """
+    datasets = [pairs.pair_dataset(s, config.batch_size, config.image_size, config.crop, config.augment,
+                                   config.seed + RECORDS_SEED_STRIDE * i,
+                                   shuffle_buffer=config.shuffle_buffer, rotation_deg=config.rotation_deg)
+                for i, s in enumerate(splits)]
+    ds = datasets[0] if len(datasets) == 1 else tf.data.Dataset.choose_from_datasets(
+        datasets, tf.data.Dataset.range(len(datasets)).repeat())
+    return v1.data.make_one_shot_iterator(ds).get_next()
+
+
+def pair_grid(image_a, image_b, n=SUMMARY_PAIRS):
+    """[1, n*S, 2*S, 3] picture of the first n pairs for TensorBoard."""
+    def to_unit(x):
+        lo = tf.reduce_min(x, axis=[1, 2, 3], keepdims=True)
+        hi = tf.reduce_max(x, axis=[1, 2, 3], keepdims=True)
+        return (x - lo) / (hi - lo + 1e-6)
+    rows = tf.concat([to_unit(image_a[:n]), to_unit(image_b[:n])], axis=2)
+    return tf.reshape(rows, [1, -1, rows.shape[2], 3])
+
+
+def build_training_graph(splits, config, inputs=None):
+    """Builds the whole training graph in the default graph.
+
+    Inputs -> two towers under one variable_scope -> head -> contrastive loss
+    (the batch's pairs, or every (a_i, b_j) pair with loss_pairs="all") ->
+    Adam on the learning-rate/beta1 schedule -> moving averages -> summaries.
+
+    Args:
+      splits: records.Split objects to draw training pairs from.
+      config: a TrainConfig.
+      inputs: optional batch dict (image_a, image_b, label, identity_a,
+        identity_b) to train on instead of build_inputs(splits, config).
+    Returns:
+      A TrainGraph of tensors and ops.
+    """
+    tower_fn = nets_factory.network_fn_from_config(config.model_config(), config.weight_decay)
+    v1.set_random_seed(config.seed)
+    global_step = v1.train.get_or_create_global_step()
+    with tf.name_scope("inputs"):
+        batch = inputs if inputs is not None else build_inputs(splits, config)
+    image_a, image_b, labels = batch["image_a"], batch["image_b"], batch["label"]
+    features_a, features_b = siamese.towers(image_a, image_b, tower_fn, True, config.l2_normalize)
+    if config.loss_pairs == "all":
+        all_dw = siamese.pairwise_distance(features_a, features_b, config.head, config.head_units,
+                                           config.epsilon, config.weight_decay)
+        dw = tf.linalg.diag_part(all_dw)  # the batch's own pairs, for the summaries
+        loss = siamese.contrastive_loss_all_pairs(all_dw, batch["identity_a"], batch["identity_b"],
+                                                  config.margin)
+    else:
+        dw = siamese.distance(features_a, features_b, config.head, config.head_units, config.epsilon,
+                              config.weight_decay)
+        loss = siamese.contrastive_loss(dw, labels, config.margin)
+    total_loss = loss + tf.add_n([loss * 0] + v1.losses.get_regularization_losses())
+    if config.lr_schedule == "cyclic":
+        lr, beta1 = schedules.cyclic(global_step, config.cycle_steps, config.lr_min, config.lr_max,
+                                     config.beta1_min, config.beta1_max)
+    elif config.lr_schedule == "constant":
+        lr, beta1 = schedules.constant(config.learning_rate, config.beta1_max)
+    else:
+        raise ArgumentError("lr_schedule", config.lr_schedule, "choose from cyclic, constant")
+    optimizer = v1.train.AdamOptimizer(lr, beta1=beta1, beta2=schedules.BETA2)
+    with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS)):
+        train_op = optimizer.minimize(total_loss, global_step=global_step)
+    averaged = None
+    if config.moving_average_decay:
+        ema = siamese.moving_averages(config.moving_average_decay, global_step)
+        with tf.control_dependencies([train_op]):
+            train_op = ema.apply(v1.trainable_variables())
+        averaged = siamese.moving_average_getter(ema)
+    same = tf.equal(labels, 0)
+    for name, value in (("loss", loss), ("total_loss", total_loss), ("learning_rate", lr),
+                        ("beta1", beta1),
+                        ("distance/same", tf.reduce_mean(tf.boolean_mask(dw, same))),
+                        ("distance/different", tf.reduce_mean(tf.boolean_mask(dw, tf.logical_not(same))))):
+        v1.summary.scalar(name, value)
+    v1.summary.image("pairs", pair_grid(image_a, image_b))
+    v1.summary.text("pairs/label_and_distance", tf.strings.format(
+        "labels {} distances {}", (labels[:SUMMARY_PAIRS], tf.round(dw[:SUMMARY_PAIRS] * 1000) / 1000)))
+    return TrainGraph(global_step, image_a, image_b, labels, loss, total_loss, dw, lr, beta1, train_op,
+                      tower_fn, averaged)
+
+
+def build_validation_graph(split, tower_fn, config, custom_getter=None, num_pairs=2000):
+    """A fixed set of held-out pairs and their distances, on the training graph's weights.
+
+    Args:
+      split: a records.Split to draw validation pairs from.
+      tower_fn: the training graph's tower (TrainGraph.tower_fn).
+      config: the TrainConfig (image size, crop, head).
+      custom_getter: TrainGraph.averaged, to validate the moving averages
+        (what inference restores) instead of the raw weights.
+      num_pairs: pairs a validation (rounded down to whole batches of VAL_BATCH_SIZE).
+    Returns:
+      A ValidationGraph: an initializable iterator (re-run its initializer for
+      the same pairs), distances [VAL_BATCH_SIZE], labels and batches a validation.
+    """
+    with tf.name_scope("validation"):
+        ds = pairs.pair_dataset(split, VAL_BATCH_SIZE, config.image_size, config.crop, False,
+                                seed=VAL_SEED)
+        it = v1.data.make_initializable_iterator(ds)
+        val = it.get_next()
+        fa = siamese.tower(val["image_a"], tower_fn, False, config.l2_normalize, reuse=True,
+                           custom_getter=custom_getter)
+        fb = siamese.tower(val["image_b"], tower_fn, False, config.l2_normalize, reuse=True,
+                           custom_getter=custom_getter)
+        dw = siamese.distance(fa, fb, config.head, config.head_units, config.epsilon, reuse=True,
+                              custom_getter=custom_getter)
+    return ValidationGraph(it, dw, val["label"], max(1, num_pairs // VAL_BATCH_SIZE))
+
+
+class ProgressHook(v1.train.SessionRunHook):
+    """Logs step, loss, steps/s, pairs/s, learning rate, beta1 and ETA."""
+
+    def __init__(self, graph, every, max_steps, batch_size):
+        self.fetches = {"step": graph.global_step, "loss": graph.loss, "lr": graph.learning_rate,
+                        "beta1": graph.beta1}
+        self.every, self.max_steps, self.batch_size = every, max_steps, batch_size
+        self.last = None
+        self.losses = []  # (step, loss) of every progress line
+
+    def before_run(self, run_context):
+        return v1.train.SessionRunArgs(self.fetches)
+
+    def after_run(self, run_context, run_values):
+        r = run_values.results
+        step, now = int(r["step"]), time.time()
+        if self.last is None:
+            self.last = (step, now)
+            return
+        if step - self.last[0] >= self.every:
+            rate = (step - self.last[0]) / (now - self.last[1])
+            eta = (self.max_steps - step) / rate
+            logging.info("step %d  loss %.4f  %.2f steps/s  %.0f pairs/s  lr %.2e  beta1 %.3f  ETA %dm%02ds",
+                         step, r["loss"], rate, rate * self.batch_size, r["lr"], r["beta1"],
+                         eta // 60, eta % 60)
+            self.losses.append((step, float(r["loss"])))
+            self.last = (step, now)
+
+
+class ValidationHook(v1.train.SessionRunHook):
+    """Every n steps (and at the end): distances of a fixed set of held-out pairs,
+    ROC AUC and mean same/different distances, to the log and TensorBoard."""
+
+    def __init__(self, validation, every, train_dir, global_step):
+        self.v, self.every, self.global_step = validation, every, global_step
+        self.writer = v1.summary.FileWriterCache.get(train_dir)
+        self.last_step = -1
+        self.history = []
+
+    def before_run(self, run_context):
+        return v1.train.SessionRunArgs(self.global_step)
+
+    def after_run(self, run_context, run_values):
+        step = int(run_values.results) + 1
+        if step % self.every == 0:
+            self.validate(run_context.session, step)
+
+    def end(self, session):
+        step = int(session.run(self.global_step))
+        if step != self.last_step:
+            self.validate(session, step)
+
+    def validate(self, session, step):
+        start = time.time()
+        session.run(self.v.iterator.initializer)  # the same pairs every time
+        d, y = [], []
+        for _ in range(self.v.num_batches):
+            dist, lab = session.run([self.v.distance, self.v.labels])
+            d.append(dist)
+            y.append(lab)
+        d, y = np.concatenate(d), np.concatenate(y)
+        auc = metrics.roc_auc(d, y)
+        acc, _ = metrics.best_accuracy(d, y)
+        same, diff = float(d[y == 0].mean()), float(d[y == 1].mean())
+        logging.info("validation at step %d: AUC %.4f  best accuracy %.4f  mean distance same %.3f "
+                     "different %.3f (%d pairs, %.1f s)", step, auc, acc, same, diff, len(y),
+                     time.time() - start)
+        summary = v1.Summary(value=[
+            v1.Summary.Value(tag="validation/auc", simple_value=auc),
+            v1.Summary.Value(tag="validation/best_accuracy", simple_value=acc),
+            v1.Summary.Value(tag="validation/distance_same", simple_value=same),
+            v1.Summary.Value(tag="validation/distance_different", simple_value=diff)])
+        self.writer.add_summary(summary, step)
+        self.writer.flush()
+        self.last_step = step
+        self.history.append({"step": step, "auc": auc, "best_accuracy": acc})
+
+
+class StopHook(v1.train.SessionRunHook):
+    """Requests a stop on SIGINT/SIGTERM or after max_minutes; the checkpoint
+    saver then writes a final checkpoint as the session closes."""
+
+    def __init__(self, max_minutes):
+        self.deadline = time.time() + 60 * max_minutes if max_minutes > 0 else None
+        self.signal = None
+
+    def begin(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.signal = signum
+
+    def after_run(self, run_context, run_values):
+        if self.signal is not None:
+            logging.info("signal %d: saving a checkpoint and stopping", self.signal)
+            run_context.request_stop()
+        elif self.deadline and time.time() > self.deadline:
+            logging.info("max_minutes reached: saving a checkpoint and stopping")
+            run_context.request_stop()
+
+
+def run_loop(graph, train_dir, hooks, max_steps, save_checkpoint_steps=500, save_summaries_steps=100,
+             master="", is_chief=True, session_config=None):
+    """The session loop: runs graph.train_op until a hook stops it (StopAtStepHook at max_steps).
+
+    MonitoredTrainingSession initializes or restores from train_dir, checkpoints
+    every save_checkpoint_steps and at the end, and writes summaries. TF errors
+    propagate to the caller.
+    """
+    hooks = [v1.train.StopAtStepHook(last_step=max_steps),
+             v1.train.NanTensorHook(graph.loss, fail_on_nan_loss=True)] + list(hooks)
+    with v1.train.MonitoredTrainingSession(
+            master=master, is_chief=is_chief, checkpoint_dir=train_dir, hooks=hooks,
+            save_checkpoint_steps=save_checkpoint_steps, save_checkpoint_secs=None,
+            save_summaries_steps=save_summaries_steps, log_step_count_steps=0,
+            config=session_config) as sess:
+        logging.info("training from step %d to %d", sess.run(graph.global_step), max_steps)
+        while not sess.should_stop():
+            sess.run(graph.train_op)
