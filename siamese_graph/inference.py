@@ -167,8 +167,8 @@ class Model:
             return None
         saved = records.read_json(path, "threshold file")
         if not isinstance(saved, dict) or not isinstance(saved.get("threshold"), (int, float)):
-            raise DataError("%s: not a valid threshold file (no number 'threshold'); run evaluate "
-                            "--calibrate again" % path)
+            raise DataError("%s: not a valid threshold file (no number 'threshold'); calibrate again "
+                            "with evaluate" % path)
         if saved.get("flip_average", self.flip_average) != self.flip_average:
             raise DataError("%s: calibrated with flip_average=%s; score with the same setting, or "
                             "pass a threshold" % (path, saved["flip_average"]))

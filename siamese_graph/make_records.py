@@ -369,7 +369,10 @@ def main(argv):
     out_dir = FLAGS.output_dir or os.path.join("tfrecords", os.path.basename(data_dir.rstrip("/")))
     check_folders(data_dir, out_dir)
     if FLAGS.dataset == "celeba":
-        listing = celeba.read(data_dir, allow_missing=FLAGS.allow_missing)
+        try:
+            listing = celeba.read(data_dir, allow_missing=FLAGS.allow_missing)
+        except celeba.MissingPhotos as e:
+            raise UserError("%s; pass --allow_missing to write records for the photos present" % e)
     else:
         listing = folder.read(data_dir, FLAGS.val_fraction, FLAGS.test_fraction, FLAGS.seed)
     listing.source.update({"dataset": FLAGS.dataset, "data_dir": data_dir})

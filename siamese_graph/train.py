@@ -13,54 +13,39 @@ at the saved step. SIGINT/SIGTERM save a checkpoint and exit cleanly.
 The graph and the loop are siamese_graph.training's; this module owns the flags,
 the checks and the train_dir.
 """
+import dataclasses
 import os
 import subprocess
 
 import tensorflow as tf
 from absl import flags, logging
 
-from siamese_graph import common_flags, fileio, inference, pairs, records, siamese, training
+from siamese_graph import common_flags, fileio, inference, pairs, records, training
 from siamese_graph.errors import UserError
 from siamese_graph.nets import nets_factory
 
 v1 = tf.compat.v1
 common_flags.declare("records_dir", "split", "seed", "batch_size", "image_size", "crop", "augment",
                      "rotation_deg", "shuffle_buffer")
-_D = training.TrainConfig()  # the library's defaults are the flags' defaults
 # Where
 flags.DEFINE_string("train_dir", None, "Checkpoints, events, flags.txt and model.json go here.")
 flags.DEFINE_string("val_records_dir", None, "Records for validation; default: the first --records_dir.")
 flags.DEFINE_string("val_split", "auto", "Split to validate on: auto (val if present, else test), none, or a name.")
-# Model
-flags.DEFINE_enum("net", _D.net, sorted(nets_factory.NETS), "Tower.")
-flags.DEFINE_enum("head", _D.head, list(siamese.HEADS), "absdiff: |f_a - f_b| -> dense; euclidean: ||f_a - f_b||.")
-flags.DEFINE_integer("head_units", _D.head_units, "absdiff head: units of the dense layer.")
-flags.DEFINE_bool("l2_normalize", _D.l2_normalize, "L2-normalize tower features (fixes the margin's scale).")
-flags.DEFINE_float("convnet_width", _D.convnet_width, "convnet: filter multiplier (1: 16-32-64-128, 2: 32-64-128-256).")
-flags.DEFINE_integer("convnet_embedding", _D.convnet_embedding,
-                     "convnet: a linear dense embedding of this size on top (0: the conv features).")
-flags.DEFINE_integer("embedding_size", _D.embedding_size, "densenet121: size of the final embedding.")
-flags.DEFINE_integer("growth_rate", _D.growth_rate, "densenet121: growth rate k.")
-flags.DEFINE_float("theta", _D.theta, "densenet121: compression factor in (0, 1].")
-flags.DEFINE_float("margin", _D.margin, "Contrastive-loss margin m (> 0).")
-flags.DEFINE_float("epsilon", _D.epsilon, "Added under the square root of the distance.")
-flags.DEFINE_float("weight_decay", _D.weight_decay, "L2 weight decay (0: none).")
-flags.DEFINE_enum("loss_pairs", _D.loss_pairs, ["given", "all"], "given: the contrastive loss over the "
-                  "batch's pairs; all: over every (image_a[i], image_b[j]) pair of the batch, labelled by "
-                  "identity, same and different pairs averaged apart (siamese.contrastive_loss_all_pairs).")
-flags.DEFINE_float("moving_average_decay", _D.moving_average_decay, "Keep an exponential moving average "
-                   "of the weights with this decay (FaceNet/TF-Slim style; e.g. 0.999) for validation "
-                   "and inference; 0: off.")
-# Optimisation
+# The model, the loss and the optimizer: a flag for each TrainConfig field (the
+# input fields are the shared flags declared above), with its default and help.
+SHARED_FIELDS = ("seed", "batch_size", "image_size", "crop", "augment", "rotation_deg", "shuffle_buffer")
+_DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float,
+           bool: flags.DEFINE_bool}
+for _f in dataclasses.fields(training.TrainConfig):
+    if _f.name in SHARED_FIELDS:
+        continue
+    if _f.metadata["choices"]:
+        flags.DEFINE_enum(_f.name, _f.default, _f.metadata["choices"], _f.metadata["help"])
+    else:
+        _DEFINE[_f.type](_f.name, _f.default, _f.metadata["help"])
+# How long
 flags.DEFINE_integer("max_steps", 6000, "Stop at this global step.")
 flags.DEFINE_float("max_minutes", 0, "Also stop after this many minutes of this run (0: no limit).")
-flags.DEFINE_enum("lr_schedule", _D.lr_schedule, ["cyclic", "constant"], "Learning-rate schedule.")
-flags.DEFINE_float("learning_rate", _D.learning_rate, "constant schedule: the learning rate.")
-flags.DEFINE_float("lr_min", _D.lr_min, "cyclic: lowest learning rate.")
-flags.DEFINE_float("lr_max", _D.lr_max, "cyclic: highest learning rate.")
-flags.DEFINE_float("beta1_min", _D.beta1_min, "cyclic: lowest Adam beta1 (at the highest learning rate).")
-flags.DEFINE_float("beta1_max", _D.beta1_max, "cyclic: highest Adam beta1; the constant schedule's beta1.")
-flags.DEFINE_integer("cycle_steps", _D.cycle_steps, "cyclic: steps in one cycle.")
 # Bookkeeping
 flags.DEFINE_integer("save_checkpoint_steps", 500, "Checkpoint every this many steps.")
 flags.DEFINE_integer("save_summaries_steps", 100, "TensorBoard summaries every this many steps.")
@@ -74,7 +59,7 @@ DEFAULT_SPLIT = "train"
 
 def config_from_flags():
     """The TrainConfig of the command line (every field is a flag of the same name)."""
-    values = {f.name: FLAGS[f.name].value for f in training.dataclasses.fields(training.TrainConfig)}
+    values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(training.TrainConfig)}
     values["crop"] = values["crop"] or training.preprocessing.DEFAULT_CROP
     return training.TrainConfig(**values)
 

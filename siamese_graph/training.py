@@ -34,41 +34,52 @@ RECORDS_SEED_STRIDE = 1000
 SUMMARY_PAIRS = 6
 
 
+def _field(default, help_text, choices=None):
+    return dataclasses.field(default=default, metadata={"help": help_text, "choices": choices})
+
+
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything that defines a training graph (train's flags of the same names)."""
+    """Everything that defines a training graph. The train command has a flag of
+    each name, with these defaults and help texts."""
     # the model (saved as model.json; see nets_factory.MODEL_KEYS)
-    net: str = "convnet"
-    head: str = "absdiff"
-    head_units: int = 128
-    l2_normalize: bool = True
-    convnet_width: float = 1.0
-    convnet_embedding: int = 0
-    embedding_size: int = 32
-    growth_rate: int = 32
-    theta: float = 0.5
-    epsilon: float = 1e-6
-    image_size: int = 64
-    crop: str = preprocessing.DEFAULT_CROP
-    moving_average_decay: float = 0.0
+    net: str = _field("convnet", "Tower.", sorted(nets_factory.NETS))
+    head: str = _field("absdiff", "absdiff: |f_a - f_b| -> dense; euclidean: ||f_a - f_b||.", list(siamese.HEADS))
+    head_units: int = _field(128, "absdiff head: units of the dense layer.")
+    l2_normalize: bool = _field(True, "L2-normalize tower features (fixes the margin's scale).")
+    convnet_width: float = _field(1.0, "convnet: filter multiplier (1: 16-32-64-128, 2: 32-64-128-256).")
+    convnet_embedding: int = _field(0, "convnet: a linear dense embedding of this size on top (0: the conv "
+                                    "features).")
+    embedding_size: int = _field(32, "densenet121: size of the final embedding.")
+    growth_rate: int = _field(32, "densenet121: growth rate k.")
+    theta: float = _field(0.5, "densenet121: compression factor in (0, 1].")
+    epsilon: float = _field(1e-6, "Added under the square root of the distance.")
+    image_size: int = _field(64, "Side of the square network input, in pixels.")
+    crop: str = _field(preprocessing.DEFAULT_CROP, "Face box (preprocessing.parse_crop).")
+    moving_average_decay: float = _field(0.0, "Keep an exponential moving average of the weights with "
+                                         "this decay (FaceNet/TF-Slim style; e.g. 0.999) for validation "
+                                         "and inference; 0: off.")
     # the objective
-    margin: float = 1.0
-    weight_decay: float = 0.0
-    loss_pairs: str = "given"
+    margin: float = _field(1.0, "Contrastive-loss margin m (> 0).")
+    weight_decay: float = _field(0.0, "L2 weight decay (0: none).")
+    loss_pairs: str = _field("given", "given: the contrastive loss over the batch's pairs; all: over every "
+                             "(image_a[i], image_b[j]) pair of the batch, labelled by identity, same and "
+                             "different pairs averaged apart (siamese.contrastive_loss_all_pairs).",
+                             ["given", "all"])
     # the input
-    batch_size: int = 64
-    augment: bool = False
-    rotation_deg: float = preprocessing.DEFAULT_ROTATION_DEG
-    shuffle_buffer: int = 2048
-    seed: int = 0
+    batch_size: int = _field(64, "Pairs per batch (even: half same, half different).")
+    augment: bool = _field(False, "Training augmentation.")
+    rotation_deg: float = _field(preprocessing.DEFAULT_ROTATION_DEG, "Random rotation, degrees.")
+    shuffle_buffer: int = _field(2048, "Records in the record-level shuffle buffer.")
+    seed: int = _field(0, "Seed for shuffling, pairing, augmentation and initial weights.")
     # the optimizer
-    lr_schedule: str = "cyclic"
-    learning_rate: float = 1e-3
-    lr_min: float = 1e-4
-    lr_max: float = 1e-3
-    beta1_min: float = 0.85
-    beta1_max: float = 0.95
-    cycle_steps: int = 2000
+    lr_schedule: str = _field("cyclic", "Learning-rate schedule.", ["cyclic", "constant"])
+    learning_rate: float = _field(1e-3, "constant schedule: the learning rate.")
+    lr_min: float = _field(1e-4, "cyclic: lowest learning rate.")
+    lr_max: float = _field(1e-3, "cyclic: highest learning rate.")
+    beta1_min: float = _field(0.85, "cyclic: lowest Adam beta1 (at the highest learning rate).")
+    beta1_max: float = _field(0.95, "cyclic: highest Adam beta1; the constant schedule's beta1.")
+    cycle_steps: int = _field(2000, "cyclic: steps in one cycle.")
 
     def model_config(self):
         """What inference needs to rebuild the network (model.json's keys)."""

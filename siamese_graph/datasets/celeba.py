@@ -17,6 +17,11 @@ PARTITIONS = {"0": "train", "1": "val", "2": "test"}
 _LINE = re.compile(r"^(\S+)\s+(\S+)$")
 
 
+class MissingPhotos(DataError):
+    """Photos listed in the annotations are not in the image folder (read's allow_missing
+    writes records for those present)."""
+
+
 def _read_table(path, value_name, validate):
     """Reads `<file> <value>` lines into {file: (value, line number)}."""
     if not os.path.isfile(path):
@@ -88,9 +93,8 @@ def read(data_dir, allow_missing=False):
     present = set(os.listdir(image_dir))
     missing = [n for n in identities if n not in present]
     if missing and not allow_missing:
-        raise DataError("%s: %d of %d listed photos are missing (first: %s); pass "
-                        "--allow_missing to write records for the photos present"
-                        % (image_dir, len(missing), len(identities), missing[0]))
+        raise MissingPhotos("%s: %d of %d listed photos are missing (first: %s)"
+                            % (image_dir, len(missing), len(identities), missing[0]))
     photos = []
     for name in sorted(identities):
         if name in present:

@@ -1,0 +1,124 @@
+"""Flags: one definition each, one default each, the documented ones; every command installed and answering --help."""
+import ast
+import importlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+
+from tests.conftest import REPO
+
+COMMANDS = ["make_records", "inspect_pairs", "train", "evaluate", "score", "gallery", "export"]
+FLAGS = flags.FLAGS
+
+
+def _import_all():
+    return {c: importlib.import_module("siamese_graph." + c) for c in COMMANDS}
+
+
+def _readme_shared_flags():
+    """{flag: (default text, [commands])} from the README's shared-flag table."""
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    section = text.split("### Shared flags", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    rows = re.findall(r"^\| `--(\w+)` \| `?([^|`]*)`? \| ([^|]+) \|", section, re.M)
+    return {name: (default.strip(), [c.strip() for c in used.split(",")]) for name, default, used in rows}
+
+
+def _as_text(value):
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value == "":
+        return '""'
+    return "%g" % value if isinstance(value, float) else str(value)
+
+
+def test_every_flag_defined_once_by_one_module():
+    _import_all()  # all commands in one process: a second definition would raise here
+    owners = {}
+    for module, module_flags in FLAGS.flags_by_module_dict().items():
+        if not module.startswith("siamese_graph"):
+            continue
+        for f in module_flags:
+            owners.setdefault(f.name, set()).add(module)
+    assert owners, "no project flags found"
+    assert {n: m for n, m in owners.items() if len(m) > 1} == {}
+    # a flag defined in a command module is used by that command only
+    for name, (module,) in owners.items():
+        if module != "siamese_graph.common_flags":
+            users = [c for c in COMMANDS
+                     if name in {f.name for f in FLAGS.get_key_flags_for_module("siamese_graph." + c)}]
+            assert users == [module.rsplit(".", 1)[1]], (name, users)
+
+
+def test_commands_never_import_each_other():
+    for c in COMMANDS:
+        tree = ast.parse(open(os.path.join(REPO, "siamese_graph", c + ".py")).read())
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported |= {node.module.rsplit(".", 1)[-1]} | {a.name for a in node.names}
+            elif isinstance(node, ast.Import):
+                imported |= {a.name.rsplit(".", 1)[-1] for a in node.names}
+        assert not imported & (set(COMMANDS) - {c}), (c, imported & set(COMMANDS))
+
+
+def test_library_modules_never_read_flags_or_set_logging():
+    library = ["records", "datasets/celeba", "datasets/folder", "preprocessing", "pairs", "layers",
+               "nets/convnet", "nets/densenet", "nets/nets_factory", "siamese", "schedules", "metrics",
+               "inference", "pair_lists", "photos", "fileio", "training"]
+    for name in library:
+        src = open(os.path.join(REPO, "siamese_graph", name + ".py")).read()
+        assert "FLAGS" not in src and "absl import flags" not in src, name
+        assert "set_verbosity" not in src, name
+        assert "UserError" not in src, name  # the library's errors are DataError and ArgumentError
+        raised = [c.value for node in ast.walk(ast.parse(src)) if isinstance(node, ast.Raise)
+                  for c in ast.walk(node) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+        assert not [t for t in raised if re.search(r"--[a-z]", t)], name  # no flag names in its errors
+
+
+def test_shared_flags_match_the_readme_table():
+    modules = _import_all()
+    documented = _readme_shared_flags()
+    shared = {f.name for f in FLAGS.flags_by_module_dict()["siamese_graph.common_flags"]}
+    assert set(documented) == shared
+    for name, (default, users) in documented.items():
+        assert _as_text(FLAGS[name].default) == default, (name, FLAGS[name].default, default)
+        declared = [c for c in COMMANDS
+                    if FLAGS[name] in FLAGS.get_key_flags_for_module(modules[c].__name__)]
+        assert sorted(declared) == sorted(users), (name, declared, users)
+
+
+def test_train_config_defaults_are_the_flag_defaults():
+    from siamese_graph import train, training
+
+    for f in training.dataclasses.fields(training.TrainConfig):
+        want = f.default if f.name != "crop" else None  # --crop: None means celeba when training
+        assert FLAGS[f.name].default == want, f.name
+    assert train.config_from_flags().crop == "celeba"
+
+
+def test_install_brings_what_the_readme_uses():
+    import matplotlib  # noqa: F401  evaluate's PNGs
+    import tensorboard  # noqa: F401  `tensorboard --logdir runs`
+    assert shutil.which("tensorboard"), "the tensorboard command is not installed"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_console_script_help_lists_its_flags(command):
+    script = shutil.which("siamese-" + command.replace("_", "-"))
+    assert script, "siamese-%s is not installed (pip install -e .)" % command.replace("_", "-")
+    r = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
+    assert "USAGE" in r.stdout, r.stderr[-2000:]  # absl's --help exits 1 after printing
+    module = importlib.import_module("siamese_graph." + command)
+    own = {f.name for f in FLAGS.get_key_flags_for_module(module.__name__)}
+    listed = set(re.findall(r"^  --(?:\[no\])?(\w+)", r.stdout, re.M))
+    assert own and own <= listed, own - listed
+    m = subprocess.run([sys.executable, "-m", "siamese_graph." + command, "--help"], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert set(re.findall(r"^  --(?:\[no\])?(\w+)", m.stdout, re.M)) == listed
