@@ -110,7 +110,6 @@ def test_inspect_pairs_cli_json_and_grid(synthetic_records, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     report = json.loads(r.stdout)
     assert report["pairs"] == 200 and report["same_fraction"] == 0.5
-    assert report["pairs_per_second"] > 0
     from PIL import Image
     im = Image.open(grid)
     assert im.size == (4 * (2 * 64 + 8), 4 * (64 + 16))

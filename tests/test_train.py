@@ -12,7 +12,10 @@ import tensorflow as tf
 
 from tests.conftest import REPO, run_cli
 
+pytestmark = pytest.mark.slow  # training runs (README: `-m "not slow"` leaves them out)
+
 ARGS = ["--image_size=32", "--batch_size=8", "--log_every_n_steps=5", "--save_checkpoint_steps=10",
+        "--save_summaries_steps=5",
         "--validate_every_n_steps=20", "--val_pairs=100", "--shuffle_buffer=64",
         "--lr_schedule=constant", "--learning_rate=3e-3", "--head=euclidean", "--augment"]
 
@@ -22,30 +25,38 @@ def train(records_dir, train_dir, *extra):
                    "--train_dir=%s" % train_dir, *ARGS, *extra)
 
 
-def losses(stderr):
-    return [float(x) for x in re.findall(r"step \d+  loss ([0-9.]+)", stderr)]
+def losses(train_dir, tag="loss"):
+    """[(step, value)] of a scalar summary, read from the run's TensorBoard events files."""
+    out = []
+    for name in sorted(os.listdir(train_dir)):
+        if name.startswith("events.out.tfevents"):
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(train_dir, name)):
+                out += [(event.step, v.simple_value) for v in event.summary.value if v.tag == tag]
+    return [v for _, v in sorted(out)]
 
 
 def test_loss_falls_checkpoint_and_saved_flags(synthetic_records, tmp_path):
     r = train(synthetic_records[0], tmp_path / "run", "--max_steps=80")
     assert r.returncode == 0, r.stderr[-3000:]
-    ls = losses(r.stderr)
+    ls = losses(tmp_path / "run")
     assert len(ls) >= 10
     assert sum(ls[-3:]) / 3 < 0.7 * sum(ls[:3]) / 3, ls
     assert tf.train.latest_checkpoint(str(tmp_path / "run")).endswith("model.ckpt-80")
     model = json.load(open(tmp_path / "run" / "model.json"))
     assert model["net"] == "convnet" and model["head"] == "euclidean" and model["image_size"] == 32
+    # the code that trained it: the revision, and the files with uncommitted changes (a list)
+    assert re.fullmatch(r"[0-9a-f]{40}", model["revision"]) and isinstance(model["dirty"], list)
     assert "--max_steps=80" in open(tmp_path / "run" / "flags.txt").read()
-    assert re.search(r"validation at step 80: AUC [0-9.]+", r.stderr)
-    assert os.listdir(tmp_path / "run")  # events for TensorBoard
-    assert any(n.startswith("events.out.tfevents") for n in os.listdir(tmp_path / "run"))
+    logged = re.search(r"validation at step 80: AUC ([0-9.]+)", r.stderr)
+    assert logged and float(logged.group(1)) == pytest.approx(losses(tmp_path / "run", "validation/auc")[-1],
+                                                              abs=1e-4)
 
 
 def test_all_pairs_loss_falls(synthetic_records, tmp_path):
     r = train(synthetic_records[0], tmp_path / "run", "--max_steps=60", "--loss_pairs=all",
               "--validate_every_n_steps=0")
     assert r.returncode == 0, r.stderr[-3000:]
-    ls = losses(r.stderr)
+    ls = losses(tmp_path / "run")
     assert len(ls) >= 8
     assert sum(ls[-3:]) / 3 < 0.7 * sum(ls[:3]) / 3, ls
 
