@@ -103,6 +103,12 @@ class Model:
             except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
                 raise DataError("%s: checkpoint variables do not match model.json (%s)"
                                 % (ckpt, str(e).splitlines()[0][:150]))
+            except (tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.UnknownError) as e:
+                state = tf.train.get_checkpoint_state(checkpoint_dir)
+                earlier = [os.path.basename(p) for p in (state.all_model_checkpoint_paths if state else [])
+                           if p != ckpt and not p.endswith("/" + os.path.basename(ckpt))]
+                raise DataError("%s: damaged checkpoint (%s); earlier checkpoints in the folder: %s"
+                                % (ckpt, str(e).splitlines()[0][:100], ", ".join(earlier) or "none"))
         self.step = int(ckpt.rsplit("-", 1)[1]) if "-" in ckpt else None
         # The index file holds every tensor's checksum: its hash identifies the weights.
         self.weights_id = records.sha256(ckpt + ".index")

@@ -131,6 +131,7 @@ def check_flags():
         raise UserError("--validate_every_n_steps must be >= 0 and --val_pairs >= 1")
     config = config_from_flags()
     config.check()
+    fileio.check_writable_dir(FLAGS.train_dir, "train_dir")
     return config
 
 
@@ -142,6 +143,10 @@ def train():
     split = FLAGS.split or DEFAULT_SPLIT
     record_dirs = FLAGS.records_dir.split(",")
     splits = [pairs.pairable_split(d, split) for d in record_dirs]
+    for s in splits:
+        if config.batch_size // 2 > s.photos:
+            raise UserError("--batch_size=%d: more pairs of each kind than %s has photos (%d)"
+                            % (config.batch_size, s, s.photos))
     val_set = records.RecordSet(FLAGS.val_records_dir or record_dirs[0])
     val_split = resolve_val_split(val_set, FLAGS.val_split) if FLAGS.validate_every_n_steps else None
     val_info = None
@@ -170,7 +175,16 @@ def train():
         raise UserError("the loss became NaN; lower the learning rate (--lr_max or --learning_rate) "
                         "or raise --epsilon; the last good checkpoint is in %s" % FLAGS.train_dir)
     except tf.errors.DataLossError as e:
+        if "checkpoint" in str(e).lower() or ".data-" in str(e) or ".index" in str(e):
+            raise damaged_checkpoint_error(e)
         raise corrupt_records_error(e, [s.records_dir for s in splits] + [val_set.path])
+    except (tf.errors.ResourceExhaustedError, tf.errors.UnknownError, OSError) as e:
+        if "No space left" not in str(e):
+            raise
+        remove_temp_checkpoints(FLAGS.train_dir)
+        raise UserError("no space left on device writing the checkpoint in %s; free space and rerun "
+                        "(the last complete checkpoint, %s, is kept)"
+                        % (FLAGS.train_dir, tf.train.latest_checkpoint(FLAGS.train_dir)))
     except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
         if "checkpoint" in str(e).lower() or "Restoring" in str(e):
             raise UserError("%s: its checkpoint does not match this model (%s); use another "
@@ -179,6 +193,25 @@ def train():
         raise
     logging.info("done; checkpoint %s", tf.train.latest_checkpoint(FLAGS.train_dir))
     return (validation.history if validation else []), progress.losses
+
+
+def remove_temp_checkpoints(train_dir):
+    """Removes the half-written `*_temp` folders a failed checkpoint save leaves."""
+    import shutil
+
+    for name in os.listdir(train_dir):
+        if name.startswith("model.ckpt-") and name.endswith("_temp"):
+            shutil.rmtree(os.path.join(train_dir, name), ignore_errors=True)
+
+
+def damaged_checkpoint_error(err):
+    """A UserError naming a damaged checkpoint and the earlier ones TF keeps."""
+    state = tf.train.get_checkpoint_state(FLAGS.train_dir)
+    paths = list(state.all_model_checkpoint_paths) if state else []
+    return UserError("%s: damaged checkpoint (%s); delete its files (model.ckpt-N.*) and set the "
+                     "'checkpoint' file to an earlier one (%s) to resume from it"
+                     % (paths[-1] if paths else FLAGS.train_dir, str(err).splitlines()[0][:100],
+                        ", ".join(os.path.basename(p) for p in paths[:-1]) or "none kept"))
 
 
 def corrupt_records_error(err, record_dirs):

@@ -30,6 +30,10 @@ VAL_BATCH_SIZE = 100
 VAL_SEED = 12345
 # Each records folder's pair graph is seeded seed + RECORDS_SEED_STRIDE * its index.
 RECORDS_SEED_STRIDE = 1000
+# Bounds that keep a typo from allocating the machine's memory (a step holds
+# 2 x batch_size images of image_size^2 x 3 floats, and their activations).
+MAX_BATCH_SIZE = 4096
+MAX_IMAGE_SIZE = 512
 # Pairs shown in TensorBoard's image and text summaries.
 SUMMARY_PAIRS = 6
 
@@ -101,6 +105,13 @@ class TrainConfig:
             raise ArgumentError("head_units", self.head_units, "must be at least 1")
         if self.weight_decay < 0:
             raise ArgumentError("weight_decay", self.weight_decay, "must be >= 0")
+        if self.batch_size < 2 or self.batch_size % 2:
+            raise ArgumentError("batch_size", self.batch_size, "must be even and at least 2 (half same, "
+                                "half different pairs)")
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise ArgumentError("batch_size", self.batch_size, "at most %d pairs a step" % MAX_BATCH_SIZE)
+        if not self.image_size <= MAX_IMAGE_SIZE:
+            raise ArgumentError("image_size", self.image_size, "at most %d pixels" % MAX_IMAGE_SIZE)
         if self.shuffle_buffer < 1:
             raise ArgumentError("shuffle_buffer", self.shuffle_buffer, "must be at least 1")
         preprocessing.parse_crop(self.crop)
@@ -325,13 +336,19 @@ class StopHook(v1.train.SessionRunHook):
         self.signal = None
 
     def begin(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
+        # Until the first step has run there is nothing to save: SIGINT/SIGTERM keep
+        # their default action and stop the process at once, even inside a long
+        # graph build or first allocation, where a Python handler would wait.
+        self.stepped = False
 
     def _handle(self, signum, frame):
         self.signal = signum
 
     def after_run(self, run_context, run_values):
+        if not self.stepped:
+            self.stepped = True
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self._handle)
         if self.signal is not None:
             logging.info("signal %d: saving a checkpoint and stopping", self.signal)
             run_context.request_stop()
