@@ -1,10 +1,12 @@
 """Metrics, pair-list parsing, and restoring a checkpoint to evaluate, score, enroll and export."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from siamese_graph import metrics, pair_lists
 from siamese_graph.errors import DataError
@@ -288,3 +290,44 @@ def test_bad_inputs_one_line(trained, tmp_path):
     r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % bad, str(tmp_path / "notaphoto.jpg"),
                 str(tmp_path / "notaphoto.jpg"))
     assert r.returncode == 1 and "checkpoint variables do not match model.json" in r.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_gallery_of_another_checkpoint_and_other_bad_scoring_inputs(trained, tmp_path):
+    records_dir, train_dir = trained
+    people = tmp_path / "people"
+    for i in range(2):
+        (people / ("p%d" % i)).mkdir(parents=True)
+        for k in range(2):
+            face(60 + i, k).save(people / ("p%d" % i) / ("%d.png" % k))
+    g = tmp_path / "g.npz"
+    r = run_cli("siamese_graph.gallery", "--checkpoint_dir=%s" % train_dir, "--enroll=%s" % people,
+                "--gallery=%s" % g)
+    assert r.returncode == 0, r.stderr[-2000:]
+    other = str(tmp_path / "other")
+    shutil.copytree(train_dir, other)
+    r = run_cli("siamese_graph.train", "--records_dir=%s" % records_dir, "--train_dir=%s" % other,
+                "--image_size=32", "--batch_size=8", "--max_steps=27", "--head=absdiff",
+                "--validate_every_n_steps=0", "--lr_schedule=constant", "--shuffle_buffer=64",
+                "--moving_average_decay=0.9")
+    assert r.returncode == 0, r.stderr[-2000:]
+    probe = str(people / "p0" / "0.png")
+    r = run_cli("siamese_graph.gallery", "--checkpoint_dir=%s" % other, "--gallery=%s" % g, probe)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "enrolled with another checkpoint" in r.stderr.strip().splitlines()[-1]
+    ok = run_cli("siamese_graph.gallery", "--checkpoint_dir=%s" % train_dir, "--gallery=%s" % g, probe)
+    assert ok.returncode == 0 and ok.stdout.split("\t")[2] == "nearest p0", ok.stdout
+    # a decompression bomb at scoring time is refused by name, as make_records skips it
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (20000, 10000)).save(bomb)
+    r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % train_dir, probe, str(bomb))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "bomb.png: unusable photo (over Pillow's decompression-bomb limit" in r.stderr.strip().splitlines()[-1]
+    for n in ("0", "-4", "2"):
+        r = run_cli("siamese_graph.evaluate", "--checkpoint_dir=%s" % train_dir, "--records_dir=%s" % records_dir,
+                    "--split=train", "--num_pairs=" + n)
+        assert r.returncode == 1 and "needs at least 2 x --folds (20)" in r.stderr.strip().splitlines()[-1]
+    (tmp_path / "same.txt").write_text("%s %s 0\n%s %s 0\n" % (probe, probe, probe, probe))
+    r = run_cli("siamese_graph.evaluate", "--checkpoint_dir=%s" % train_dir, "--pairs=%s" % (tmp_path / "same.txt"),
+                "--output_dir=%s" % (tmp_path / "e"))
+    assert r.returncode == 1 and "2 same and 0 different pairs" in r.stderr.strip().splitlines()[-1]
