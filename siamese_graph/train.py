@@ -25,15 +25,15 @@ from siamese_graph.errors import UserError
 from siamese_graph.nets import nets_factory
 
 v1 = tf.compat.v1
-common_flags.declare("records_dir", "split", "seed", "batch_size", "image_size", "crop", "augment",
-                     "rotation_deg", "shuffle_buffer")
+# TrainConfig's input fields are shared flags; the rest of its fields are train's own.
+SHARED_FIELDS = ("seed", "batch_size", "image_size", "crop", "augment", "rotation_deg", "shuffle_buffer")
+common_flags.declare("records_dir", "split", *SHARED_FIELDS)
 # Where
 flags.DEFINE_string("train_dir", None, "Checkpoints, events, flags.txt and model.json go here.")
 flags.DEFINE_string("val_records_dir", None, "Records for validation; default: the first --records_dir.")
 flags.DEFINE_string("val_split", "auto", "Split to validate on: auto (val if present, else test), none, or a name.")
-# The model, the loss and the optimizer: a flag for each TrainConfig field (the
-# input fields are the shared flags declared above), with its default and help.
-SHARED_FIELDS = ("seed", "batch_size", "image_size", "crop", "augment", "rotation_deg", "shuffle_buffer")
+# The model, the loss and the optimizer: a flag for each other TrainConfig field,
+# with its default and help.
 _DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float,
            bool: flags.DEFINE_bool}
 for _f in dataclasses.fields(training.TrainConfig):
@@ -82,9 +82,8 @@ def code_revision():
 
 
 def check_train_dir(train_dir, config):
-    """UserError when train_dir cannot be used: a file, or a checkpoint of another model."""
-    if os.path.exists(train_dir) and not os.path.isdir(train_dir):
-        raise UserError("--train_dir=%s is a file, not a folder" % train_dir)
+    """UserError when train_dir holds a checkpoint of another model (check_flags has
+    already refused a train_dir that is a file or cannot be written)."""
     if not os.path.isdir(train_dir) or not tf.train.latest_checkpoint(train_dir):
         return
     path = os.path.join(train_dir, inference.MODEL_FILE)

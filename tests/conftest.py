@@ -29,6 +29,16 @@ def face(identity, k, size=(40, 48), mode="RGB"):
     return im.convert(mode)
 
 
+def make_people(root, first_identity, people, photos, ext="png"):
+    """Writes a folder-per-person set: root/p<i>/<k>.<ext> of synthetic identity
+    first_identity + i; returns root."""
+    for i in range(people):
+        (root / ("p%d" % i)).mkdir(parents=True)
+        for k in range(photos):
+            face(first_identity + i, k).save(root / ("p%d" % i) / ("%d.%s" % (k, ext)))
+    return root
+
+
 def make_celeba(root, counts, partitions=None, header=False, crlf=False):
     """Writes a CelebA-layout folder: counts[i] photos of identity i+1.
 

@@ -10,7 +10,7 @@ from PIL import Image
 from siamese_graph import photos, records
 from siamese_graph.datasets import celeba, folder
 from siamese_graph.errors import DataError
-from tests.conftest import face, make_celeba, run_cli
+from tests.conftest import face, make_celeba, make_people, run_cli
 
 
 def one_line_error(r, needle):
@@ -88,11 +88,7 @@ def test_overwrite_never_deletes_the_source_or_foreign_files(tmp_path):
 
 
 def test_changed_source_is_not_complete_already(tmp_path):
-    src = tmp_path / "people"
-    for i in range(3):
-        (src / ("p%d" % i)).mkdir(parents=True)
-        for k in range(2):
-            face(i, k).save(src / ("p%d" % i) / ("%d.jpg" % k))
+    src = make_people(tmp_path / "people", 0, 3, 2, "jpg")
     args = ["--dataset=folder", "--data_dir=%s" % src, "--output_dir=%s" % (tmp_path / "out"), "--test_fraction=0"]
     assert run_cli("siamese_graph.make_records", *args).returncode == 0
     again = run_cli("siamese_graph.make_records", *args)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from siamese_graph import metrics, pair_lists
 from siamese_graph.errors import DataError
-from tests.conftest import face, run_cli
+from tests.conftest import face, make_people, run_cli
 
 v1 = tf.compat.v1
 
@@ -228,11 +228,7 @@ def test_evaluate_records_calibrate_then_score_uses_threshold(trained, tmp_path)
 @pytest.mark.slow
 def test_kshot_gallery_and_export_on_a_folder(trained, tmp_path):
     _, train_dir = trained
-    people = tmp_path / "people"
-    for i in range(4):
-        (people / ("p%d" % i)).mkdir(parents=True)
-        for k in range(3):
-            face(50 + i, k).save(people / ("p%d" % i) / ("%d.png" % k))
+    people = make_people(tmp_path / "people", 50, 4, 3)
     r = run_cli("siamese_graph.evaluate", "--checkpoint_dir=%s" % train_dir, "--folder=%s" % people,
                 "--kshot=1", "--nway=3", "--episodes=20")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -295,11 +291,7 @@ def test_bad_inputs_one_line(trained, tmp_path):
 @pytest.mark.slow
 def test_gallery_of_another_checkpoint_and_other_bad_scoring_inputs(trained, tmp_path):
     records_dir, train_dir = trained
-    people = tmp_path / "people"
-    for i in range(2):
-        (people / ("p%d" % i)).mkdir(parents=True)
-        for k in range(2):
-            face(60 + i, k).save(people / ("p%d" % i) / ("%d.png" % k))
+    people = make_people(tmp_path / "people", 60, 2, 2)
     g = tmp_path / "g.npz"
     r = run_cli("siamese_graph.gallery", "--checkpoint_dir=%s" % train_dir, "--enroll=%s" % people,
                 "--gallery=%s" % g)

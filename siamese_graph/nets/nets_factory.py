@@ -48,8 +48,9 @@ def get_network_fn(name, image_size, weight_decay=0.0, convnet_width=1.0, convne
 
 
 def network_fn_from_config(config, weight_decay=0.0):
-    """The tower of a model config (model.json's keys); see get_network_fn."""
-    c = dict(LEGACY_DEFAULTS, **config)
+    """The tower of a model config with every MODEL_KEYS entry (inference.load_config
+    fills the ones older model.json files lack); see get_network_fn."""
+    c = config
     return get_network_fn(c["net"], c["image_size"], weight_decay, convnet_width=c["convnet_width"],
                           convnet_embedding=c["convnet_embedding"], embedding_size=c["embedding_size"],
                           growth_rate=c["growth_rate"], theta=c["theta"])
