@@ -25,8 +25,10 @@ flags.DEFINE_bool("augment", False, "Training augmentation: flip, crop/scale jit
 flags.DEFINE_float("rotation_deg", preprocessing.DEFAULT_ROTATION_DEG,
                    "With --augment: random rotation up to +-this many degrees (0: none; costs speed).")
 flags.DEFINE_integer("shuffle_buffer", 2048, "Records in the record-level shuffle buffer.")
-# Restoring a train_dir (evaluate, score, gallery, export)
+# Restoring a train_dir (evaluate, score, gallery, embed, export)
 flags.DEFINE_string("checkpoint_dir", None, "A train_dir written by train.")
+flags.DEFINE_string("checkpoint_path", None, "The checkpoint of --checkpoint_dir to restore (model.ckpt-N, "
+                    "or a path); default: the latest.")
 flags.DEFINE_bool("flip_average", True,
                   "Average each photo's features with its mirror image's (two tower passes a photo).")
 flags.DEFINE_float("threshold", None, "Distance at or below which a pair is the same person; "
@@ -59,7 +61,13 @@ def restored_model():
 
     if not FLAGS.checkpoint_dir:
         raise UserError("--checkpoint_dir is required")
-    return inference.Model(FLAGS.checkpoint_dir, FLAGS.crop, flip_average=FLAGS.flip_average)
+    try:
+        return inference.Model(FLAGS.checkpoint_dir, FLAGS.crop, flip_average=FLAGS.flip_average,
+                               checkpoint_path=FLAGS.checkpoint_path)
+    except inference.DamagedCheckpoint as e:
+        hint = ("; restore an earlier one with --checkpoint_path=%s" % e.earlier[-1] if e.earlier
+                else "; no earlier checkpoint is kept: train again")
+        raise UserError(str(e) + hint)
 
 
 def threshold_for(model):

@@ -8,6 +8,7 @@ library's argument names, and raises UserError for flags that do not go
 together. A user mistake is one line on stderr and exit 1; anything else is a
 bug and keeps its traceback.
 """
+import errno
 import sys
 
 
@@ -46,14 +47,37 @@ def one_line(error):
     return " ".join(str(error).split("\n"))
 
 
+def is_disk_full(error):
+    """True for an OSError or TensorFlow error caused by a full disk (ENOSPC)."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    return type(error).__module__.startswith("tensorflow") and "No space left" in str(error)
+
+
+def disk_full_line(error):
+    """One line for a full-disk error: the file TF or the OS names, when it does."""
+    name = getattr(error, "filename", None)
+    if not name:
+        first = str(error).splitlines()[0] if str(error) else ""
+        name = first.split(";")[0].strip()[:200]
+    return "no space left on device (%s); free space and rerun: complete outputs are kept" % name
+
+
 def run_main(main):
-    """Wraps an absl `main(argv)`: a project Error prints `error: <one line>` and exits 1."""
+    """Wraps an absl `main(argv)`: a project Error prints `error: <one line>` and exits 1.
+
+    A full disk is not a bug either: it gets one line too, from any command."""
 
     def wrapped(argv):
         try:
             return main(argv)
         except Error as e:
             print("error: %s" % one_line(e), file=sys.stderr)
+            sys.exit(1)
+        except Exception as e:  # noqa: BLE001 - re-raised unless the disk is full
+            if not is_disk_full(e):
+                raise
+            print("error: %s" % disk_full_line(e), file=sys.stderr)
             sys.exit(1)
 
     return wrapped

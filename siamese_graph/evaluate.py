@@ -26,7 +26,7 @@ from siamese_graph import common_flags, fileio, inference, metrics, pair_lists, 
 from siamese_graph.datasets import folder as folder_layout
 from siamese_graph.errors import UserError
 
-common_flags.declare("checkpoint_dir", "crop", "flip_average", "records_dir", "split", "pairs",
+common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "records_dir", "split", "pairs",
                      "image_root", "folder", "num_pairs", "output_dir")
 flags.DEFINE_enum("pairs_format", "list", ["lfw", "list"], "lfw: LFW's pairs.txt; list: path_a path_b label [fold].")
 flags.DEFINE_integer("pairs_seed", 0, "Seed for the pairs drawn from --records_dir and for episodes.")

@@ -23,7 +23,7 @@ from siamese_graph import common_flags, fileio, inference
 from siamese_graph.datasets import folder as folder_layout
 from siamese_graph.errors import DataError, UserError
 
-common_flags.declare("checkpoint_dir", "crop", "flip_average", "threshold")
+common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "threshold")
 flags.DEFINE_string("enroll", None, "Folder-per-person photos to enroll.")
 flags.DEFINE_integer("k", 5, "Photos enrolled per person (fewer if a person has fewer).")
 flags.DEFINE_string("gallery", None, "Gallery file (.npz) to write with --enroll or to read.")

@@ -54,23 +54,73 @@ def load_config(checkpoint_dir):
     return config
 
 
+class DamagedCheckpoint(DataError):
+    """A checkpoint whose files cannot be read back; .earlier lists the others kept."""
+
+    def __init__(self, path, reason, earlier):
+        super().__init__("%s: damaged checkpoint (%s); earlier checkpoints in the folder: %s"
+                         % (path, reason, ", ".join(earlier) or "none"))
+        self.path, self.reason, self.earlier = path, reason, earlier
+
+
+def checkpoints(checkpoint_dir):
+    """The checkpoint prefixes TF keeps in checkpoint_dir (model.ckpt-N paths), oldest first."""
+    state = tf.train.get_checkpoint_state(checkpoint_dir)
+    kept = list(state.all_model_checkpoint_paths) if state else []
+    return [p if os.path.isabs(p) else os.path.join(checkpoint_dir, p) for p in kept]
+
+
+def resolve_checkpoint(checkpoint_dir, checkpoint_path=None):
+    """The checkpoint prefix to restore: checkpoint_path (a prefix, or a name in
+    checkpoint_dir such as model.ckpt-2000), else the latest. Raises DataError."""
+    if not os.path.isdir(checkpoint_dir):
+        raise DataError("%s: checkpoint folder not found" % checkpoint_dir)
+    if not checkpoint_path:
+        ckpt = tf.train.latest_checkpoint(checkpoint_dir)
+        if not ckpt:
+            raise DataError("%s: no checkpoint in this folder" % checkpoint_dir)
+        return ckpt
+    ckpt = checkpoint_path
+    if not os.path.exists(ckpt + ".index") and os.path.exists(os.path.join(checkpoint_dir, ckpt) + ".index"):
+        ckpt = os.path.join(checkpoint_dir, ckpt)
+    if not os.path.exists(ckpt + ".index"):
+        kept = ", ".join(os.path.basename(p) for p in checkpoints(checkpoint_dir)) or "none"
+        raise DataError("%s: no such checkpoint (no %s.index); kept in %s: %s"
+                        % (checkpoint_path, ckpt, checkpoint_dir, kept))
+    return ckpt
+
+
+def check_checkpoint(ckpt):
+    """Reads every tensor of a checkpoint back (the reader checks each one's checksum).
+
+    Raises DamagedCheckpoint naming it and the earlier ones kept beside it."""
+    try:
+        reader = tf.train.load_checkpoint(ckpt)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as e:  # noqa: BLE001 - the reader raises IndexError, OpErrors...: all mean damaged
+        folder = os.path.dirname(ckpt)
+        earlier = [os.path.basename(p) for p in checkpoints(folder)
+                   if os.path.basename(p) != os.path.basename(ckpt)]
+        raise DamagedCheckpoint(ckpt, " ".join(str(e).split())[:100], earlier)
+
+
 class Model:
     """A trained siamese network, restored for inference."""
 
-    def __init__(self, checkpoint_dir, crop=None, batch_size=64, flip_average=True):
+    def __init__(self, checkpoint_dir, crop=None, batch_size=64, flip_average=True, checkpoint_path=None):
         """Args:
           checkpoint_dir: a train_dir (model.json and checkpoints).
+          checkpoint_path: the checkpoint to restore (resolve_checkpoint); None: the latest.
           crop: a crop spec for these photos (preprocessing.parse_crop); None: the model's own.
           batch_size: photos a tower pass.
           flip_average: features are the mean of a photo's and its mirror image's.
         Raises DataError for a missing folder, checkpoint or model.json, or a
-        checkpoint that does not match model.json.
+        checkpoint that does not match model.json; DamagedCheckpoint for one
+        that cannot be read back.
         """
-        if not os.path.isdir(checkpoint_dir):
-            raise DataError("%s: checkpoint folder not found" % checkpoint_dir)
-        ckpt = tf.train.latest_checkpoint(checkpoint_dir)
-        if not ckpt:
-            raise DataError("%s: no checkpoint in this folder" % checkpoint_dir)
+        ckpt = resolve_checkpoint(checkpoint_dir, checkpoint_path)
+        check_checkpoint(ckpt)
         self.config = c = load_config(checkpoint_dir)
         self.checkpoint_dir, self.checkpoint = checkpoint_dir, ckpt
         self.image_size = c["image_size"]
@@ -103,12 +153,6 @@ class Model:
             except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
                 raise DataError("%s: checkpoint variables do not match model.json (%s)"
                                 % (ckpt, str(e).splitlines()[0][:150]))
-            except (tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.UnknownError) as e:
-                state = tf.train.get_checkpoint_state(checkpoint_dir)
-                earlier = [os.path.basename(p) for p in (state.all_model_checkpoint_paths if state else [])
-                           if p != ckpt and not p.endswith("/" + os.path.basename(ckpt))]
-                raise DataError("%s: damaged checkpoint (%s); earlier checkpoints in the folder: %s"
-                                % (ckpt, str(e).splitlines()[0][:100], ", ".join(earlier) or "none"))
         self.step = int(ckpt.rsplit("-", 1)[1]) if "-" in ckpt else None
         # The index file holds every tensor's checksum: its hash identifies the weights.
         self.weights_id = records.sha256(ckpt + ".index")

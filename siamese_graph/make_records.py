@@ -17,6 +17,7 @@ Shards are written under a hidden temporary name and renamed when complete; a
 rerun with the same inputs and flags keeps complete shards and redoes the rest;
 the same inputs and flags give byte-identical shards.
 """
+import errno
 import hashlib
 import io
 import json
@@ -30,7 +31,7 @@ import time
 from absl import flags, logging
 from PIL import Image
 
-from siamese_graph import common_flags, fileio, records
+from siamese_graph import common_flags, errors, fileio, records
 from siamese_graph import photos as photo_files
 from siamese_graph.datasets import celeba, folder
 from siamese_graph.errors import DataError, UserError
@@ -121,6 +122,17 @@ def write_shard(task):
     out_dir, name, blocks, identity_names, jpeg_quality = task
     final = os.path.join(out_dir, name)
     tmp = os.path.join(out_dir, "." + name + ".tmp")
+    try:
+        return _write_shard(tf, out_dir, name, final, tmp, blocks, identity_names, jpeg_quality)
+    except Exception as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        if errors.is_disk_full(e):  # a plain OSError crosses the worker pool intact
+            raise OSError(errno.ENOSPC, "No space left on device", tmp) from None
+        raise
+
+
+def _write_shard(tf, out_dir, name, final, tmp, blocks, identity_names, jpeg_quality):
     written, skipped = [], []
     with tf.io.TFRecordWriter(tmp) as writer:
         for identity, photos in blocks:

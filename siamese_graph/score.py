@@ -20,7 +20,7 @@ from absl import flags
 from siamese_graph import common_flags, fileio, inference, pair_lists
 from siamese_graph.errors import DataError, UserError
 
-common_flags.declare("checkpoint_dir", "crop", "flip_average", "threshold", "pairs", "image_root")
+common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "threshold", "pairs", "image_root")
 flags.DEFINE_enum("format", "tsv", ["tsv", "json"], "Output format for --pairs.")
 flags.DEFINE_string("output", None, "Write the scores here instead of stdout (written atomically).")
 FLAGS = flags.FLAGS

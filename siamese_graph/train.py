@@ -20,14 +20,14 @@ import subprocess
 import tensorflow as tf
 from absl import flags, logging
 
-from siamese_graph import common_flags, fileio, inference, pairs, records, training
+from siamese_graph import common_flags, errors, fileio, inference, pairs, records, training
 from siamese_graph.errors import UserError
 from siamese_graph.nets import nets_factory
 
 v1 = tf.compat.v1
 # TrainConfig's input fields are shared flags; the rest of its fields are train's own.
 SHARED_FIELDS = ("seed", "batch_size", "image_size", "crop", "augment", "rotation_deg", "shuffle_buffer")
-common_flags.declare("records_dir", "split", *SHARED_FIELDS)
+common_flags.declare("records_dir", "split", "checkpoint_path", *SHARED_FIELDS)
 # Where
 flags.DEFINE_string("train_dir", None, "Checkpoints, events, flags.txt and model.json go here.")
 flags.DEFINE_string("val_records_dir", None, "Records for validation; default: the first --records_dir.")
@@ -130,8 +130,59 @@ def check_flags():
         raise UserError("--validate_every_n_steps must be >= 0 and --val_pairs >= 1")
     config = config_from_flags()
     config.check()
+    check_memory(config)
     fileio.check_writable_dir(FLAGS.train_dir, "train_dir")
     return config
+
+
+def machine_memory():
+    """Physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(config):
+    """UserError when a step's activations alone would not fit in this machine's memory."""
+    total, need = machine_memory(), config.memory_floor()
+    if total and need > 0.8 * total:
+        raise UserError("--batch_size=%d --image_size=%d: a step needs at least %.1f GiB of activations, "
+                        "more than this machine's %.1f GiB can hold; lower either"
+                        % (config.batch_size, config.image_size, need / 2 ** 30, total / 2 ** 30))
+
+
+def resume_checkpoint(train_dir):
+    """The checkpoint a run in train_dir resumes from (--checkpoint_path, else the latest),
+    read back in full; None for a fresh run. UserError for a damaged or missing one."""
+    latest = tf.train.latest_checkpoint(train_dir) if os.path.isdir(train_dir) else None
+    if not latest:
+        if FLAGS.checkpoint_path:
+            raise UserError("--checkpoint_path=%s: %s holds no checkpoint to resume from"
+                            % (FLAGS.checkpoint_path, train_dir))
+        return None
+    try:
+        ckpt = inference.resolve_checkpoint(train_dir, FLAGS.checkpoint_path)
+        inference.check_checkpoint(ckpt)
+    except inference.DamagedCheckpoint as e:
+        hint = ("; resume from an earlier one with --checkpoint_path=%s" % e.earlier[-1] if e.earlier
+                else "; no earlier checkpoint is kept: delete its files to start fresh")
+        raise UserError(str(e) + hint)
+    except inference.DataError as e:
+        raise UserError("--checkpoint_path=%s: %s" % (FLAGS.checkpoint_path, e))
+    return ckpt
+
+
+def rewind(train_dir, ckpt):
+    """Makes ckpt the checkpoint the run resumes from (TF's `checkpoint` state file),
+    keeping the ones before it in the list."""
+    kept = [p for p in inference.checkpoints(train_dir)
+            if _step(p) <= _step(ckpt)]
+    v1.train.update_checkpoint_state(train_dir, ckpt, all_model_checkpoint_paths=kept)
+
+
+def _step(path):
+    return int(path.rsplit("-", 1)[1])
 
 
 def train():
@@ -153,7 +204,11 @@ def train():
         val_info = val_set.split(val_split)
         pairs.check_pairable(val_info)
     check_train_dir(FLAGS.train_dir, config.model_config())
+    resume = resume_checkpoint(FLAGS.train_dir)
     write_run_record(FLAGS.train_dir, config.model_config())
+    if resume and resume != tf.train.latest_checkpoint(FLAGS.train_dir):
+        rewind(FLAGS.train_dir, resume)
+        logging.info("resuming from %s (--checkpoint_path)", resume)
 
     graph = training.build_training_graph(splits, config)
     progress = training.ProgressHook(graph, FLAGS.log_every_n_steps, FLAGS.max_steps, config.batch_size)
@@ -174,11 +229,10 @@ def train():
         raise UserError("the loss became NaN; lower the learning rate (--lr_max or --learning_rate) "
                         "or raise --epsilon; the last good checkpoint is in %s" % FLAGS.train_dir)
     except tf.errors.DataLossError as e:
-        if "checkpoint" in str(e).lower() or ".data-" in str(e) or ".index" in str(e):
-            raise damaged_checkpoint_error(e)
+        resume_checkpoint(FLAGS.train_dir)  # raises for a damaged checkpoint
         raise corrupt_records_error(e, [s.records_dir for s in splits] + [val_set.path])
     except (tf.errors.ResourceExhaustedError, tf.errors.UnknownError, OSError) as e:
-        if "No space left" not in str(e):
+        if not errors.is_disk_full(e):
             raise
         remove_temp_checkpoints(FLAGS.train_dir)
         raise UserError("no space left on device writing the checkpoint in %s; free space and rerun "
@@ -201,16 +255,6 @@ def remove_temp_checkpoints(train_dir):
     for name in os.listdir(train_dir):
         if name.startswith("model.ckpt-") and name.endswith("_temp"):
             shutil.rmtree(os.path.join(train_dir, name), ignore_errors=True)
-
-
-def damaged_checkpoint_error(err):
-    """A UserError naming a damaged checkpoint and the earlier ones TF keeps."""
-    state = tf.train.get_checkpoint_state(FLAGS.train_dir)
-    paths = list(state.all_model_checkpoint_paths) if state else []
-    return UserError("%s: damaged checkpoint (%s); delete its files (model.ckpt-N.*) and set the "
-                     "'checkpoint' file to an earlier one (%s) to resume from it"
-                     % (paths[-1] if paths else FLAGS.train_dir, str(err).splitlines()[0][:100],
-                        ", ".join(os.path.basename(p) for p in paths[:-1]) or "none kept"))
 
 
 def corrupt_records_error(err, record_dirs):

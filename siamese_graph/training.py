@@ -118,6 +118,15 @@ class TrainConfig:
         nets_factory.network_fn_from_config(self.model_config())
 
 
+    def memory_floor(self):
+        """A lower bound, in bytes, of the activations one training step holds:
+        2 x batch_size images through the tower, each keeping at least 20 floats
+        per input value (the first block's conv, batch norm and ReLU outputs for
+        the backward pass, 16 channels against the input's 3). An estimate to
+        refuse sizes no machine here can run, not a measurement."""
+        return 2 * self.batch_size * self.image_size ** 2 * 3 * 4 * 20
+
+
 TrainGraph = collections.namedtuple("TrainGraph", [
     "global_step", "image_a", "image_b", "labels", "loss", "total_loss", "distance",
     "learning_rate", "beta1", "train_op", "tower_fn", "averaged"])
@@ -367,8 +376,12 @@ def run_loop(graph, train_dir, hooks, max_steps, save_checkpoint_steps=500, save
     """
     hooks = [v1.train.StopAtStepHook(last_step=max_steps),
              v1.train.NanTensorHook(graph.loss, fail_on_nan_loss=True)] + list(hooks)
+    # The default saver's settings, plus relative paths in the `checkpoint` state
+    # file, so that a train_dir can be moved or copied and still restores itself.
+    saver = v1.train.Saver(sharded=True, allow_empty=True, save_relative_paths=True)
     with v1.train.MonitoredTrainingSession(
             master=master, is_chief=is_chief, checkpoint_dir=train_dir, hooks=hooks,
+            scaffold=v1.train.Scaffold(saver=saver),
             save_checkpoint_steps=save_checkpoint_steps, save_checkpoint_secs=None,
             save_summaries_steps=save_summaries_steps, log_step_count_steps=0,
             config=session_config) as sess:

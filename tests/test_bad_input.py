@@ -196,3 +196,188 @@ def test_corrupt_test_shard_is_named(synthetic_records, tmp_path):
     assert records.RecordSet(d).find_corrupt_shard() == shard
     r = run_cli("siamese_graph.inspect_pairs", "--records_dir=%s" % d, "--split=test", "--num_pairs=400")
     one_line_error(r, "%s: corrupt shard" % shard)
+
+
+def test_memory_bound_against_this_machine(synthetic_records, tmp_path):
+    r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0],
+                "--train_dir=%s" % (tmp_path / "run"), "--batch_size=4096", "--image_size=512")
+    one_line_error(r, "GiB of activations, more than this machine's")
+    assert not (tmp_path / "run").exists()
+
+
+# --- checkpoints: damaged ones named, earlier ones usable ----------------------------------
+
+TRAIN = ["--image_size=32", "--batch_size=8", "--save_checkpoint_steps=2", "--validate_every_n_steps=0",
+         "--shuffle_buffer=64", "--log_every_n_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(synthetic_records, tmp_path_factory):
+    """A train_dir with model.ckpt-2 and model.ckpt-4, and two photos to score."""
+    base = tmp_path_factory.mktemp("ckpts")
+    run = base / "run"
+    r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % run,
+                "--max_steps=4", *TRAIN)
+    assert r.returncode == 0, r.stderr[-3000:]
+    photos = []
+    for i in (1, 2):
+        photos.append(str(base / ("%d.png" % i)))
+        face(i, 0).save(photos[-1])
+    return run, photos
+
+
+def _damaged_copy(src, dst, how):
+    shutil.copytree(src, dst)
+    data_file = next(str(dst / n) for n in os.listdir(dst) if n.startswith("model.ckpt-4.data"))
+    data = bytearray(open(data_file, "rb").read())
+    if how == "truncated":
+        data = data[:len(data) // 2]
+    else:
+        data[len(data) // 2] ^= 0x10
+    open(data_file, "wb").write(bytes(data))
+    return str(dst)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["truncated", "bit-flipped"])
+def test_damaged_checkpoint_is_named_and_an_earlier_one_restores(two_checkpoints, tmp_path, how):
+    run, photos = two_checkpoints
+    d = _damaged_copy(run, tmp_path / "run", how)
+    r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % d, *photos)
+    one_line_error(r, "model.ckpt-4: damaged checkpoint")
+    assert "--checkpoint_path=model.ckpt-2" in r.stderr
+    r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % d, "--checkpoint_path=model.ckpt-2", *photos)
+    assert r.returncode == 0 and r.stdout.startswith("distance "), r.stderr[-2000:]
+    r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % d, "--checkpoint_path=model.ckpt-3", *photos)
+    one_line_error(r, "model.ckpt-3: no such checkpoint")
+
+
+@pytest.mark.slow
+def test_train_resume_names_a_damaged_checkpoint_then_resumes_from_an_earlier_one(
+        two_checkpoints, synthetic_records, tmp_path):
+    import tensorflow as tf
+
+    run, _ = two_checkpoints
+    d = _damaged_copy(run, tmp_path / "run", "bit-flipped")
+    args = ["--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % d, "--max_steps=6", *TRAIN]
+    r = run_cli("siamese_graph.train", *args)
+    one_line_error(r, "model.ckpt-4: damaged checkpoint")
+    assert "corrupt shard" not in r.stderr and "--checkpoint_path=model.ckpt-2" in r.stderr
+    r = run_cli("siamese_graph.train", *args, "--checkpoint_path=model.ckpt-2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resuming from" in r.stderr and tf.train.latest_checkpoint(d).endswith("model.ckpt-6")
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(d))
+    assert reader.get_tensor("global_step") == 6
+
+
+# --- a full disk: one line from every command, nothing half-written -------------------------
+
+def test_disk_full_is_one_line_from_any_command(capsys):
+    import tensorflow as tf
+
+    from siamese_graph import errors
+
+    for err in (OSError(28, "No space left on device", "/x/shard.tmp"),
+                tf.errors.ResourceExhaustedError(None, None, "/x/model.ckpt-5_temp/part-0; No space left on device")):
+        def main(argv, err=err):
+            raise err
+        with pytest.raises(SystemExit) as exit_:
+            errors.run_main(main)([])
+        assert exit_.value.code == 1
+        line = capsys.readouterr().err.strip()
+        assert line.startswith("error: no space left on device (/x/") and "\n" not in line
+    with pytest.raises(ValueError):  # anything else is a bug and keeps its traceback
+        errors.run_main(lambda argv: (_ for _ in ()).throw(ValueError("bug")))([])
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """small_disk(bytes): a tmpfs of that size, or skip where this process may not
+    mount one (it needs root); unmounted after the test."""
+    import subprocess
+
+    mounts = []
+
+    def mount(size):
+        mnt = tmp_path / ("disk%d" % len(mounts))
+        mnt.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d" % size, "tmpfs", str(mnt)],
+                           capture_output=True, text=True)
+        if r.returncode:
+            pytest.skip("cannot mount a small tmpfs here (%s): the full-disk tests need root"
+                        % r.stderr.strip())
+        mounts.append(mnt)
+        return mnt
+
+    yield mount
+    for mnt in mounts:
+        subprocess.run(["umount", "-l", str(mnt)])
+
+
+def test_make_records_on_a_full_disk(tmp_path, small_disk):
+    src = make_people(tmp_path / "src", 0, 6, 8)
+    out = small_disk(64 * 1024) / "records"
+    r = run_cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % src,
+                "--output_dir=%s" % out, "--num_shards=2", "--num_workers=1", "--jpeg_quality=100")
+    one_line_error(r, "no space left on device")
+    assert not [n for n in os.listdir(out) if n.endswith(".tmp")], os.listdir(out)
+    assert not os.path.exists(out / records.MANIFEST)
+
+
+@pytest.mark.slow
+def test_train_on_a_full_disk_keeps_the_last_checkpoint(two_checkpoints, synthetic_records, small_disk):
+    import tensorflow as tf
+
+    run, photos = two_checkpoints
+    used = sum(os.path.getsize(os.path.join(run, n)) for n in os.listdir(run))
+    ckpt = sum(os.path.getsize(os.path.join(run, n)) for n in os.listdir(run) if n.startswith("model.ckpt-4"))
+    d = small_disk(used + ckpt // 2) / "run"  # room for the events, not for one more checkpoint
+    shutil.copytree(run, d)
+    r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % d,
+                "--max_steps=10", *TRAIN)
+    one_line_error(r, "no space left on device writing the checkpoint in %s" % d)
+    assert not [n for n in os.listdir(d) if n.endswith("_temp")]
+    assert tf.train.latest_checkpoint(str(d)).endswith("model.ckpt-4")
+    r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % d, *photos)
+    assert r.returncode == 0 and r.stdout.startswith("distance "), r.stderr[-2000:]
+
+
+# --- read-only output locations: refused before any work ----------------------------------
+
+RO = "/sys/siamese-graph-test"  # sysfs: no one, root included, may create files here
+
+
+@pytest.mark.slow
+def test_read_only_outputs_are_refused_before_the_work(two_checkpoints, synthetic_records, tmp_path,
+                                                       small_disk):
+    import subprocess
+
+    run, photos = two_checkpoints
+    rec = synthetic_records[0]
+    people = make_people(tmp_path / "people", 0, 3, 3)
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("%s %s\n" % tuple(photos))
+    cases = [
+        ("make_records", ["--dataset=folder", "--data_dir=%s" % people, "--output_dir=%s/rec" % RO], "--output_dir"),
+        ("train", ["--records_dir=%s" % rec, "--train_dir=%s/run" % RO], "--train_dir"),
+        ("evaluate", ["--checkpoint_dir=%s" % run, "--records_dir=%s" % rec, "--num_pairs=20", "--folds=2",
+                      "--output_dir=%s/eval" % RO], "--output_dir"),
+        ("score", ["--checkpoint_dir=%s" % run, "--pairs=%s" % pairs, "--output=%s/s.tsv" % RO], "--output"),
+        ("gallery", ["--checkpoint_dir=%s" % run, "--enroll=%s" % people, "--gallery=%s/g.npz" % RO], "--gallery"),
+        ("embed", ["--checkpoint_dir=%s" % run, "--folder=%s" % people, "--output_dir=%s/emb" % RO], "--output_dir"),
+        ("inspect_pairs", ["--records_dir=%s" % rec, "--save_grid=%s/g.png" % RO], "--save_grid"),
+    ]
+    for command, args, flag in cases:
+        r = run_cli("siamese_graph." + command, *args)
+        one_line_error(r, flag + "=" + RO)
+        assert "cannot write in" in r.stderr or "does not exist" in r.stderr, (command, r.stderr[-300:])
+    # --calibrate writes threshold.json beside the checkpoint: checked before the report is made
+    disk = small_disk(64 * 2 ** 20)
+    ro_run = disk / "run"
+    shutil.copytree(run, ro_run)
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    out = tmp_path / "eval"
+    r = run_cli("siamese_graph.evaluate", "--checkpoint_dir=%s" % ro_run, "--records_dir=%s" % rec,
+                "--num_pairs=20", "--folds=2", "--output_dir=%s" % out, "--calibrate")
+    one_line_error(r, "--checkpoint_dir=%s: cannot write in" % ro_run)
+    assert not out.exists()

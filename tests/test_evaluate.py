@@ -1,4 +1,4 @@
-"""Metrics, pair-list parsing, and restoring a checkpoint to evaluate, score, enroll and export."""
+"""Metrics, pair-list parsing, and restoring a checkpoint to evaluate, score, enroll and embed."""
 import json
 import os
 import shutil
@@ -114,7 +114,7 @@ def test_list_pairs_and_balanced_lists(tmp_path):
         assert (ident[x] != ident[z]) == bool(y) and (y == 1 or x != z)
 
 
-# --- restore, evaluate, score, gallery, export (end to end) ------------------------------
+# --- restore, evaluate, score, gallery, embed (end to end) ------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +226,7 @@ def test_evaluate_records_calibrate_then_score_uses_threshold(trained, tmp_path)
 
 
 @pytest.mark.slow
-def test_kshot_gallery_and_export_on_a_folder(trained, tmp_path):
+def test_kshot_gallery_and_embed_on_a_folder(trained, tmp_path):
     _, train_dir = trained
     people = make_people(tmp_path / "people", 50, 4, 3)
     r = run_cli("siamese_graph.evaluate", "--checkpoint_dir=%s" % train_dir, "--folder=%s" % people,
@@ -246,7 +246,7 @@ def test_kshot_gallery_and_export_on_a_folder(trained, tmp_path):
     r = run_cli("siamese_graph.gallery", "--checkpoint_dir=%s" % train_dir, "--gallery=%s" % g,
                 "--threshold=0", str(people / "p2" / "2.png"))
     assert r.returncode == 0 and r.stdout.split("\t")[1] == "unknown"
-    r = run_cli("siamese_graph.export", "--checkpoint_dir=%s" % train_dir, "--folder=%s" % people,
+    r = run_cli("siamese_graph.embed", "--checkpoint_dir=%s" % train_dir, "--folder=%s" % people,
                 "--output_dir=%s" % (tmp_path / "emb"))
     assert r.returncode == 0, r.stderr[-3000:]
     emb = np.load(tmp_path / "emb" / "embeddings.npy")

@@ -117,3 +117,23 @@ def test_sigterm_saves_and_exits_cleanly(synthetic_records, tmp_path):
     assert "saving a checkpoint and stopping" in rest
     ckpt = tf.train.latest_checkpoint(str(tmp_path / "run"))
     assert ckpt and int(ckpt.rsplit("-", 1)[1]) >= 15
+
+
+@pytest.mark.parametrize("delay", [2.0, 4.0])
+def test_sigterm_before_the_first_step_stops_at_once(synthetic_records, tmp_path, delay):
+    """Imports, checks, graph building, session start: SIGTERM ends the run promptly in each."""
+    env = dict(os.environ, PYTHONPATH=REPO)
+    proc = subprocess.Popen([sys.executable, "-m", "siamese_graph.train",
+                             "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % (tmp_path / "run"),
+                             *ARGS, "--max_steps=100000", "--validate_every_n_steps=0"], cwd=REPO, env=env,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    sent = time.time()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=15)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert code in (-signal.SIGTERM, 0), code
+    assert time.time() - sent < 15

@@ -1,6 +1,6 @@
 r"""Exports per-photo embeddings of a folder-per-person directory for TensorBoard's projector.
 
-  python -m siamese_graph.export --checkpoint_dir=runs/convnet --folder=PEOPLE_DIR --output_dir=emb
+  python -m siamese_graph.embed --checkpoint_dir=runs/convnet --folder=PEOPLE_DIR --output_dir=emb
 
 Writes embeddings.npy ([N, D] float32: the tower output, L2-normalized when the
 model was trained so), embeddings.tsv (the same as tab-separated rows, what the
@@ -19,7 +19,7 @@ from siamese_graph import common_flags, fileio, inference
 from siamese_graph.datasets import folder as folder_layout
 from siamese_graph.errors import UserError
 
-common_flags.declare("checkpoint_dir", "crop", "flip_average", "folder", "output_dir")
+common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "folder", "output_dir")
 FLAGS = flags.FLAGS
 
 
