@@ -7,7 +7,7 @@ from setuptools import find_packages, setup
 # pip does not end up with both tensorflow and tensorflow-cpu installed.
 TF_PACKAGE = os.environ.get("SIAMESE_GRAPH_TF", "tensorflow-cpu")
 
-COMMANDS = ["make_records", "inspect_pairs", "train", "evaluate", "score", "gallery", "embed"]
+COMMANDS = ["make_records", "inspect_pairs", "train", "evaluate", "score", "gallery", "embed", "export"]
 
 setup(
     name="siamese-graph",

@@ -40,6 +40,8 @@ flags.DEFINE_string("image_root", "", "Folder the pairs file's relative photo pa
 flags.DEFINE_string("folder", None, "Folder-per-person photos: FOLDER/<person>/<photo>.")
 flags.DEFINE_string("output_dir", None, "Output folder (make_records: default tfrecords/<name>; "
                     "evaluate: default CHECKPOINT_DIR/eval-<source>).")
+flags.DEFINE_bool("overwrite", False, "Replace what this command wrote before: make_records deletes only "
+                  "its own records, manifest and labels in --output_dir; export replaces the --version folder.")
 
 # Flags defined above belong to this module; declare() below marks them as key
 # flags of the calling command (shown in its --help).

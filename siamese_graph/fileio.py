@@ -88,3 +88,16 @@ def check_writable_file(path, name):
     reason = _probe_write(folder)
     if reason:
         raise ArgumentError(name, path, "cannot write in %s (%s)" % (folder, reason))
+
+
+def fsync_tree(root):
+    """Flushes every file under root, and the folders, to disk (before a rename publishes them)."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as f:
+                os.fsync(f.fileno())
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -28,13 +28,14 @@ THRESHOLD_FILE = "threshold.json"
 
 
 def load_photo(path):
-    """A photo for Model.embed: the file's bytes when it is an RGB JPEG (decoded
-    in the graph exactly as training decodes records), else a uint8 [H, W, 3]
-    array converted by photos.to_rgb (any format, mode and bit depth Pillow reads).
+    """A photo for Model.embed: the file's bytes when it is an RGB or grayscale JPEG
+    (decoded in the graph exactly as training decodes records, and as the exported
+    SavedModel decodes it), else a uint8 [H, W, 3] array converted by
+    photos.to_rgb (any format, mode and bit depth Pillow reads).
     Raises DataError naming the file."""
     try:
         data, im, _ = photos.read(path)
-        return data if photos.is_rgb_jpeg(im) else photos.to_rgb(im)
+        return data if photos.tf_decodable_jpeg(im) else photos.to_rgb(im)
     except photos.PhotoError as e:
         raise DataError("%s: unusable photo (%s)" % (path, e))
 
@@ -105,6 +106,44 @@ def check_checkpoint(ckpt):
         raise DamagedCheckpoint(ckpt, " ".join(str(e).split())[:100], earlier)
 
 
+def features(images, tower_fn, l2_normalize, flip_average, reuse=None):
+    """The inference tower: finished images [N, S, S, 3] -> features [N, D].
+
+    Args:
+      images: preprocessed (preprocessing.finish) float images.
+      tower_fn: the network function (nets_factory), run with training off.
+      l2_normalize: the model's setting (model.json).
+      flip_average: the mean of each image's and its mirror image's features (one
+        tower pass over both), L2-normalized again when the model normalizes.
+      reuse: reuse the tower's variables (a second tower in the same graph).
+    Returns:
+      float32 [N, D].
+    """
+    if not flip_average:
+        return siamese.tower(images, tower_fn, False, l2_normalize, reuse=reuse)
+    n = tf.shape(images)[0]
+    both = siamese.tower(tf.concat([images, tf.reverse(images, axis=[2])], 0), tower_fn, False,
+                         l2_normalize, reuse=reuse)
+    mean = (both[:n] + both[n:]) / 2
+    return tf.math.l2_normalize(mean, axis=1, epsilon=1e-10) if l2_normalize else mean
+
+
+def restore(sess, ckpt, config):
+    """Restores ckpt into sess's graph (built from config): the moving averages of
+    the trainable weights where the run kept them, as FaceNet does.
+    Raises DataError when the variables do not match."""
+    if config.get("moving_average_decay"):
+        saver = v1.train.Saver(siamese.averaged_variables_to_restore(
+            siamese.moving_averages(config["moving_average_decay"], None)))
+    else:
+        saver = v1.train.Saver()
+    try:
+        saver.restore(sess, ckpt)
+    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
+        raise DataError("%s: checkpoint variables do not match model.json (%s)"
+                        % (ckpt, str(e).splitlines()[0][:150]))
+
+
 class Model:
     """A trained siamese network, restored for inference."""
 
@@ -142,30 +181,14 @@ class Model:
             self.fa = v1.placeholder(tf.float32, [None, dim], "features_a")
             self.fb = v1.placeholder(tf.float32, [None, dim], "features_b")
             self.dw = siamese.distance(self.fa, self.fb, c["head"], c["head_units"], c["epsilon"])
-            if c.get("moving_average_decay"):  # restore the averaged weights, as FaceNet does
-                saver = v1.train.Saver(siamese.averaged_variables_to_restore(
-                    siamese.moving_averages(c["moving_average_decay"], None)))
-            else:
-                saver = v1.train.Saver()
             self.sess = v1.Session(graph=self.graph)
-            try:
-                saver.restore(self.sess, ckpt)
-            except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
-                raise DataError("%s: checkpoint variables do not match model.json (%s)"
-                                % (ckpt, str(e).splitlines()[0][:150]))
+            restore(self.sess, ckpt, c)
         self.step = int(ckpt.rsplit("-", 1)[1]) if "-" in ckpt else None
         # The index file holds every tensor's checksum: its hash identifies the weights.
         self.weights_id = records.sha256(ckpt + ".index")
 
     def _features(self, images, tower_fn):
-        """[N, S, S, 3] finished images -> features [N, D]."""
-        if not self.flip_average:
-            return siamese.tower(images, tower_fn, False, self.config["l2_normalize"])
-        n = tf.shape(images)[0]
-        both = siamese.tower(tf.concat([images, tf.reverse(images, axis=[2])], 0), tower_fn, False,
-                             self.config["l2_normalize"])
-        mean = (both[:n] + both[n:]) / 2
-        return tf.math.l2_normalize(mean, axis=1, epsilon=1e-10) if self.config["l2_normalize"] else mean
+        return features(images, tower_fn, self.config["l2_normalize"], self.flip_average)
 
     def _crop(self, photo):
         if isinstance(photo, bytes):

@@ -38,15 +38,13 @@ from siamese_graph.errors import DataError, UserError
 
 FLAGS = flags.FLAGS
 
-common_flags.declare("output_dir", "seed")
+common_flags.declare("output_dir", "seed", "overwrite")
 flags.DEFINE_enum("dataset", "celeba", ["celeba", "folder"], "Source layout.")
 flags.DEFINE_string("data_dir", None, "Source folder.")
 flags.DEFINE_integer("num_shards", 16, "Shards per split at most (fewer if the split has fewer identities).")
 flags.DEFINE_integer("num_workers", 2, "Worker processes.")
 flags.DEFINE_bool("allow_missing", False, "CelebA: write the photos present when some listed ones are missing.")
 flags.DEFINE_bool("strict", False, "Fail on any skipped photo instead of recording the skip.")
-flags.DEFINE_bool("overwrite", False, "Start over, deleting the records, manifest and labels "
-                  "that make_records wrote in --output_dir (nothing else).")
 flags.DEFINE_bool("verify", False, "Read every shard back: counts, checksums, identities, decoding.")
 flags.DEFINE_float("val_fraction", 0.0, "Folder layout without split folders: share of identities for val.")
 flags.DEFINE_float("test_fraction", 0.1, "Folder layout without split folders: share of identities for test.")

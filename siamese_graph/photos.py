@@ -64,6 +64,13 @@ def is_rgb_jpeg(im):
     return im.format == "JPEG" and im.mode == "RGB"
 
 
+def tf_decodable_jpeg(im):
+    """True for a JPEG that tf.io.decode_jpeg(channels=3) decodes to the same RGB
+    picture (RGB or grayscale): scoring and the exported SavedModel then decode it
+    with the same code."""
+    return im.format == "JPEG" and im.mode in ("RGB", "L")
+
+
 def to_rgb(im):
     """A decoded PIL image of any mode -> uint8 [H, W, 3]. Raises PhotoError for mode F."""
     if im.mode in _SIXTEEN_BIT:

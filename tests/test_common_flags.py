@@ -12,7 +12,7 @@ from absl import flags
 
 from tests.conftest import REPO
 
-COMMANDS = ["make_records", "inspect_pairs", "train", "evaluate", "score", "gallery", "embed"]
+COMMANDS = ["make_records", "inspect_pairs", "train", "evaluate", "score", "gallery", "embed", "export"]
 FLAGS = flags.FLAGS
 
 

@@ -1,0 +1,235 @@
+"""Serving graphs: photo-in signatures for a SavedModel (TF Serving), face-in
+signatures for TFLite (a phone), and the Python reference of a phone's preprocessing.
+
+SavedModel signatures (encoded photos in; decoding, crop, resize, standardization
+and flip-averaging in the graph, exactly as inference.Model does for RGB JPEGs):
+  embed            images [N] string -> features [N, D] (the tower's features)
+  verify (default) image_a [N] string, image_b [N] string -> distance [N] float32,
+                   same [N] bool (distance <= the calibrated threshold)
+
+TFLite signatures (the phone's camera pipeline decodes and crops; see
+phone_face): faces are float32 [N, S, S, 3], RGB in [0, 1], the crop box resized
+to S x S bilinearly. Standardization and flip-averaging are inside the model.
+  embed    face [N, S, S, 3] -> features [N, D]
+  compare  features_a [N, D], features_b [N, D] -> distance [N] (enrolled vs probe)
+  verify   face_a, face_b [N, S, S, 3] -> distance [N]
+"""
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from siamese_graph import inference, preprocessing, siamese
+from siamese_graph.nets import nets_factory
+
+v1 = tf.compat.v1
+SERVE = v1.saved_model.tag_constants.SERVING
+DEFAULT_SIGNATURE = v1.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+FORMATS = "JPEG, PNG, GIF or BMP"
+
+
+def _is_image(encoded):
+    """True for the first bytes of a JPEG, PNG, GIF or BMP file."""
+    head = tf.strings.substr(encoded, 0, 4)
+    return tf.reduce_any(tf.stack([
+        tf.io.is_jpeg(encoded), tf.equal(head, b"\x89PNG"), tf.equal(head, b"GIF8"),
+        tf.equal(tf.strings.substr(encoded, 0, 2), b"BM")]))
+
+
+def decode_photo(encoded, input_name):
+    """One encoded photo (scalar string) -> uint8 [H, W, 3].
+
+    JPEG is decoded as the records are (preprocessing.decode); PNG, GIF (first
+    frame) and BMP with tf.io.decode_image. Grayscale becomes three equal
+    channels, alpha is dropped. An empty or unknown string fails with an
+    InvalidArgumentError that names the input."""
+    check = tf.debugging.Assert(_is_image(encoded), [
+        "%s: an element is empty or not a %s image; first bytes:" % (input_name, FORMATS),
+        tf.strings.substr(encoded, 0, 8)])
+    with tf.control_dependencies([check]):
+        return tf.cond(tf.io.is_jpeg(encoded), lambda: preprocessing.decode(encoded),
+                       lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False))
+
+
+def photo_batch(encoded, image_size, crop, input_name):
+    """Encoded photos [N] string -> cropped, resized images float32 [N, S, S, 3] in [0, 1]."""
+    box = preprocessing.boxes(crop)
+
+    def one(x):
+        return preprocessing.crop_resize(decode_photo(x, input_name), image_size, box)[0]
+
+    return tf.map_fn(one, encoded, fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32),
+                     parallel_iterations=16)
+
+
+def _signature(inputs, outputs):
+    return v1.saved_model.signature_def_utils.predict_signature_def(inputs, outputs)
+
+
+def build_photo_signatures(config, crop, flip_average, threshold):
+    """Builds the photo-in serving graph in the default graph.
+
+    Args:
+      config: model.json's dict (inference.load_config).
+      crop: (top, left, height, width) fractions.
+      flip_average: average each photo's features with its mirror image's.
+      threshold: the distance at or below which `same` is true.
+    Returns:
+      {signature key: SignatureDef}: embed, verify and serving_default (= verify).
+    """
+    tower_fn = nets_factory.network_fn_from_config(config)
+    size, l2 = config["image_size"], config["l2_normalize"]
+    images = v1.placeholder(tf.string, [None], "images")
+    features = inference.features(preprocessing.finish(photo_batch(images, size, crop, "images")),
+                                  tower_fn, l2, flip_average)
+    image_a = v1.placeholder(tf.string, [None], "image_a")
+    image_b = v1.placeholder(tf.string, [None], "image_b")
+    same_length = tf.debugging.assert_equal(tf.size(image_a), tf.size(image_b), message=(
+        "image_a and image_b must hold the same number of photos"))
+    with tf.control_dependencies([same_length]):
+        both = tf.concat([photo_batch(image_a, size, crop, "image_a"),
+                          photo_batch(image_b, size, crop, "image_b")], 0)
+    pair_features = inference.features(preprocessing.finish(both), tower_fn, l2, flip_average, reuse=True)
+    n = tf.size(image_a)
+    distance = siamese.distance(pair_features[:n], pair_features[n:], config["head"], config["head_units"],
+                                config["epsilon"])
+    same = tf.less_equal(distance, tf.constant(threshold, tf.float32), name="same")
+    verify = _signature({"image_a": image_a, "image_b": image_b},
+                        {"distance": tf.identity(distance, "distance"), "same": same})
+    return {"embed": _signature({"images": images}, {"features": tf.identity(features, "features")}),
+            "verify": verify, DEFAULT_SIGNATURE: verify}
+
+
+def build_face_signatures(config, flip_average):
+    """Builds the face-in graph (for TFLite) in the default graph.
+
+    Returns {signature key: SignatureDef}: embed, compare and verify (see the module doc)."""
+    tower_fn = nets_factory.network_fn_from_config(config)
+    size, l2 = config["image_size"], config["l2_normalize"]
+    face = v1.placeholder(tf.float32, [None, size, size, 3], "face")
+    features = inference.features(preprocessing.finish(face), tower_fn, l2, flip_average)
+    dim = features.shape[-1]
+    fa = v1.placeholder(tf.float32, [None, dim], "features_a")
+    fb = v1.placeholder(tf.float32, [None, dim], "features_b")
+    compared = siamese.distance(fa, fb, config["head"], config["head_units"], config["epsilon"])
+    face_a = v1.placeholder(tf.float32, [None, size, size, 3], "face_a")
+    face_b = v1.placeholder(tf.float32, [None, size, size, 3], "face_b")
+    both = inference.features(preprocessing.finish(tf.concat([face_a, face_b], 0)), tower_fn, l2,
+                              flip_average, reuse=True)
+    n = tf.shape(face_a)[0]
+    verified = siamese.distance(both[:n], both[n:], config["head"], config["head_units"], config["epsilon"],
+                                reuse=True)
+    return {"embed": _signature({"face": face}, {"features": features}),
+            "compare": _signature({"features_a": fa, "features_b": fb}, {"distance": compared}),
+            "verify": _signature({"face_a": face_a, "face_b": face_b}, {"distance": verified})}
+
+
+def write_saved_model(path, ckpt, config, build, assets_extra=None):
+    """Restores ckpt into a fresh graph made by build() and writes a SavedModel at path.
+
+    Args:
+      path: the SavedModel folder (must not exist).
+      ckpt: checkpoint prefix; config: its model.json dict.
+      build: a function that builds the graph and returns {key: SignatureDef}.
+      assets_extra: {file name: text} written into path/assets.extra (files the
+        graph does not load; TF Serving's place for a model's own metadata).
+    """
+    graph = tf.Graph()
+    with graph.as_default():
+        signatures = build()
+        with v1.Session(graph=graph) as sess:
+            inference.restore(sess, ckpt, config)
+            builder = v1.saved_model.Builder(path)
+            builder.add_meta_graph_and_variables(sess, [SERVE], signature_def_map=signatures,
+                                                 strip_default_attrs=True)
+            builder.save()
+    if assets_extra:
+        os.makedirs(os.path.join(path, "assets.extra"))
+        for name, text in assets_extra.items():
+            with open(os.path.join(path, "assets.extra", name), "w") as f:
+                f.write(text)
+
+
+def tflite_bytes(saved_model_dir, quantize):
+    """A TFLite flatbuffer of the face-in SavedModel's signatures.
+
+    quantize: None (float32) or "dynamic" (dynamic-range: int8 weights, float activations)."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir,
+                                                         signature_keys=["embed", "compare", "verify"])
+    if quantize == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter.convert()
+
+
+def tflite_interpreter(model_path, num_threads=1):
+    """A TFLite interpreter: LiteRT's (ai-edge-litert) when installed, else tf.lite's
+    (deprecated in TF 2.21 in favour of LiteRT, but the same runtime)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import warnings
+
+        with warnings.catch_warnings():  # its deprecation notice, once per model, says the above
+            warnings.simplefilter("ignore")
+            return tf.lite.Interpreter(model_path=model_path, num_threads=num_threads)
+    return Interpreter(model_path=model_path, num_threads=num_threads)
+
+
+class TFLiteModel:
+    """An exported .tflite model: embed, compare and verify on faces from phone_face."""
+
+    def __init__(self, model_path, num_threads=1):
+        self.interpreter = tflite_interpreter(model_path, num_threads)
+        self.runners = {k: self.interpreter.get_signature_runner(k) for k in ("embed", "compare", "verify")}
+
+    def embed(self, faces):
+        return self.runners["embed"](face=np.asarray(faces, np.float32))["features"]
+
+    def compare(self, features_a, features_b):
+        return self.runners["compare"](features_a=np.asarray(features_a, np.float32),
+                                       features_b=np.asarray(features_b, np.float32))["distance"]
+
+    def verify(self, faces_a, faces_b):
+        return self.runners["verify"](face_a=np.asarray(faces_a, np.float32),
+                                      face_b=np.asarray(faces_b, np.float32))["distance"]
+
+
+def phone_face(rgb, crop, image_size):
+    """The reference of the preprocessing a phone app applies before the TFLite model.
+
+    Args:
+      rgb: uint8 [H, W, 3] decoded photo (RGB; a grayscale photo repeated in 3 channels).
+      crop: (top, left, height, width) fractions of the photo (preprocessing.parse_crop).
+      image_size: S, the model's input side (model.json's image_size).
+    Returns:
+      float32 [S, S, 3] in [0, 1]: the crop box sampled bilinearly on an S x S grid
+      whose corners are the box's corners (pixel centres at (top * (H - 1), left *
+      (W - 1)) and ((top + height) * (H - 1), (left + width) * (W - 1)); samples
+      outside the photo are 0), divided by 255. This is tf.image.crop_and_resize's
+      rule, written in numpy so that it can be ported line by line.
+    """
+    img = np.asarray(rgb, np.float32)
+    h, w = img.shape[:2]
+    t, l, bh, bw = [float(v) for v in crop]
+    f32, i = np.float32, np.arange(image_size, dtype=np.float32)
+    if image_size > 1:  # in float32, in crop_and_resize's order, so the samples match it bit for bit
+        ys = f32(t) * f32(h - 1) + i * ((f32(t + bh) - f32(t)) * f32(h - 1) / f32(image_size - 1))
+        xs = f32(l) * f32(w - 1) + i * ((f32(l + bw) - f32(l)) * f32(w - 1) / f32(image_size - 1))
+    else:
+        ys = np.array([f32(0.5) * (f32(t) + f32(t + bh)) * f32(h - 1)], np.float32)
+        xs = np.array([f32(0.5) * (f32(l) + f32(l + bw)) * f32(w - 1)], np.float32)
+
+    def axis(coords, n):
+        lo = np.floor(coords).astype(int)
+        hi = np.ceil(coords).astype(int)
+        frac = (coords - lo).astype(np.float32)
+        inside = (coords >= 0) & (coords <= n - 1)
+        return np.clip(lo, 0, n - 1), np.clip(hi, 0, n - 1), frac, inside
+
+    y0, y1, fy, iny = axis(ys, h)
+    x0, x1, fx, inx = axis(xs, w)
+    top = img[y0][:, x0] + (img[y0][:, x1] - img[y0][:, x0]) * fx[None, :, None]
+    bottom = img[y1][:, x0] + (img[y1][:, x1] - img[y1][:, x0]) * fx[None, :, None]
+    out = top + (bottom - top) * fy[:, None, None]
+    out = out * (iny[:, None] & inx[None, :])[:, :, None]
+    return (out / 255.0).astype(np.float32)

@@ -1,0 +1,205 @@
+"""export: a SavedModel with photo-in signatures and TFLite models, checked against the checkpoint."""
+import base64
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from siamese_graph import inference, serving
+from tests.conftest import REPO, SHARED_DATA, face, run_cli
+
+pytestmark = pytest.mark.slow  # trains two small models
+
+
+def one_line_error(r, needle):
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and needle in last, last
+
+
+@pytest.fixture(scope="module")
+def runs(synthetic_records, tmp_path_factory):
+    """{head: train_dir}: a few steps of each head (absdiff with moving averages)."""
+    base = tmp_path_factory.mktemp("export-runs")
+    out = {}
+    for head, extra in (("euclidean", []), ("absdiff", ["--moving_average_decay=0.9"])):
+        out[head] = str(base / head)
+        r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % out[head],
+                    "--image_size=32", "--batch_size=8", "--max_steps=8", "--head=%s" % head,
+                    "--validate_every_n_steps=0", "--shuffle_buffer=64", *extra)
+        assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def photo_pairs(tmp_path_factory):
+    """Pairs of photo paths: synthetic PNG and JPEG files (RGB and grayscale), plus
+    real CelebA photos where ../shared/data is present."""
+    base = tmp_path_factory.mktemp("photos")
+    paths = []
+    for i in range(6):
+        im = face(i % 3, i, size=(60, 72))
+        if i == 4:
+            im = im.convert("L")
+        paths.append(str(base / ("%d.%s" % (i, "png" if i % 2 else "jpg"))))
+        im.save(paths[-1], quality=90) if paths[-1].endswith("jpg") else im.save(paths[-1])
+    real = sorted(glob.glob(os.path.join(SHARED_DATA, "celeba-mini", "img_align_celeba", "*.jpg")))[:8]
+    paths += real
+    return [(paths[i], paths[(i * 5 + 3) % len(paths)]) for i in range(len(paths))], bool(real)
+
+
+LOAD_AND_RUN = r"""
+import json, sys
+import tensorflow as tf
+assert tf.executing_eagerly()
+path, pairs = sys.argv[1], json.load(open(sys.argv[2]))
+m = tf.saved_model.load(path)
+read = lambda p: open(p, "rb").read()
+verify = m.signatures["verify"](image_a=tf.constant([read(a) for a, _ in pairs]),
+                                image_b=tf.constant([read(b) for _, b in pairs]))
+default = m.signatures["serving_default"](image_a=tf.constant([read(a) for a, _ in pairs]),
+                                          image_b=tf.constant([read(b) for _, b in pairs]))
+feats = m.signatures["embed"](images=tf.constant([read(a) for a, _ in pairs]))["features"]
+print(json.dumps({"distance": verify["distance"].numpy().tolist(), "same": verify["same"].numpy().tolist(),
+                  "default": default["distance"].numpy().tolist(), "features": feats.numpy().tolist()}))
+"""
+
+
+def export(train_dir, out, *extra):
+    return run_cli("siamese_graph.export", "--checkpoint_dir=%s" % train_dir, "--output_dir=%s" % out, *extra)
+
+
+def checkpoint_results(train_dir, pairs, flip):
+    model = inference.Model(train_dir, flip_average=flip)
+    d, _ = model.pair_distances(pairs, inference.load_photo)
+    feats = model.embed([inference.load_photo(a) for a, _ in pairs])
+    return model, d, feats
+
+
+@pytest.mark.parametrize("head", ["euclidean", "absdiff"])
+@pytest.mark.parametrize("flip", [True, False])
+def test_saved_model_in_a_fresh_eager_process_matches_the_checkpoint(runs, photo_pairs, tmp_path, head, flip):
+    pairs, _ = photo_pairs
+    model, want, want_feats = checkpoint_results(runs[head], pairs, flip)
+    threshold = float(np.median(want))
+    r = export(runs[head], tmp_path / "out", "--threshold=%r" % threshold, "--%sflip_average" % ("" if flip else "no"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout)
+    assert summary["version"] == 1 and summary["saved_model"] == str(tmp_path / "out" / "1")
+    (tmp_path / "pairs.json").write_text(json.dumps(pairs))
+    p = subprocess.run([sys.executable, "-c", LOAD_AND_RUN, summary["saved_model"], str(tmp_path / "pairs.json")],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = json.loads(p.stdout)
+    assert np.abs(np.array(got["distance"]) - want).max() <= 1e-5
+    assert got["default"] == got["distance"]
+    assert got["same"] == [bool(x <= np.float32(threshold)) for x in np.array(got["distance"], np.float32)]
+    assert sum(got["same"]) not in (0, len(pairs))  # the threshold splits them: the verdicts were tested
+    assert np.abs(np.array(got["features"]) - want_feats).max() <= 1e-5
+    meta = json.load(open(tmp_path / "out" / "1" / "assets.extra" / "siamese.json"))
+    assert meta["threshold"] == threshold and meta["flip_average"] == flip and meta["head"] == head
+    assert meta["weights"] == model.weights_id
+
+
+def test_tools_rest_body_tflite_and_versions(runs, photo_pairs, tmp_path):
+    import tensorflow as tf
+
+    pairs, real = photo_pairs
+    train_dir = runs["absdiff"]
+    model, want, _ = checkpoint_results(train_dir, pairs, True)
+    threshold = float(np.median(want))
+    out = tmp_path / "out"
+    r = export(train_dir, out, "--threshold=%r" % threshold, "--tflite")
+    assert r.returncode == 0, r.stderr[-3000:]
+    version = out / "1"
+    # TensorFlow's own tool lists the signatures with dtypes and shapes
+    show = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show",
+                           "--dir", str(version), "--all"], capture_output=True, text=True, timeout=300)
+    assert show.returncode == 0, show.stderr[-2000:]
+    for key in ("signature_def['embed']", "signature_def['verify']", "signature_def['serving_default']",
+                "inputs['image_a']", "inputs['images']", "outputs['same']", "outputs['features']"):
+        assert key in show.stdout, key
+    assert show.stdout.count("dtype: DT_STRING") == 5 and "dtype: DT_BOOL" in show.stdout
+    # and saved_model_cli run gives score's distance
+    np.save(tmp_path / "a.npy", np.array([open(pairs[0][0], "rb").read()], dtype=object))
+    np.save(tmp_path / "b.npy", np.array([open(pairs[0][1], "rb").read()], dtype=object))
+    run = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "run", "--dir",
+                          str(version), "--tag_set", "serve", "--signature_def", "verify", "--inputs",
+                          "image_a=%s;image_b=%s" % (tmp_path / "a.npy", tmp_path / "b.npy")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    printed = float(run.stdout.split("output key distance:")[1].split("[")[1].split("]")[0])
+    assert abs(printed - want[0]) < 1e-5
+    # The README's REST request body, decoded as TF Serving does, through the loaded SavedModel
+    body = json.dumps({"signature_name": "verify", "instances": [
+        {"image_a": {"b64": base64.b64encode(open(a, "rb").read()).decode()},
+         "image_b": {"b64": base64.b64encode(open(b, "rb").read()).decode()}} for a, b in pairs]})
+    request = json.loads(body)
+    columns = {k: [base64.b64decode(inst[k]["b64"]) for inst in request["instances"]] for k in ("image_a", "image_b")}
+    loaded = tf.saved_model.load(str(version))
+    result = loaded.signatures[request["signature_name"]](**{k: tf.constant(v) for k, v in columns.items()})
+    response = {"predictions": [{"distance": float(d), "same": bool(s)}
+                                for d, s in zip(result["distance"].numpy(), result["same"].numpy())]}
+    assert [p["distance"] for p in response["predictions"]] == pytest.approx(list(want), abs=1e-5)
+    # a non-image names the input, the process goes on
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image_b: an element is empty or not a JPEG"):
+        loaded.signatures["verify"](image_a=tf.constant([columns["image_a"][0]]), image_b=tf.constant([b"junk"]))
+    # TFLite: float distances match the checkpoint's; dynamic-range int8 agrees on the verdicts
+    faces = {}
+    for a, b in pairs:
+        for p in (a, b):
+            photo = inference.load_photo(p)
+            rgb = (tf.io.decode_jpeg(photo, channels=3, dct_method="INTEGER_FAST").numpy()
+                   if isinstance(photo, bytes) else photo)
+            faces[p] = serving.phone_face(rgb, model.crop, model.image_size)
+    fa = np.stack([faces[a] for a, _ in pairs])
+    fb = np.stack([faces[b] for _, b in pairs])
+    tfl = serving.TFLiteModel(str(version / "tflite" / "model_float.tflite"))
+    assert np.abs(tfl.verify(fa, fb) - want).max() <= 1e-4
+    assert np.abs(tfl.compare(tfl.embed(fa), tfl.embed(fb)) - want).max() <= 1e-4
+    q = serving.TFLiteModel(str(version / "tflite" / "model_int8.tflite")).verify(fa, fb)
+    clear = np.abs(want - threshold) > 0.02 * (want.max() - want.min())
+    assert ((q <= threshold) == (want <= threshold))[clear].all()
+    sizes = {n: os.path.getsize(version / "tflite" / n) for n in ("model_float.tflite", "model_int8.tflite")}
+    assert sizes["model_int8.tflite"] < sizes["model_float.tflite"] / 2
+    prep = json.load(open(version / "tflite" / "preprocessing.json"))
+    assert prep["image_size"] == model.image_size and prep["crop"]["top"] == model.crop[0]
+    # versions: an existing one is refused, the next one is 2, --overwrite replaces
+    one_line_error(export(train_dir, out, "--threshold=0.5", "--version=1"), "version 1 exists")
+    r = export(train_dir, out, "--threshold=0.5")
+    assert r.returncode == 0 and json.loads(r.stdout)["version"] == 2, r.stderr[-2000:]
+    r = export(train_dir, out, "--threshold=0.25", "--version=1", "--overwrite")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.load(open(version / "assets.extra" / "siamese.json"))["threshold"] == 0.25
+    assert sorted(os.listdir(out)) == ["1", "2"]
+
+
+def test_bad_input_and_a_killed_export(runs, tmp_path):
+    train_dir = runs["euclidean"]
+    one_line_error(export(tmp_path / "nowhere", tmp_path / "o", "--threshold=1"), "checkpoint folder not found")
+    one_line_error(export(train_dir, tmp_path / "o"), "no calibrated threshold")
+    assert not (tmp_path / "o").exists()
+    one_line_error(export(train_dir, tmp_path / "o", "--threshold=1", "--version=0"), "--version=0")
+    # kill -9 in the middle: no folder that looks like a version is left, and the next export cleans up
+    out = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=REPO)
+    proc = subprocess.Popen([sys.executable, "-m", "siamese_graph.export", "--checkpoint_dir=%s" % train_dir,
+                             "--output_dir=%s" % out, "--threshold=1", "--tflite"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not glob.glob(str(out / ".export-*" / "model" / "variables")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert glob.glob(str(out / ".export-*")), "the export was not caught mid-way"
+    assert not [n for n in os.listdir(out) if n.isdigit()]
+    r = export(train_dir, out, "--threshold=1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert os.listdir(out) == ["1"]

@@ -1,0 +1,61 @@
+"""Serving graphs: the in-graph photo decoding and the phone's preprocessing reference."""
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from siamese_graph import preprocessing, serving
+from tests.conftest import face
+
+v1 = tf.compat.v1
+
+
+@pytest.mark.parametrize("size", [(178, 218), (89, 109), (250, 250), (33, 20)])
+@pytest.mark.parametrize("crop", ["celeba", "none", "center:0.6", "box:0.1,0.2,0.5,0.7"])
+@pytest.mark.parametrize("image_size", [48, 64, 7])
+def test_phone_face_is_crop_and_resize(size, crop, image_size):
+    rng = np.random.RandomState(sum(size) + image_size)
+    rgb = rng.randint(0, 256, (size[1], size[0], 3)).astype(np.uint8)
+    box = preprocessing.parse_crop(crop)
+    want = preprocessing.crop_resize(tf.constant(rgb), image_size, preprocessing.boxes(box))[0].numpy()
+    got = serving.phone_face(rgb, box, image_size)
+    assert got.shape == want.shape == (image_size, image_size, 3) and got.dtype == np.float32
+    assert np.abs(got - want).max() < 1e-5
+
+
+def _encode(im, fmt, **kw):
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _decode_all(strings, name="images"):
+    with tf.Graph().as_default():
+        x = v1.placeholder(tf.string, [None])
+        out = serving.photo_batch(x, 32, (0.0, 0.0, 1.0, 1.0), name)
+        with v1.Session() as sess:
+            return sess.run(out, {x: strings})
+
+
+def test_photo_batch_decodes_every_format_like_pillow():
+    rgb = face(4, 2, size=(40, 48))
+    gray = rgb.convert("L")
+    cases = [(_encode(rgb, "PNG"), rgb), (_encode(gray, "PNG"), gray.convert("RGB")),
+             (_encode(rgb.convert("RGBA"), "PNG"), rgb), (_encode(rgb, "BMP"), rgb),
+             (_encode(gray, "GIF"), gray.convert("RGB"))]
+    got = _decode_all([c[0] for c in cases])
+    for (_, im), out in zip(cases, got):
+        want = serving.phone_face(np.asarray(im), (0.0, 0.0, 1.0, 1.0), 32)
+        assert np.abs(out - want).max() < 1e-5
+    jpeg = _encode(rgb, "JPEG", quality=95)  # decoded as records are: within JPEG decoders' rounding
+    out = _decode_all([jpeg])[0]
+    assert np.abs(out - serving.phone_face(np.asarray(Image.open(io.BytesIO(jpeg))), (0, 0, 1, 1), 32)).max() < 0.05
+
+
+@pytest.mark.parametrize("bad", [b"", b"not an image at all", b"\x00\x01\x02\x03"])
+def test_a_non_image_names_the_input(bad):
+    good = _encode(face(1, 1), "PNG")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image_b: an element is empty or not a JPEG"):
+        _decode_all([good, bad], name="image_b")
