@@ -98,6 +98,16 @@ class Split:
     def __str__(self):
         return "%s split '%s'" % (self.records_dir, self.name)
 
+    def deal(self, index, count):
+        """The part of this split worker `index` of `count` reads: every count-th
+        non-empty shard from the index-th, so no two workers read the same records
+        in an epoch. With fewer shards than workers, worker i reads shard i mod the
+        number of shards (some shards are then read by two workers).
+        Returns a Split over those shards."""
+        nonempty = [s for s in self.shards if s["records"]]
+        part = nonempty[index::count] or [nonempty[index % len(nonempty)]]
+        return Split(self.records_dir, self.name, {"shards": part}, len(self.counts))
+
     def find_corrupt_shard(self):
         """The first shard whose bytes differ from the manifest's checksum, or None."""
         for shard, path in zip(self.shards, self.all_files):

@@ -16,11 +16,12 @@ the checks and the train_dir.
 import dataclasses
 import os
 import subprocess
+import sys
 
 import tensorflow as tf
 from absl import flags, logging
 
-from siamese_graph import common_flags, errors, fileio, inference, pairs, records, training
+from siamese_graph import cluster, common_flags, errors, fileio, inference, pairs, records, training
 from siamese_graph.errors import UserError
 from siamese_graph.nets import nets_factory
 
@@ -52,6 +53,17 @@ flags.DEFINE_integer("save_summaries_steps", 100, "TensorBoard summaries every t
 flags.DEFINE_integer("log_every_n_steps", 50, "Progress line every this many steps.")
 flags.DEFINE_integer("validate_every_n_steps", 1000, "Validation every this many steps (0: never).")
 flags.DEFINE_integer("val_pairs", 2000, "Pairs in each validation.")
+# A cluster (TensorFlow's parameter-server runtime); or the TF_CONFIG environment variable
+flags.DEFINE_string("ps_hosts", None, "Cluster: parameter servers, host:port[,host:port...].")
+flags.DEFINE_string("worker_hosts", None, "Cluster: workers, host:port[,...]; worker 0 is the chief.")
+flags.DEFINE_enum("job_name", None, ["ps", "worker"], "Cluster: this process's job.")
+flags.DEFINE_integer("task_index", 0, "Cluster: this process's index in its job.")
+flags.DEFINE_bool("sync_replicas", False, "Cluster: synchronous updates (SyncReplicasOptimizer): each "
+                  "global step averages --replicas_to_aggregate workers' gradients.")
+flags.DEFINE_integer("replicas_to_aggregate", None, "Cluster with --sync_replicas: gradients an update "
+                     "(default: the number of workers).")
+flags.DEFINE_float("ps_grace_seconds", 30, "Cluster: a parameter server exits this long after the chief "
+                   "is done even if other workers have not reported done.")
 FLAGS = flags.FLAGS
 
 DEFAULT_SPLIT = "train"
@@ -185,46 +197,94 @@ def _step(path):
     return int(path.rsplit("-", 1)[1])
 
 
+def cluster_from_flags():
+    """The cluster.ClusterConfig of --ps_hosts... or TF_CONFIG, or None (one machine)."""
+    conf = cluster.resolve(FLAGS.ps_hosts, FLAGS.worker_hosts, FLAGS.job_name, FLAGS.task_index,
+                           os.environ.get("TF_CONFIG"))
+    if conf and FLAGS.sync_replicas:
+        n = FLAGS.replicas_to_aggregate or conf.num_workers
+        if not 1 <= n <= conf.num_workers:
+            raise UserError("--replicas_to_aggregate=%d: must be 1..%d (the workers)" % (n, conf.num_workers))
+    elif FLAGS.sync_replicas:
+        raise UserError("--sync_replicas needs a cluster (--ps_hosts, --worker_hosts, --job_name or TF_CONFIG)")
+    return conf
+
+
 def train():
-    """Checks flags and records, prepares the train_dir, builds the graphs and runs the loop.
+    """Checks flags and records, prepares the train_dir, builds the graphs and runs the loop,
+    on one machine or as a task of a cluster (a parameter server only serves).
 
     Returns (validation history, progress hook's (step, loss) pairs)."""
+    conf = cluster_from_flags()
+    if conf and conf.job_name == "ps":
+        done = cluster.serve_parameters(conf, FLAGS.ps_grace_seconds)
+        logging.info("parameter server %d: workers done: %s", conf.task_index, sorted(done))
+        return [], []
     config = check_flags()
     split = FLAGS.split or DEFAULT_SPLIT
     record_dirs = FLAGS.records_dir.split(",")
     splits = [pairs.pairable_split(d, split) for d in record_dirs]
+    if conf:
+        splits = deal_shards(splits, conf)
     for s in splits:
         if config.batch_size // 2 > s.photos:
             raise UserError("--batch_size=%d: more pairs of each kind than %s has photos (%d)"
                             % (config.batch_size, s, s.photos))
     val_set = records.RecordSet(FLAGS.val_records_dir or record_dirs[0])
     val_split = resolve_val_split(val_set, FLAGS.val_split) if FLAGS.validate_every_n_steps else None
+    is_chief = conf is None or conf.is_chief
     val_info = None
-    if val_split:
+    if val_split and is_chief:  # the chief validates
         val_info = val_set.split(val_split)
         pairs.check_pairable(val_info)
-    check_train_dir(FLAGS.train_dir, config.model_config())
-    resume = resume_checkpoint(FLAGS.train_dir)
-    write_run_record(FLAGS.train_dir, config.model_config())
-    if resume and resume != tf.train.latest_checkpoint(FLAGS.train_dir):
-        rewind(FLAGS.train_dir, resume)
-        logging.info("resuming from %s (--checkpoint_path)", resume)
+    if is_chief:  # the chief owns the train_dir's records, as it owns its checkpoints
+        check_train_dir(FLAGS.train_dir, config.model_config())
+        resume = resume_checkpoint(FLAGS.train_dir)
+        write_run_record(FLAGS.train_dir, config.model_config())
+        if resume and resume != tf.train.latest_checkpoint(FLAGS.train_dir):
+            rewind(FLAGS.train_dir, resume)
+            logging.info("resuming from %s (--checkpoint_path)", resume)
 
-    graph = training.build_training_graph(splits, config)
-    progress = training.ProgressHook(graph, FLAGS.log_every_n_steps, FLAGS.max_steps, config.batch_size)
-    hooks = [progress, training.StopHook(FLAGS.max_minutes)]
-    validation = None
-    if val_info:
-        val_graph = training.build_validation_graph(val_info, graph.tower_fn, config, graph.averaged,
-                                                    FLAGS.val_pairs)
-        validation = training.ValidationHook(val_graph, FLAGS.validate_every_n_steps, FLAGS.train_dir,
-                                             graph.global_step)
-        hooks.append(validation)
-        logging.info("validating on %s every %d steps", val_info, FLAGS.validate_every_n_steps)
-    logging.info("training %s/%s on %s", config.net, config.head, ", ".join(str(s) for s in splits))
+    server = cluster.server(conf) if conf else None
+    if conf:
+        cluster.watch_parameter_servers(conf, lambda host: lost_parameter_server(host, conf))
+    sync = ((FLAGS.replicas_to_aggregate or conf.num_workers, conf.num_workers)
+            if conf and FLAGS.sync_replicas else None)
+    with v1.device(cluster.device_setter(conf) if conf else None):
+        graph = training.build_training_graph(splits, config, sync_replicas=sync)
+        done_ops = cluster.signal_done_ops(conf) if conf else []
+        progress = training.ProgressHook(graph, FLAGS.log_every_n_steps, FLAGS.max_steps, config.batch_size)
+        counter = training.CountHook()
+        hooks = [progress, counter, training.StopHook(FLAGS.max_minutes)]
+        if graph.sync_optimizer:
+            hooks.append(graph.sync_optimizer.make_session_run_hook(is_chief))
+        validation = None
+        if val_info:
+            val_graph = training.build_validation_graph(val_info, graph.tower_fn, config, graph.averaged,
+                                                        FLAGS.val_pairs)
+            validation = training.ValidationHook(val_graph, FLAGS.validate_every_n_steps, FLAGS.train_dir,
+                                                 graph.global_step)
+            hooks.append(validation)
+            logging.info("validating on %s every %d steps", val_info, FLAGS.validate_every_n_steps)
+    logging.info("training %s/%s on %s%s", config.net, config.head, ", ".join(str(s) for s in splits),
+                 " as %s of %d workers%s" % (conf.task_device(), conf.num_workers, " (chief)" if is_chief else "")
+                 if conf else "")
     try:
         training.run_loop(graph, FLAGS.train_dir, hooks, FLAGS.max_steps, FLAGS.save_checkpoint_steps,
-                          FLAGS.save_summaries_steps)
+                          FLAGS.save_summaries_steps, master=server.target if server else "",
+                          is_chief=is_chief, session_config=cluster.session_config(conf) if conf else None)
+    except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError) as e:
+        if not conf:
+            raise
+        if not is_chief and finished(FLAGS.train_dir, FLAGS.max_steps):
+            # The chief saved the last checkpoint and the parameter servers left while
+            # this worker waited (with --sync_replicas, for a sync token): training is over.
+            logging.info("worker %d: the chief finished training (%s) while this worker waited",
+                         conf.task_index, tf.train.latest_checkpoint(FLAGS.train_dir))
+            logging.info("worker %d ran %d of the global steps", conf.task_index, counter.steps)
+            return [], progress.losses
+        raise UserError("lost contact with the cluster (%s); restart the cluster: training resumes from the "
+                        "last checkpoint in %s" % (str(e).splitlines()[0][:150], FLAGS.train_dir))
     except v1.train.NanLossDuringTrainingError:
         raise UserError("the loss became NaN; lower the learning rate (--lr_max or --learning_rate) "
                         "or raise --epsilon; the last good checkpoint is in %s" % FLAGS.train_dir)
@@ -244,8 +304,47 @@ def train():
                             "--train_dir or delete it to start fresh"
                             % (FLAGS.train_dir, str(e).splitlines()[0][:150]))
         raise
+    if conf:
+        logging.info("worker %d ran %d of the global steps", conf.task_index, counter.steps)
+        cluster.signal_done(server.target, done_ops, conf)
     logging.info("done; checkpoint %s", tf.train.latest_checkpoint(FLAGS.train_dir))
     return (validation.history if validation else []), progress.losses
+
+
+def lost_parameter_server(host, conf):
+    """Ends this worker when a parameter server is gone for good (the watchdog's call)."""
+    if finished(FLAGS.train_dir, FLAGS.max_steps):
+        logging.info("worker %d: training is over (%s) and the parameter servers have left",
+                     conf.task_index, tf.train.latest_checkpoint(FLAGS.train_dir))
+        os._exit(0)
+    print("error: lost parameter server %s for %.0f s; restart the cluster: training resumes from the last "
+          "checkpoint in %s (%s)" % (host, 30, FLAGS.train_dir, tf.train.latest_checkpoint(FLAGS.train_dir)),
+          file=sys.stderr, flush=True)
+    os._exit(1)
+
+
+def finished(train_dir, max_steps):
+    """True when train_dir's latest checkpoint is at max_steps or beyond."""
+    ckpt = tf.train.latest_checkpoint(train_dir)
+    return bool(ckpt) and _step(ckpt) >= max_steps
+
+
+def deal_shards(splits, conf):
+    """Each worker's part of the training splits (records.Split.deal), checked for pairs."""
+    dealt = []
+    for s in splits:
+        nonempty = sum(1 for sh in s.shards if sh["records"])
+        if nonempty < conf.num_workers:
+            logging.warning("%s has %d shards for %d workers: some shards are read by two workers "
+                            "(write more with make_records --num_shards)", s, nonempty, conf.num_workers)
+        part = s.deal(conf.task_index, conf.num_workers)
+        try:
+            pairs.check_pairable(part)
+        except errors.Error as e:
+            raise UserError("%s: worker %d's shards cannot make pairs (%s); write more, smaller shards "
+                            "with make_records --num_shards" % (s, conf.task_index, e))
+        dealt.append(part)
+    return dealt
 
 
 def remove_temp_checkpoints(train_dir):

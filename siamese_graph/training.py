@@ -129,7 +129,7 @@ class TrainConfig:
 
 TrainGraph = collections.namedtuple("TrainGraph", [
     "global_step", "image_a", "image_b", "labels", "loss", "total_loss", "distance",
-    "learning_rate", "beta1", "train_op", "tower_fn", "averaged"])
+    "learning_rate", "beta1", "train_op", "tower_fn", "averaged", "sync_optimizer"])
 TrainGraph.__doc__ = """What build_training_graph returns: the tensors a session loop runs.
 
 averaged is a variable_scope custom getter that reads the weights' moving
@@ -168,7 +168,7 @@ def pair_grid(image_a, image_b, n=SUMMARY_PAIRS):
     return tf.reshape(rows, [1, -1, rows.shape[2], 3])
 
 
-def build_training_graph(splits, config, inputs=None):
+def build_training_graph(splits, config, inputs=None, sync_replicas=None):
     """Builds the whole training graph in the default graph.
 
     Inputs -> two towers under one variable_scope -> head -> contrastive loss
@@ -180,6 +180,10 @@ def build_training_graph(splits, config, inputs=None):
       config: a TrainConfig.
       inputs: optional batch dict (image_a, image_b, label, identity_a,
         identity_b) to train on instead of build_inputs(splits, config).
+      sync_replicas: None, or (replicas_to_aggregate, total_num_replicas) for
+        synchronous cluster training: SyncReplicasOptimizer averages that many
+        workers' gradients into one update (and applies the moving averages
+        once an update); run its sync_optimizer.make_session_run_hook.
     Returns:
       A TrainGraph of tensors and ops.
     """
@@ -209,13 +213,19 @@ def build_training_graph(splits, config, inputs=None):
     else:
         raise ArgumentError("lr_schedule", config.lr_schedule, "choose from cyclic, constant")
     optimizer = v1.train.AdamOptimizer(lr, beta1=beta1, beta2=schedules.BETA2)
+    ema = siamese.moving_averages(config.moving_average_decay, global_step) if config.moving_average_decay else None
+    sync_optimizer = None
+    if sync_replicas:
+        optimizer = sync_optimizer = v1.train.SyncReplicasOptimizer(
+            optimizer, replicas_to_aggregate=sync_replicas[0], total_num_replicas=sync_replicas[1],
+            variable_averages=ema, variables_to_average=v1.trainable_variables() if ema else None)
     with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS)):
         train_op = optimizer.minimize(total_loss, global_step=global_step)
     averaged = None
-    if config.moving_average_decay:
-        ema = siamese.moving_averages(config.moving_average_decay, global_step)
-        with tf.control_dependencies([train_op]):
-            train_op = ema.apply(v1.trainable_variables())
+    if ema:
+        if not sync_optimizer:  # SyncReplicasOptimizer applies them itself, once an update
+            with tf.control_dependencies([train_op]):
+                train_op = ema.apply(v1.trainable_variables())
         averaged = siamese.moving_average_getter(ema)
     same = tf.equal(labels, 0)
     for name, value in (("loss", loss), ("total_loss", total_loss), ("learning_rate", lr),
@@ -227,7 +237,7 @@ def build_training_graph(splits, config, inputs=None):
     v1.summary.text("pairs/label_and_distance", tf.strings.format(
         "labels {} distances {}", (labels[:SUMMARY_PAIRS], tf.round(dw[:SUMMARY_PAIRS] * 1000) / 1000)))
     return TrainGraph(global_step, image_a, image_b, labels, loss, total_loss, dw, lr, beta1, train_op,
-                      tower_fn, averaged)
+                      tower_fn, averaged, sync_optimizer)
 
 
 def build_validation_graph(split, tower_fn, config, custom_getter=None, num_pairs=2000):
@@ -285,6 +295,16 @@ class ProgressHook(v1.train.SessionRunHook):
                          eta // 60, eta % 60)
             self.losses.append((step, float(r["loss"])))
             self.last = (step, now)
+
+
+class CountHook(v1.train.SessionRunHook):
+    """Counts this process's steps (in a cluster, its share of the global steps)."""
+
+    def __init__(self):
+        self.steps = 0
+
+    def after_run(self, run_context, run_values):
+        self.steps += 1
 
 
 class ValidationHook(v1.train.SessionRunHook):
@@ -366,6 +386,19 @@ class StopHook(v1.train.SessionRunHook):
             run_context.request_stop()
 
 
+def _wait_for_chief(master, session_config, poll_seconds=0.5, max_wait_seconds=600):
+    """A cluster worker waits here until the chief has initialized or restored the
+    variables. (MonitoredTrainingSession's own wait checks every 30 seconds, longer
+    than a short run lasts.)"""
+    not_ready = v1.report_uninitialized_variables(v1.global_variables())
+    deadline = time.time() + max_wait_seconds
+    with v1.Session(master, config=session_config) as sess:
+        while time.time() < deadline:
+            if not len(sess.run(not_ready)):
+                return
+            time.sleep(poll_seconds)
+
+
 def run_loop(graph, train_dir, hooks, max_steps, save_checkpoint_steps=500, save_summaries_steps=100,
              master="", is_chief=True, session_config=None):
     """The session loop: runs graph.train_op until a hook stops it (StopAtStepHook at max_steps).
@@ -379,12 +412,20 @@ def run_loop(graph, train_dir, hooks, max_steps, save_checkpoint_steps=500, save
     # The default saver's settings, plus relative paths in the `checkpoint` state
     # file, so that a train_dir can be moved or copied and still restores itself.
     saver = v1.train.Saver(sharded=True, allow_empty=True, save_relative_paths=True)
+    # On a cluster a step that waits longer than the session's operation timeout on a
+    # lost parameter server fails (DeadlineExceeded) instead of retrying forever.
+    timeout = session_config.operation_timeout_in_ms if session_config is not None else 0
+    step_options = v1.RunOptions(timeout_in_ms=timeout) if timeout else None
+    if not is_chief:
+        _wait_for_chief(master, session_config)
     with v1.train.MonitoredTrainingSession(
             master=master, is_chief=is_chief, checkpoint_dir=train_dir, hooks=hooks,
             scaffold=v1.train.Scaffold(saver=saver),
             save_checkpoint_steps=save_checkpoint_steps, save_checkpoint_secs=None,
             save_summaries_steps=save_summaries_steps, log_step_count_steps=0,
-            config=session_config) as sess:
+            # SyncReplicasOptimizer's chief queue runner stays blocked on the last
+            # gradients after the final checkpoint: give threads 5 s, not 120.
+            stop_grace_period_secs=5, config=session_config) as sess:
         logging.info("training from step %d to %d", sess.run(graph.global_step), max_steps)
         while not sess.should_stop():
-            sess.run(graph.train_op)
+            sess.run(graph.train_op, options=step_options)

@@ -1,0 +1,186 @@
+"""Parameter-server training on 127.0.0.1: the cluster spec, and 1 ps + 2 workers end to end."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow as tf
+
+from siamese_graph import cluster
+from siamese_graph.errors import ArgumentError
+from tests.conftest import REPO, face, make_people, run_cli
+
+# --- the cluster from flags or TF_CONFIG --------------------------------------------------
+
+PS, WORKERS = "127.0.0.1:2220", "127.0.0.1:2221,127.0.0.1:2222"
+
+
+def test_cluster_from_flags_and_tf_config_agree():
+    flags = cluster.resolve(PS, WORKERS, "worker", 1, None)
+    assert flags.ps_hosts == [PS] and flags.num_workers == 2 and not flags.is_chief
+    env = json.dumps({"cluster": {"ps": [PS], "worker": WORKERS.split(",")}, "task": {"type": "worker", "index": 1}})
+    assert cluster.resolve(None, None, None, 0, env) == flags
+    assert cluster.resolve(PS, WORKERS, "worker", 1, env) == flags  # both, agreeing
+    # TF_CONFIG's separate "chief" is worker 0 here
+    chief_env = json.dumps({"cluster": {"ps": [PS], "chief": ["127.0.0.1:2221"], "worker": ["127.0.0.1:2222"]},
+                            "task": {"type": "chief", "index": 0}})
+    assert cluster.resolve(None, None, None, 0, chief_env) == cluster.resolve(PS, WORKERS, "worker", 0, None)
+    assert cluster.resolve(None, None, None, 0, None) is None  # one machine
+
+
+@pytest.mark.parametrize("args, needle", [
+    ((PS, WORKERS, "worker", 2, None), "task_index=2: out of range: the cluster has 2 worker tasks"),
+    ((PS, WORKERS, "ps", 1, None), "task_index=1: out of range: the cluster has 1 ps task"),
+    ((PS, "", "worker", 0, None), "a cluster needs --ps_hosts, --worker_hosts and --job_name together"),
+    ((PS, "127.0.0.1:x", "worker", 0, None), "expected host:port"),
+    ((PS, PS, "worker", 0, None), "shares a host:port with --ps_hosts"),
+    ((PS, WORKERS, "worker", 0, json.dumps({"cluster": {"ps": [PS], "worker": ["127.0.0.1:9"]},
+                                           "task": {"type": "worker", "index": 0}})), "disagrees with"),
+    ((None, None, None, 0, '{"cluster": '), "not a cluster and task in JSON"),
+    ((None, None, None, 0, json.dumps({"cluster": {"ps": [PS]}, "task": {"type": "ps", "index": 0}})),
+     "the cluster has no worker"),
+])
+def test_inconsistent_clusters_are_refused(args, needle):
+    with pytest.raises(ArgumentError, match=re.escape(needle)):
+        cluster.resolve(*args)
+
+
+def test_free_ports_are_distinct_loopback_ports():
+    ports = cluster.free_ports(4)
+    assert len(set(ports)) == 4 and all(1024 < p < 65536 for p in ports)
+    args = cluster.local_cluster_args(1, 2)
+    assert all("--ps_hosts=127.0.0.1:" in a[0] for a in args.values())
+    assert sorted(args) == [("ps", 0), ("worker", 0), ("worker", 1)]
+
+
+# --- 1 ps + 2 workers on 127.0.0.1 ----------------------------------------------------------
+
+ARGS = ["--image_size=32", "--batch_size=8", "--validate_every_n_steps=0", "--shuffle_buffer=64",
+        "--log_every_n_steps=20", "--save_checkpoint_steps=100", "--ps_grace_seconds=5"]
+
+
+@pytest.fixture(scope="module")
+def cluster_records(tmp_path_factory):
+    """Folder-per-person records with 6 train shards, so two workers get 3 each."""
+    base = tmp_path_factory.mktemp("cluster")
+    src = make_people(base / "src", 0, 18, 5)
+    r = run_cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % src,
+                "--output_dir=%s" % (base / "rec"), "--num_shards=6", "--test_fraction=0")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return str(base / "rec")
+
+
+def launch(train_dir, workers, *extra, timeout=420):
+    """bin/train_cluster in a subprocess; returns it (not yet waited for)."""
+    env = dict(os.environ, PYTHONPATH=REPO)
+    return subprocess.Popen([sys.executable, os.path.join(REPO, "bin", "train_cluster"), str(workers),
+                             "--train_dir=%s" % train_dir, *ARGS, *extra], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc, timeout=420):
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return out
+
+
+def steps_ran(train_dir):
+    """{worker index: its share of the global steps}, from the workers' logs."""
+    out = {}
+    for i in range(2):
+        text = open(os.path.join(train_dir, "logs", "worker%d.log" % i)).read()
+        found = re.findall(r"worker %d ran (\d+) of the global steps" % i, text)
+        out[i] = int(found[-1]) if found else None
+    return out
+
+
+def assert_no_process_left(train_dir):
+    for name, pid in json.load(open(os.path.join(train_dir, "logs", "pids.json"))).items():
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def global_step(train_dir):
+    return int(tf.train.load_checkpoint(tf.train.latest_checkpoint(train_dir)).get_tensor("global_step"))
+
+
+@pytest.mark.slow
+def test_async_cluster_trains_and_restores_like_one_machine(cluster_records, tmp_path):
+    run = str(tmp_path / "run")
+    out = finish(launch(run, 2, "--records_dir=%s" % cluster_records, "--max_steps=300"))
+    assert "exit codes: ps0 0, worker0 0, worker1 0" in out, out[-3000:]
+    assert global_step(run) >= 300
+    ran = steps_ran(run)
+    assert ran[0] > 0 and ran[1] > 0 and ran[0] + ran[1] >= 300, ran
+    assert "parameter server 0: workers done: [0, 1]" in open(os.path.join(run, "logs", "ps0.log")).read()
+    assert_no_process_left(run)
+    # the checkpoint restores for score exactly as a single-machine one
+    for i in (1, 2):
+        face(i, 0).save(tmp_path / ("%d.png" % i))
+    r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % run, str(tmp_path / "1.png"), str(tmp_path / "2.png"))
+    assert r.returncode == 0 and r.stdout.startswith("distance "), r.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_does_not_stop_the_run(cluster_records, tmp_path):
+    run = str(tmp_path / "run")
+    proc = launch(run, 2, "--records_dir=%s" % cluster_records, "--max_steps=600")
+    log = os.path.join(run, "logs", "worker1.log")
+    deadline = time.time() + 300
+    while time.time() < deadline and not (os.path.exists(log) and "  loss " in open(log).read()):
+        time.sleep(0.2)
+    pids = json.load(open(os.path.join(run, "logs", "pids.json")))
+    os.kill(pids["worker1"], signal.SIGKILL)
+    out = finish(proc)
+    assert "worker0 0" in out and "worker1 -9" in out and "ps0 0" in out, out[-3000:]
+    assert global_step(run) >= 600 and steps_ran(run)[0] > 0
+    assert "workers [1] did not report: stopping" in open(os.path.join(run, "logs", "ps0.log")).read()
+    assert_no_process_left(run)
+
+
+@pytest.mark.slow
+def test_sync_replicas(cluster_records, tmp_path):
+    run = str(tmp_path / "run")
+    out = finish(launch(run, 2, "--records_dir=%s" % cluster_records, "--max_steps=200", "--sync_replicas",
+                        "--moving_average_decay=0.99"))
+    assert "exit codes: ps0 0, worker0 0, worker1 0" in out, out[-3000:]
+    step = global_step(run)
+    ran = steps_ran(run)
+    # a global step is one update from 2 workers' gradients: about 2 local steps each
+    assert 200 <= step <= 202 and ran[0] > 0 and ran[1] > 0 and ran[0] + ran[1] >= 2 * 200 - 2, (step, ran)
+    assert_no_process_left(run)
+
+
+def test_sync_replicas_needs_a_cluster(tmp_path):
+    r = run_cli("siamese_graph.train", "--records_dir=%s" % tmp_path, "--train_dir=%s" % (tmp_path / "r"),
+                "--sync_replicas")
+    assert r.returncode == 1 and "--sync_replicas needs a cluster" in r.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_a_lost_parameter_server_ends_the_workers_in_one_line_and_a_restart_resumes(cluster_records, tmp_path):
+    run = str(tmp_path / "run")
+    proc = launch(run, 2, "--records_dir=%s" % cluster_records, "--max_steps=100000")
+    deadline = time.time() + 300
+    while time.time() < deadline and not tf.train.latest_checkpoint(run):  # the chief's first checkpoint
+        time.sleep(0.2)
+    time.sleep(3)
+    os.kill(json.load(open(os.path.join(run, "logs", "pids.json")))["ps0"], signal.SIGKILL)
+    out = finish(proc, timeout=180)
+    assert "ps0 -9, worker0 1, worker1 1" in out, out[-3000:]
+    for i in (0, 1):
+        last = open(os.path.join(run, "logs", "worker%d.log" % i)).read().strip().splitlines()[-1]
+        assert last.startswith("error: lost parameter server 127.0.0.1:") and "restart the cluster" in last, last
+    assert_no_process_left(run)
+    kept = global_step(run)
+    out = finish(launch(run, 2, "--records_dir=%s" % cluster_records, "--max_steps=%d" % (kept + 50)))
+    assert "exit codes: ps0 0, worker0 0, worker1 0" in out, out[-3000:]
+    assert "training from step %d to" % kept in open(os.path.join(run, "logs", "worker0.log")).read()
