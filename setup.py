@@ -7,7 +7,7 @@ from setuptools import find_packages, setup
 # pip does not end up with both tensorflow and tensorflow-cpu installed.
 TF_PACKAGE = os.environ.get("SIAMESE_GRAPH_TF", "tensorflow-cpu")
 
-COMMANDS = ["make_records", "inspect_pairs", "train", "evaluate", "score", "gallery", "embed", "export"]
+COMMANDS = ["make_records", "inspect_pairs", "train", "evaluate", "score", "gallery", "embed", "export", "data_service"]
 
 setup(
     name="siamese-graph",
@@ -25,7 +25,13 @@ setup(
         # evaluate draws roc.png and distances.png.
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        "test": ["pytest"],
+        # make_records --runner=beam. apache-beam 2.77 needs protobuf < 7 and TensorFlow 2.21
+        # protobuf >= 6.31.1, < 8; left alone, pip takes protobuf 7.x for TensorFlow, so the
+        # pin names the range both accept.
+        "beam": ["apache-beam==2.77.0", "protobuf>=6.31.1,<7"],
+    },
     entry_points={"console_scripts": [
         "siamese-%s = siamese_graph.%s:run" % (c.replace("_", "-"), c) for c in COMMANDS]},
 )

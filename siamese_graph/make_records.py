@@ -45,6 +45,11 @@ flags.DEFINE_integer("num_shards", 16, "Shards per split at most (fewer if the s
 flags.DEFINE_integer("num_workers", 2, "Worker processes.")
 flags.DEFINE_bool("allow_missing", False, "CelebA: write the photos present when some listed ones are missing.")
 flags.DEFINE_bool("strict", False, "Fail on any skipped photo instead of recording the skip.")
+flags.DEFINE_enum("runner", "local", ["local", "beam"], "local: --num_workers processes on this machine; "
+                  "beam: an Apache Beam pipeline (pip install '.[beam]'; see --beam_options).")
+flags.DEFINE_string("beam_options", "--runner=DirectRunner", "With --runner=beam: Beam's pipeline options, "
+                    "e.g. \"--runner=DirectRunner --direct_num_workers=2 --direct_running_mode=multi_processing\" "
+                    "or DataflowRunner's.")
 flags.DEFINE_bool("verify", False, "Read every shard back: counts, checksums, identities, decoding.")
 flags.DEFINE_float("val_fraction", 0.0, "Folder layout without split folders: share of identities for val.")
 flags.DEFINE_float("test_fraction", 0.1, "Folder layout without split folders: share of identities for test.")
@@ -227,8 +232,12 @@ def _config(num_shards, seed, jpeg_quality, source):
 
 
 def convert(listing, out_dir, num_shards=16, num_workers=2, seed=0, overwrite=False,
-            strict=False, jpeg_quality=95, flags_used=None):
-    """Writes the shards, labels.txt and manifest.json; returns the manifest."""
+            strict=False, jpeg_quality=95, flags_used=None, runner="local", beam_options=None):
+    """Writes the shards, labels.txt and manifest.json; returns the manifest.
+
+    runner: "local" (num_workers processes on this machine) or "beam" (an Apache
+    Beam pipeline, beam_writer; beam_options are its pipeline options). Both write
+    the same shards from the same plan."""
     if not listing.photos:
         raise DataError("%s: no photos found" % listing.source.get("data_dir", out_dir))
     if len(listing.identity_names) < 2:
@@ -236,7 +245,6 @@ def convert(listing, out_dir, num_shards=16, num_workers=2, seed=0, overwrite=Fa
     plan = plan_shards(listing, num_shards, seed)
     config = _config(num_shards, seed, jpeg_quality, listing.source)
     fp = fingerprint(plan, config)
-    manifest_path = os.path.join(out_dir, records.MANIFEST)
     os.makedirs(out_dir, exist_ok=True)
     done = _prepare_output(out_dir, fp, overwrite)
     tasks = []
@@ -246,8 +254,22 @@ def convert(listing, out_dir, num_shards=16, num_workers=2, seed=0, overwrite=Fa
             if name not in done:
                 tasks.append((out_dir, name, blocks, listing.identity_names, jpeg_quality))
     total = sum(len(ph) for t in tasks for _, ph in t[2])
-    logging.info("%s: %d photos in %d shards to write (%d shards complete from an earlier run), "
-                 "%d workers", out_dir, total, len(tasks), len(done), num_workers)
+    logging.info("%s: %d photos in %d shards to write (%d shards complete from an earlier run), %s",
+                 out_dir, total, len(tasks), len(done),
+                 "Apache Beam (%s)" % (beam_options or "DirectRunner") if runner == "beam"
+                 else "%d workers" % num_workers)
+    if runner == "beam":
+        from siamese_graph import beam_writer
+
+        start = time.time()
+        beam_writer.write_shards(tasks, write_shard, beam_options)
+        elapsed = time.time() - start
+        results = []
+        for t in tasks:  # each shard's entry, written beside it by write_shard
+            entry = records.read_json(os.path.join(out_dir, PROGRESS_DIR, t[1] + ".json"), "progress file")
+            results.append(entry)
+        return _finish(plan, done, results, listing, config, flags_used, strict, out_dir, fp, total, elapsed,
+                       runner)
     counter = multiprocessing.get_context("fork").Value("q", 0)
     progress = _Progress(counter, total)
     progress.start()
@@ -264,9 +286,16 @@ def convert(listing, out_dir, num_shards=16, num_workers=2, seed=0, overwrite=Fa
         progress.stop.set()
         _init_worker(None)
     elapsed = time.time() - start
+    return _finish(plan, done, results, listing, config, flags_used, strict, out_dir, fp, total, elapsed, runner)
+
+
+def _finish(plan, done, results, listing, config, flags_used, strict, out_dir, fp, total, elapsed, runner):
+    """labels.txt and manifest.json from the shards' entries; returns the manifest."""
+    manifest_path = os.path.join(out_dir, records.MANIFEST)
     for entry in results:
         done[entry["file"]] = entry
     manifest = _manifest(plan, done, listing, config, flags_used or {})
+    manifest["runner"] = runner
     skipped = manifest["skipped"]
     if strict and skipped:
         raise DataError("%s: %s (%d photos skipped; --strict)" % (skipped[0][0], skipped[0][1], len(skipped)))
@@ -375,6 +404,11 @@ def main(argv):
         raise UserError("--num_shards and --num_workers must be at least 1")
     if not 1 <= FLAGS.jpeg_quality <= 100:
         raise UserError("--jpeg_quality=%d: must be in 1..100" % FLAGS.jpeg_quality)
+    if FLAGS.runner == "beam":
+        from siamese_graph import beam_writer
+
+        if not beam_writer.available():
+            raise UserError("--runner=beam needs Apache Beam: pip install '.[beam]'")
     data_dir = os.path.abspath(FLAGS.data_dir)
     out_dir = FLAGS.output_dir or os.path.join("tfrecords", os.path.basename(data_dir.rstrip("/")))
     check_folders(data_dir, out_dir)
@@ -401,7 +435,8 @@ def main(argv):
         logging.info("%s is complete already (pass --overwrite to rewrite)", out_dir)
     else:
         manifest = convert(listing, out_dir, FLAGS.num_shards, FLAGS.num_workers, FLAGS.seed,
-                           FLAGS.overwrite, FLAGS.strict, FLAGS.jpeg_quality, flags_used)
+                           FLAGS.overwrite, FLAGS.strict, FLAGS.jpeg_quality, flags_used, FLAGS.runner,
+                           FLAGS.beam_options)
     if FLAGS.verify:
         n = verify(out_dir)
         logging.info("verified %d records: counts, checksums, identities and decoding", n)

@@ -71,14 +71,20 @@ def check_pairable(info):
         raise DataError("%s has no identity with two photos: no same pairs possible" % info)
 
 
-def _records(files, seed, cycle_length, counter=None, tag=False):
+def _records(files, seed, cycle_length, counter=None, tag=False, service_shard=False):
     """All records of the files, repeated; shard order reshuffled each epoch.
+
+    With service_shard, each tf.data service worker reads its own files: the file
+    list is sharded by the service (ShardingPolicy.HINT fills in SHARD_HINT with the
+    number of workers and the worker's index).
 
     With tag, each record comes as (serial number of its shard's reading, record):
     the same shard may be open twice at once across an epoch boundary, and the
     tag keeps its two readings apart.
     """
     ds = tf.data.Dataset.from_tensor_slices(files)
+    if service_shard:
+        ds = ds.shard(tf.data.experimental.SHARD_HINT, tf.data.experimental.SHARD_HINT)
     ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat().enumerate()
 
     def read(reading, path):
@@ -97,12 +103,12 @@ def _identity(s):
     return tf.io.parse_single_example(s, {"image/identity": _META["image/identity"]})["image/identity"]
 
 
-def same_pairs(info, seed, block_buffer=64, cycle_length=4, counter=None):
+def same_pairs(info, seed, block_buffer=64, cycle_length=4, counter=None, service_shard=False):
     """Dataset A: (anchor, positive, identity) from identity blocks; see the module doc."""
     counts = tf.constant(info.counts)
     max_block = int(info.counts.max())
     n = int(len(info.counts))
-    ds = _records(info.files, seed, cycle_length, counter, tag=True)
+    ds = _records(info.files, seed, cycle_length, counter, tag=True, service_shard=service_shard)
     ds = ds.map(lambda reading, s: (reading * n + _identity(s), s))  # one key per block reading
     ds = ds.group_by_window(
         key_func=lambda key, s: key,
@@ -121,16 +127,16 @@ def same_pairs(info, seed, block_buffer=64, cycle_length=4, counter=None):
     return ds.unbatch()
 
 
-def other_photos(info, seed, shuffle_buffer=2048, cycle_length=16, counter=None):
+def other_photos(info, seed, shuffle_buffer=2048, cycle_length=16, counter=None, service_shard=False):
     """Dataset B: (photo, identity), shuffled record by record."""
-    ds = _records(info.files, seed + 3, cycle_length, counter)
+    ds = _records(info.files, seed + 3, cycle_length, counter, service_shard=service_shard)
     ds = ds.shuffle(shuffle_buffer, seed=seed + 4)
     return ds.map(lambda s: (s, _identity(s)))
 
 
 def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_CROP, augment=False,
                  seed=0, shuffle_buffer=2048, pair_buffer=512, block_buffer=64, counter=None,
-                 rotation_deg=preprocessing.DEFAULT_ROTATION_DEG):
+                 rotation_deg=preprocessing.DEFAULT_ROTATION_DEG, service_shard=False):
     """Batched balanced pairs from one split of a record set.
 
     Args:
@@ -144,6 +150,9 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
         shuffle buffers (each capped at what the split holds).
       counter: an int64 variable that, if given, counts every record read from disk.
       rotation_deg: with augment, random rotation up to +-this many degrees.
+      service_shard: for tf.data service workers (ShardingPolicy.HINT): each worker
+        reads its own shards, so two workers never make the same pairs; the split
+        needs at least as many shards as workers. Only usable through the service.
     Returns:
       A tf.data.Dataset of dicts: image_a, image_b (float32 [B, S, S, 3]); label
       (int32 [B], 0 same, 1 different); identity_a, identity_b (int64 [B]);
@@ -157,8 +166,9 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
     shuffle_buffer, pair_buffer = min(shuffle_buffer, info.photos), min(pair_buffer, info.photos)
     block_buffer = min(block_buffer, info.multi)
     box = preprocessing.parse_crop(crop) if isinstance(crop, str) else crop
-    triplets = tf.data.Dataset.zip((same_pairs(info, seed, block_buffer, counter=counter),
-                                    other_photos(info, seed, shuffle_buffer, counter=counter)))
+    triplets = tf.data.Dataset.zip((same_pairs(info, seed, block_buffer, counter=counter, service_shard=service_shard),
+                                    other_photos(info, seed, shuffle_buffer, counter=counter,
+                                                 service_shard=service_shard)))
     triplets = triplets.filter(lambda same, other: tf.not_equal(same[2], other[1]))
     triplets = triplets.shuffle(pair_buffer, seed=seed + 5)
 

@@ -15,6 +15,7 @@ the checks and the train_dir.
 """
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 
@@ -64,6 +65,9 @@ flags.DEFINE_integer("replicas_to_aggregate", None, "Cluster with --sync_replica
                      "(default: the number of workers).")
 flags.DEFINE_float("ps_grace_seconds", 30, "Cluster: a parameter server exits this long after the chief "
                    "is done even if other workers have not reported done.")
+# Input on other machines' CPUs (TensorFlow's tf.data service; see data_service.py)
+flags.DEFINE_string("data_service", None, "A tf.data service dispatcher, grpc://HOST:PORT: the pair graph "
+                    "runs on its workers, each on its own shards.")
 FLAGS = flags.FLAGS
 
 DEFAULT_SPLIT = "train"
@@ -221,6 +225,7 @@ def train():
         logging.info("parameter server %d: workers done: %s", conf.task_index, sorted(done))
         return [], []
     config = check_flags()
+    service = check_data_service(FLAGS.data_service)
     split = FLAGS.split or DEFAULT_SPLIT
     record_dirs = FLAGS.records_dir.split(",")
     splits = [pairs.pairable_split(d, split) for d in record_dirs]
@@ -251,7 +256,7 @@ def train():
     sync = ((FLAGS.replicas_to_aggregate or conf.num_workers, conf.num_workers)
             if conf and FLAGS.sync_replicas else None)
     with v1.device(cluster.device_setter(conf) if conf else None):
-        graph = training.build_training_graph(splits, config, sync_replicas=sync)
+        graph = training.build_training_graph(splits, config, sync_replicas=sync, data_service=service)
         done_ops = cluster.signal_done_ops(conf) if conf else []
         progress = training.ProgressHook(graph, FLAGS.log_every_n_steps, FLAGS.max_steps, config.batch_size)
         counter = training.CountHook()
@@ -309,6 +314,28 @@ def train():
         cluster.signal_done(server.target, done_ops, conf)
     logging.info("done; checkpoint %s", tf.train.latest_checkpoint(FLAGS.train_dir))
     return (validation.history if validation else []), progress.losses
+
+
+def check_data_service(address):
+    """(address, job name) for --data_service, or None; UserError when it is not a reachable dispatcher.
+
+    The job name comes from the train_dir: a cluster's workers (one train_dir) share
+    one job, each getting other batches; another run is another job."""
+    if not address:
+        return None
+    import hashlib
+    import socket
+
+    m = re.fullmatch(r"grpc://([^:/]+):(\d+)", address)
+    if not m:
+        raise UserError("--data_service=%s: expected grpc://HOST:PORT" % address)
+    try:
+        socket.create_connection((m.group(1), int(m.group(2))), timeout=5).close()
+    except OSError as e:
+        raise UserError("--data_service=%s: no tf.data service dispatcher answers there (%s)"
+                        % (address, e.strerror or e))
+    job = "siamese-" + hashlib.sha256(os.path.abspath(FLAGS.train_dir).encode()).hexdigest()[:12]
+    return address, job
 
 
 def lost_parameter_server(host, conf):

@@ -139,22 +139,33 @@ ValidationGraph = collections.namedtuple("ValidationGraph", ["iterator", "distan
                                                              "num_batches"])
 
 
-def build_inputs(splits, config):
+def build_inputs(splits, config, data_service=None):
     """Pair batches from one or more record splits; several alternate batch by batch.
 
     Args:
       splits: records.Split objects (pairs.pairable_split); a batch's identities
         all come from one of them.
       config: a TrainConfig (batch_size, image_size, crop, augment, seed, ...).
+      data_service: None, or (dispatcher address "grpc://host:port", job name):
+        the same pair graph then runs on the service's workers, each on its own
+        shards (ShardingPolicy.HINT), and this process only receives batches.
+        Consumers with the same job name share the job's batches (each batch
+        goes to one of them: the cluster's workers); another name is another job.
     Returns:
       A dict of batch tensors (see pairs.pair_dataset).
     """
     datasets = [pairs.pair_dataset(s, config.batch_size, config.image_size, config.crop, config.augment,
                                    config.seed + RECORDS_SEED_STRIDE * i,
-                                   shuffle_buffer=config.shuffle_buffer, rotation_deg=config.rotation_deg)
+                                   shuffle_buffer=config.shuffle_buffer, rotation_deg=config.rotation_deg,
+                                   service_shard=bool(data_service))
                 for i, s in enumerate(splits)]
     ds = datasets[0] if len(datasets) == 1 else tf.data.Dataset.choose_from_datasets(
         datasets, tf.data.Dataset.range(len(datasets)).repeat())
+    if data_service:
+        service = tf.data.experimental.service
+        address, job_name = data_service
+        ds = ds.apply(service.distribute(processing_mode=service.ShardingPolicy.HINT, service=address,
+                                         job_name=job_name)).prefetch(2)
     return v1.data.make_one_shot_iterator(ds).get_next()
 
 
@@ -168,7 +179,7 @@ def pair_grid(image_a, image_b, n=SUMMARY_PAIRS):
     return tf.reshape(rows, [1, -1, rows.shape[2], 3])
 
 
-def build_training_graph(splits, config, inputs=None, sync_replicas=None):
+def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_service=None):
     """Builds the whole training graph in the default graph.
 
     Inputs -> two towers under one variable_scope -> head -> contrastive loss
@@ -184,6 +195,7 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None):
         synchronous cluster training: SyncReplicasOptimizer averages that many
         workers' gradients into one update (and applies the moving averages
         once an update); run its sync_optimizer.make_session_run_hook.
+      data_service: a tf.data service dispatcher address for the input (build_inputs).
     Returns:
       A TrainGraph of tensors and ops.
     """
@@ -191,7 +203,7 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None):
     v1.set_random_seed(config.seed)
     global_step = v1.train.get_or_create_global_step()
     with tf.name_scope("inputs"):
-        batch = inputs if inputs is not None else build_inputs(splits, config)
+        batch = inputs if inputs is not None else build_inputs(splits, config, data_service)
     image_a, image_b, labels = batch["image_a"], batch["image_b"], batch["label"]
     features_a, features_b = siamese.towers(image_a, image_b, tower_fn, True, config.l2_normalize)
     if config.loss_pairs == "all":

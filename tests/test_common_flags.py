@@ -12,7 +12,7 @@ from absl import flags
 
 from tests.conftest import REPO
 
-COMMANDS = ["make_records", "inspect_pairs", "train", "evaluate", "score", "gallery", "embed", "export"]
+COMMANDS = ["make_records", "inspect_pairs", "train", "evaluate", "score", "gallery", "embed", "export", "data_service"]
 FLAGS = flags.FLAGS
 
 

@@ -1,0 +1,149 @@
+r"""Runs a tf.data service dispatcher or worker: the pair graph on other machines' CPUs.
+
+  python -m siamese_graph.data_service --role=dispatcher --port=5000 \
+      --worker_addresses=host1:5001,host2:5001
+  python -m siamese_graph.data_service --role=worker --port=5001 --dispatcher=host0:5000
+  python -m siamese_graph.train --flagfile=train.flags --data_service=grpc://host0:5000 ...
+
+TensorFlow's own servers (tf.data.experimental.service.DispatchServer and
+WorkerServer), nothing else: train sends the pair graph to the dispatcher, and
+each worker runs it on its own shards (ShardingPolicy.HINT, which needs the
+dispatcher to know the workers' addresses up front), so two workers never make
+the same pairs. The records folder must be readable at the same path on every
+worker. A server runs until SIGTERM/SIGINT, or until the process given by
+--parent_pid is gone (bin/train_data_service uses that to stop its servers).
+"""
+import os
+import signal
+import time
+
+import tensorflow as tf
+from absl import flags, logging
+
+from siamese_graph import common_flags
+from siamese_graph.errors import UserError
+
+flags.DEFINE_enum("role", None, ["dispatcher", "worker"], "Which server this process runs.")
+flags.DEFINE_integer("port", None, "Port to listen on (binds every interface unless "
+                     "--worker_address/--dispatcher say otherwise; tests use 127.0.0.1).")
+flags.DEFINE_string("worker_addresses", None, "Dispatcher: every worker's host:port, comma-separated "
+                    "(static sharding needs the full list).")
+flags.DEFINE_string("dispatcher", None, "Worker: the dispatcher's host:port.")
+flags.DEFINE_string("worker_address", None, "Worker: the host:port the dispatcher and clients reach it at "
+                    "(default localhost:--port).")
+flags.DEFINE_integer("parent_pid", None, "Exit when this process is gone.")
+FLAGS = flags.FLAGS
+
+
+def start(role, port, worker_addresses=None, dispatcher=None, worker_address=None):
+    """Starts a tf.data service server in this process; returns it.
+
+    Args:
+      role: "dispatcher" or "worker".
+      port: the port to serve on.
+      worker_addresses: dispatcher only: the workers' host:port list.
+      dispatcher, worker_address: worker only: the dispatcher's host:port, and this
+        worker's own.
+    """
+    service = tf.data.experimental.service
+    if role == "dispatcher":
+        return service.DispatchServer(service.DispatcherConfig(port=port, protocol="grpc",
+                                                               worker_addresses=list(worker_addresses)))
+    return service.WorkerServer(service.WorkerConfig(dispatcher_address=dispatcher, port=port,
+                                                     worker_address=worker_address or "localhost:%d" % port))
+
+
+def main(argv):
+    del argv
+    if not FLAGS.role or not FLAGS.port:
+        raise UserError("--role and --port are required")
+    if FLAGS.role == "dispatcher" and not FLAGS.worker_addresses:
+        raise UserError("--worker_addresses is required for the dispatcher (static sharding needs the list)")
+    if FLAGS.role == "worker" and not FLAGS.dispatcher:
+        raise UserError("--dispatcher=HOST:PORT is required for a worker")
+    stop = {"signal": None}
+
+    def handle(signum, frame):
+        stop["signal"] = signum
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handle)
+    server = start(FLAGS.role, FLAGS.port, (FLAGS.worker_addresses or "").split(","), FLAGS.dispatcher,
+                   FLAGS.worker_address)
+    logging.info("tf.data service %s on port %d", FLAGS.role, FLAGS.port)
+    while stop["signal"] is None:
+        if FLAGS.parent_pid and not _alive(FLAGS.parent_pid):
+            logging.info("parent %d is gone: stopping", FLAGS.parent_pid)
+            break
+        time.sleep(0.5)
+    logging.info("stopping the %s", FLAGS.role)
+    del server
+    os._exit(0)  # the servers' threads do not stop on their own
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def run():
+    common_flags.run(main, __name__)
+
+
+if __name__ == "__main__":
+    run()
+
+
+def launch(num_workers, train_args, log_dir, python=None, start_timeout=120):
+    """Starts a dispatcher and num_workers workers on 127.0.0.1 free ports (one
+    process each, logs in log_dir), runs `train` with --data_service pointing at
+    them, then stops the servers. Returns train's exit code; every process is reaped.
+    """
+    import socket
+    import subprocess
+    import sys
+
+    from siamese_graph import cluster
+
+    python = python or sys.executable
+    os.makedirs(log_dir, exist_ok=True)
+    ports = cluster.free_ports(1 + num_workers)
+    workers = ["127.0.0.1:%d" % p for p in ports[1:]]
+    base = [python, "-m", "siamese_graph.data_service", "--parent_pid=%d" % os.getpid()]
+    commands = {"dispatcher": base + ["--role=dispatcher", "--port=%d" % ports[0],
+                                      "--worker_addresses=%s" % ",".join(workers)]}
+    for i, w in enumerate(workers):
+        commands["worker%d" % i] = base + ["--role=worker", "--port=%d" % ports[1 + i],
+                                           "--dispatcher=127.0.0.1:%d" % ports[0], "--worker_address=%s" % w]
+    procs = {}
+    try:
+        for name, cmd in commands.items():
+            with open(os.path.join(log_dir, "data_service_%s.log" % name), "w") as log:
+                procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + start_timeout
+        while True:  # wait for the dispatcher to listen
+            try:
+                socket.create_connection(("127.0.0.1", ports[0]), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline or procs["dispatcher"].poll() is not None:
+                    raise UserError("the tf.data service dispatcher did not start; see %s" % log_dir)
+                time.sleep(0.2)
+        logging.info("tf.data service on 127.0.0.1:%d with %d workers; logs in %s", ports[0], num_workers, log_dir)
+        return subprocess.call([python, "-m", "siamese_graph.train", *train_args,
+                                "--data_service=grpc://127.0.0.1:%d" % ports[0]])
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()

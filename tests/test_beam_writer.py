@@ -1,0 +1,71 @@
+"""make_records --runner=beam: the same shards as the single-machine writer, written by Apache Beam."""
+import json
+import os
+
+import pytest
+
+from siamese_graph import beam_writer, records
+from tests.conftest import make_people, run_cli, shared
+
+pytestmark = pytest.mark.skipif(not beam_writer.available(),
+                                reason="Apache Beam is not installed: pip install '.[beam]' (CI does)")
+
+
+def manifest(path):
+    return json.load(open(os.path.join(path, records.MANIFEST)))
+
+
+def shards(m):
+    return {split: [(s["file"], s["records"], s["sha256"], s["identities"]) for s in v["shards"]]
+            for split, v in m["splits"].items()}
+
+
+def write(data_dir, out, dataset, *extra):
+    r = run_cli("siamese_graph.make_records", "--dataset=%s" % dataset, "--data_dir=%s" % data_dir,
+                "--output_dir=%s" % out, "--num_shards=4", "--verify", *extra, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return manifest(out)
+
+
+@pytest.fixture(scope="module")
+def people_with_a_bad_photo(tmp_path_factory):
+    root = make_people(tmp_path_factory.mktemp("beam") / "people", 0, 10, 4)
+    (root / "p3" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return root
+
+
+@pytest.mark.parametrize("options", [
+    "--runner=DirectRunner",
+    "--runner=DirectRunner --direct_num_workers=2 --direct_running_mode=multi_processing"])
+def test_beam_writes_the_local_writers_shards(people_with_a_bad_photo, tmp_path, options):
+    local = write(people_with_a_bad_photo, tmp_path / "local", "folder", "--num_workers=2")
+    beam = write(people_with_a_bad_photo, tmp_path / "beam", "folder", "--runner=beam",
+                 "--beam_options=%s" % options)
+    assert local["runner"] == "local" and beam["runner"] == "beam"
+    assert shards(beam) == shards(local)  # byte-identical shards: the same planner and writer
+    assert beam["skipped"] == local["skipped"] and len(local["skipped"]) == 1
+    assert local["skipped"][0][0].endswith("broken.png")
+    assert open(tmp_path / "beam" / records.LABELS).read() == open(tmp_path / "local" / records.LABELS).read()
+    assert not os.path.exists(tmp_path / "beam" / ".progress")
+    r = [run_cli("siamese_graph.inspect_pairs", "--records_dir=%s" % (tmp_path / d), "--num_pairs=400",
+                 "--batch_size=8") for d in ("local", "beam")]
+    assert r[0].returncode == 0 and r[0].stdout == r[1].stdout, (r[0].stderr[-2000:], r[1].stdout)
+
+
+def test_bad_beam_options_are_one_line(people_with_a_bad_photo, tmp_path):
+    r = run_cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % people_with_a_bad_photo,
+                "--output_dir=%s" % (tmp_path / "o"), "--runner=beam", "--beam_options=--runner=NoSuchRunner")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1].startswith("error: --beam_options=--runner=NoSuchRunner: ")
+    assert not os.path.exists(tmp_path / "o" / records.MANIFEST)
+
+
+@pytest.mark.slow
+def test_beam_on_celeba_mini_matches_the_local_writer(tmp_path):
+    data = shared("celeba-mini")
+    local = write(data, tmp_path / "local", "celeba", "--num_workers=2")
+    beam = write(data, tmp_path / "beam", "celeba", "--runner=beam",
+                 "--beam_options=--runner=DirectRunner --direct_num_workers=2 --direct_running_mode=multi_processing")
+    assert shards(beam) == shards(local)
+    assert beam["splits"]["train"]["photos"] == 4595 and beam["splits"]["test"]["photos"] == 520
+    assert beam["skipped"] == local["skipped"]

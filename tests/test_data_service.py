@@ -1,0 +1,131 @@
+"""The pair graph on a tf.data service (dispatcher + 2 workers on 127.0.0.1)."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from siamese_graph import cluster, records, training
+from tests.conftest import REPO, make_people, run_cli
+
+v1 = tf.compat.v1
+
+
+@pytest.fixture(scope="module")
+def service_records(tmp_path_factory):
+    base = tmp_path_factory.mktemp("svc")
+    src = make_people(base / "src", 0, 18, 5)
+    r = run_cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % src,
+                "--output_dir=%s" % (base / "rec"), "--num_shards=6", "--test_fraction=0")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return str(base / "rec")
+
+
+@pytest.fixture
+def service():
+    """A dispatcher and 2 workers, one process each, on 127.0.0.1 free ports; all reaped."""
+    ports = cluster.free_ports(3)
+    workers = ["127.0.0.1:%d" % p for p in ports[1:]]
+    base = [sys.executable, "-m", "siamese_graph.data_service", "--parent_pid=%d" % os.getpid()]
+    cmds = [base + ["--role=dispatcher", "--port=%d" % ports[0], "--worker_addresses=%s" % ",".join(workers)]]
+    cmds += [base + ["--role=worker", "--port=%d" % ports[1 + i], "--dispatcher=127.0.0.1:%d" % ports[0],
+                     "--worker_address=%s" % w] for i, w in enumerate(workers)]
+    env = dict(os.environ, PYTHONPATH=REPO)
+    procs = [subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for c in cmds]
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", ports[0]), timeout=1).close()
+                break
+            except OSError:
+                assert time.time() < deadline, "the dispatcher did not start"
+                time.sleep(0.2)
+        yield "grpc://127.0.0.1:%d" % ports[0], procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def test_each_worker_makes_pairs_from_its_own_shards(service_records, service):
+    """Works from a tf.compat.v1 graph; with ShardingPolicy.HINT worker i reads shards
+    i, i+2, i+4: every batch comes from one worker's shards, and both workers send batches."""
+    address, procs = service
+    split = records.RecordSet(service_records).split("train")
+    shard_of = {identity: k for k, shard in enumerate(s for s in split.shards if s["records"])
+                for identity, _ in shard["identities"]}
+    config = training.TrainConfig(batch_size=8, image_size=32, shuffle_buffer=64)
+    with tf.Graph().as_default():
+        batch = training.build_inputs([split], config, data_service=(address, "test-job"))
+        with v1.Session() as sess:
+            parities = []
+            deadline = time.time() + 60
+            # until both workers have sent batches: a worker that registers after the job
+            # starts gets its task later, and the client learns of it at its next heartbeat
+            while len(set(parities)) < 2 or len(parities) < 30:
+                assert time.time() < deadline, "only one worker's batches in 60 s: %s" % parities[:10]
+                time.sleep(0.05)
+                b = sess.run(batch)
+                assert list(b["label"]) == [0, 1] * 4  # balanced, as in-process
+                shards = {shard_of[int(i)] for i in np.concatenate([b["identity_a"], b["identity_b"]])}
+                assert len({k % 2 for k in shards}) == 1, shards  # one worker's shards only
+                parities.append(next(iter(shards)) % 2)
+    assert set(parities) == {0, 1}, parities
+    assert all(p.poll() is None for p in procs)  # servers keep serving until stopped
+
+
+@pytest.mark.slow
+def test_train_from_a_local_service_then_every_process_ends(service_records, tmp_path):
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=REPO)
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "bin", "train_data_service"), "2",
+                             "--records_dir=%s" % service_records, "--train_dir=%s" % run, "--image_size=32",
+                             "--batch_size=8", "--max_steps=60", "--validate_every_n_steps=0",
+                             "--shuffle_buffer=64", "--log_every_n_steps=20"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out[-3000:]
+    assert "tf.data service on 127.0.0.1:" in out and "step 40  loss" in out
+    ckpt = tf.train.latest_checkpoint(str(run))
+    assert tf.train.load_checkpoint(ckpt).get_tensor("global_step") == 60
+    assert sorted(os.listdir(run / "logs")) == ["data_service_dispatcher.log", "data_service_worker0.log",
+                                                "data_service_worker1.log"]
+    mine = "--parent_pid=%d" % proc.pid
+    left = [d for d in os.listdir("/proc") if d.isdigit() and mine in _cmdline(d)]
+    assert not left, left
+
+
+def _cmdline(pid):
+    try:
+        return open("/proc/%s/cmdline" % pid, "rb").read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_unreachable_service_is_one_line(service_records, tmp_path):
+    port = cluster.free_ports(1)[0]
+    r = run_cli("siamese_graph.train", "--records_dir=%s" % service_records, "--train_dir=%s" % (tmp_path / "r"),
+                "--data_service=grpc://127.0.0.1:%d" % port)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "no tf.data service dispatcher answers there" in r.stderr.strip().splitlines()[-1]
+    r = run_cli("siamese_graph.train", "--records_dir=%s" % service_records, "--train_dir=%s" % (tmp_path / "r"),
+                "--data_service=127.0.0.1:%d" % port)
+    assert "expected grpc://HOST:PORT" in r.stderr.strip().splitlines()[-1]
