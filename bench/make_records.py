@@ -1,8 +1,10 @@
-"""Benchmark: make_records with 1 and 2 workers against a plain single-process loop.
+"""Benchmark: make_records with 1 and 2 workers and with Apache Beam's DirectRunner
+(in memory, and multi-process with 2 workers) against a plain single-process loop.
 
 The plain loop is TF-Slim's download_and_convert way: read each file, get its
 size, write one TFRecord, in one process. Each configuration runs in its own
 subprocess, so peak memory (max RSS of the process and its workers) is its own.
+The Beam rows need `pip install '.[beam]'` and are left out without it.
 
   python bench/make_records.py [--data=../shared/data/celeba-mini,../shared/data/celeba-10k-lowres]
 """
@@ -53,7 +55,13 @@ def one(kind, data_dir):
         else:
             listing = celeba.read(data_dir)
             n = len(listing.photos)
-            make_records.convert(listing, out, num_workers=int(kind), num_shards=16)
+            if kind.startswith("beam"):
+                options = {"beam": "--runner=DirectRunner",
+                           "beam2": "--runner=DirectRunner --direct_num_workers=2 "
+                                    "--direct_running_mode=multi_processing"}[kind]
+                make_records.convert(listing, out, num_shards=16, runner="beam", beam_options=options)
+            else:
+                make_records.convert(listing, out, num_workers=int(kind), num_shards=16)
         elapsed = time.time() - start
     peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
@@ -69,16 +77,19 @@ def main():
         return one(*args.one)
     rows = []
     for data_dir in args.data.split(","):
-        for kind in ("plain", "1", "2"):
+        from siamese_graph import beam_writer
+
+        for kind in ("plain", "1", "2") + (("beam", "beam2") if beam_writer.available() else ()):
             r = subprocess.run([sys.executable, __file__, "--one", kind, data_dir], capture_output=True,
                                text=True, check=True)
             res = json.loads(r.stdout.strip().splitlines()[-1])
             rows.append((os.path.basename(data_dir), kind, res))
-    print("%-20s %-22s %8s %9s %10s %9s" % ("data", "writer", "photos", "seconds", "photos/s", "peak MiB"))
+    print("%-20s %-24s %8s %9s %10s %9s" % ("data", "writer", "photos", "seconds", "photos/s", "peak MiB"))
     for name, kind, res in rows:
         label = {"plain": "plain loop (TF-Slim)", "1": "make_records 1 worker",
-                 "2": "make_records 2 workers"}[kind]
-        print("%-20s %-22s %8d %9.2f %10.0f %9.0f" % (name, label, res["photos"], res["seconds"],
+                 "2": "make_records 2 workers", "beam": "Beam Direct, in memory",
+                 "beam2": "Beam Direct, 2 processes"}[kind]
+        print("%-20s %-24s %8d %9.2f %10.0f %9.0f" % (name, label, res["photos"], res["seconds"],
                                                       res["photos"] / res["seconds"], res["peak_mib"]))
 
 

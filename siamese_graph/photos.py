@@ -87,3 +87,39 @@ def to_rgb(im):
         return np.asarray(im.convert("RGB"))
     except ValueError as e:
         raise PhotoError("mode %s cannot be converted to RGB (%s)" % (im.mode, e))
+
+
+def parse_degrade(spec):
+    """'grayscale', 'downscale:K' (K >= 2) or several joined by commas -> [(kind, K)].
+
+    Raises ValueError with the reason."""
+    out = []
+    for part in (spec or "").split(","):
+        kind, _, value = part.strip().partition(":")
+        if kind == "grayscale" and not value:
+            out.append(("grayscale", None))
+        elif kind == "downscale" and value.isdigit() and int(value) >= 2:
+            out.append(("downscale", int(value)))
+        else:
+            raise ValueError("expected grayscale, downscale:K with K >= 2, or both joined by a comma")
+    return out
+
+
+def degrade(rgb, steps):
+    """A uint8 [H, W, 3] photo degraded as a camera or another source would:
+    grayscale (ITU-R 601 luma, Pillow's convert("L"), in three equal channels) and/or
+    downscale:K (bilinear to 1/K of each side, then back to the photo's size).
+
+    Args:
+      rgb: uint8 [H, W, 3].
+      steps: parse_degrade's list, applied in order.
+    Returns:
+      uint8 [H, W, 3], the same size."""
+    im = Image.fromarray(np.asarray(rgb, np.uint8), "RGB")
+    for kind, k in steps:
+        if kind == "grayscale":
+            im = im.convert("L").convert("RGB")
+        else:
+            w, h = im.size
+            im = im.resize((max(1, w // k), max(1, h // k)), Image.BILINEAR).resize((w, h), Image.BILINEAR)
+    return np.asarray(im)
