@@ -23,6 +23,7 @@ import tensorflow as tf
 from absl import flags, logging
 
 from siamese_graph import common_flags, fileio, inference, metrics, pair_lists, records
+from siamese_graph import photos as photo_files
 from siamese_graph.datasets import folder as folder_layout
 from siamese_graph.errors import UserError
 
@@ -35,6 +36,8 @@ flags.DEFINE_bool("calibrate", False, "Save the best-accuracy threshold next to 
 flags.DEFINE_integer("kshot", 0, "K-shot N-way identification: photos enrolled per identity (0: off).")
 flags.DEFINE_integer("nway", 5, "K-shot N-way identification: identities per episode.")
 flags.DEFINE_integer("episodes", 1000, "K-shot N-way identification: episodes.")
+flags.DEFINE_string("degrade", None, "Degrade every photo before scoring, as another source would: "
+                    "grayscale, downscale:K (to 1/K of each side and back), or both (grayscale,downscale:4).")
 FLAGS = flags.FLAGS
 DEFAULT_SPLIT = "test"
 
@@ -204,6 +207,12 @@ def main(argv):
                         "same and a different pair" % (FLAGS.num_pairs, 2 * FLAGS.folds))
     if FLAGS.kshot and (FLAGS.nway < 2 or FLAGS.episodes < 1):
         raise UserError("--nway must be at least 2 and --episodes at least 1")
+    try:
+        degrade = photo_files.parse_degrade(FLAGS.degrade) if FLAGS.degrade else []
+    except ValueError as e:
+        raise UserError("--degrade=%s: %s" % (FLAGS.degrade, e))
+    if degrade and FLAGS.kshot:
+        raise UserError("--degrade applies to verification pairs, not to --kshot episodes")
     if FLAGS.output_dir:
         fileio.check_writable_dir(FLAGS.output_dir, "output_dir")
     model = common_flags.restored_model()
@@ -226,6 +235,10 @@ def main(argv):
         load = inference.load_photo
         source = FLAGS.pairs
         default_out = "eval-%s" % os.path.splitext(os.path.basename(FLAGS.pairs))[0]
+    if degrade:
+        load = degraded(model, load, degrade)
+        source += " degraded %s" % FLAGS.degrade
+        default_out += "-" + FLAGS.degrade.replace(":", "").replace(",", "-")
     out_dir = FLAGS.output_dir or os.path.join(FLAGS.checkpoint_dir, default_out)
     fileio.check_writable_dir(out_dir, "output_dir")
     if FLAGS.calibrate:
@@ -235,6 +248,14 @@ def main(argv):
         report["threshold_file"] = model.save_threshold(report["best_threshold"], source)
     report["output_dir"] = out_dir
     print(json.dumps(report, indent=1))
+
+
+def degraded(model, load, steps):
+    """load, with every photo degraded (photo_files.degrade) after decoding as scoring does."""
+    def load_degraded(key):
+        photo = load(key)
+        return photo_files.degrade(model.decode(photo) if isinstance(photo, bytes) else photo, steps)
+    return load_degraded
 
 
 def run_kshot(model):

@@ -173,8 +173,8 @@ class Model:
             self.encoded = v1.placeholder(tf.string, [], "encoded_jpeg")
             box = preprocessing.boxes(self.crop)
             self.cropped = preprocessing.crop_resize(self.photo, self.image_size, box)
-            self.cropped_jpeg = preprocessing.crop_resize(preprocessing.decode(self.encoded),
-                                                          self.image_size, box)
+            self.decoded = preprocessing.decode(self.encoded)
+            self.cropped_jpeg = preprocessing.crop_resize(self.decoded, self.image_size, box)
             self.batch = v1.placeholder(tf.float32, [None, self.image_size, self.image_size, 3], "batch")
             self.features = self._features(preprocessing.finish(self.batch), tower_fn)
             dim = self.features.shape[-1]
@@ -197,6 +197,13 @@ class Model:
             except tf.errors.InvalidArgumentError as e:
                 raise DataError("unreadable JPEG (%s)" % str(e).splitlines()[0][:80])
         return self.sess.run(self.cropped, {self.photo: photo})[0]
+
+    def decode(self, jpeg):
+        """JPEG bytes -> uint8 [H, W, 3], decoded as embed decodes them."""
+        try:
+            return self.sess.run(self.decoded, {self.encoded: jpeg})
+        except tf.errors.InvalidArgumentError as e:
+            raise DataError("unreadable JPEG (%s)" % str(e).splitlines()[0][:80])
 
     def embed(self, photos):
         """Photos from load_photo (JPEG bytes or uint8 [H, W, 3], any sizes) -> features [N, D]."""

@@ -103,11 +103,26 @@ def _rotate(images, angles):
         fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST")
 
 
-def finish(images, seed=None, rotation_deg=DEFAULT_ROTATION_DEG):
+def _grayscale(images):
+    """[B, S, S, 3] -> the same with three equal channels (ITU-R 601 luma, Pillow's convert("L"))."""
+    luma = tf.reduce_sum(images * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
+    return tf.tile(luma, [1, 1, 1, 3])
+
+
+def _low_resolution(images, factor):
+    """[B, S, S, 3] -> bilinear to 1/factor of the side and back (a low-resolution photo)."""
+    size = tf.shape(images)[1:3]
+    small = tf.image.resize(images, tf.maximum(size // factor, 1), method="bilinear", antialias=True)
+    return tf.image.resize(small, size, method="bilinear")
+
+
+def finish(images, seed=None, rotation_deg=DEFAULT_ROTATION_DEG, gray_prob=0.0, lowres_prob=0.0):
     """Stage 2, on a batch: float [B, S, S, 3] in [0, 1] -> standardized float [B, S, S, 3].
 
     With a seed ([2] int tensor), training: each image is rotated by up to
-    +-rotation_deg (0 turns rotation off) and has its brightness and contrast
+    +-rotation_deg (0 turns rotation off); with probability lowres_prob made a
+    low-resolution photo (to 1/2 or 1/4 of the side and back, equally likely);
+    with probability gray_prob made grayscale; and has its brightness and contrast
     changed, clipped to [0, 1] (without the clip, per-image standardization
     would undo both exactly; with it they saturate highlights and shadows like
     a badly exposed photo). Batched: small per-image ops cost more in overhead
@@ -118,6 +133,15 @@ def finish(images, seed=None, rotation_deg=DEFAULT_ROTATION_DEG):
                                         -1.0, 1.0)
         if rotation_deg:
             images = _rotate(images, u[0] * rotation_deg * math.pi / 180)
+        if gray_prob or lowres_prob:  # independent draws, stateless like the others
+            v = tf.random.stateless_uniform(tf.stack([2, tf.shape(images)[0]]),
+                                            tf.cast(seed, tf.int64) + tf.constant([0, 1], tf.int64))
+            if lowres_prob:
+                which = tf.reshape(v[0], [-1, 1, 1, 1])
+                images = tf.where(which < lowres_prob / 2, _low_resolution(images, 2),
+                                  tf.where(which < lowres_prob, _low_resolution(images, 4), images))
+            if gray_prob:
+                images = tf.where(tf.reshape(v[1], [-1, 1, 1, 1]) < gray_prob, _grayscale(images), images)
         lo, hi = CONTRAST_RANGE
         factor = tf.reshape(lo + (u[1] + 1) / 2 * (hi - lo), [-1, 1, 1, 1])
         shift = tf.reshape(u[2] * MAX_BRIGHTNESS, [-1, 1, 1, 1])

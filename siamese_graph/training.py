@@ -74,6 +74,9 @@ class TrainConfig:
     batch_size: int = _field(64, "Pairs per batch (even: half same, half different).")
     augment: bool = _field(False, "Training augmentation.")
     rotation_deg: float = _field(preprocessing.DEFAULT_ROTATION_DEG, "Random rotation, degrees.")
+    gray_prob: float = _field(0.0, "With --augment: chance an image is made grayscale.")
+    lowres_prob: float = _field(0.0, "With --augment: chance an image is made low-resolution (1/2 or 1/4 "
+                                "of the side and back).")
     shuffle_buffer: int = _field(2048, "Records in the record-level shuffle buffer.")
     seed: int = _field(0, "Seed for shuffling, pairing, augmentation and initial weights.")
     # the optimizer
@@ -112,6 +115,9 @@ class TrainConfig:
             raise ArgumentError("batch_size", self.batch_size, "at most %d pairs a step" % MAX_BATCH_SIZE)
         if not self.image_size <= MAX_IMAGE_SIZE:
             raise ArgumentError("image_size", self.image_size, "at most %d pixels" % MAX_IMAGE_SIZE)
+        for name in ("gray_prob", "lowres_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ArgumentError(name, getattr(self, name), "must be in [0, 1]")
         if self.shuffle_buffer < 1:
             raise ArgumentError("shuffle_buffer", self.shuffle_buffer, "must be at least 1")
         preprocessing.parse_crop(self.crop)
@@ -157,6 +163,7 @@ def build_inputs(splits, config, data_service=None):
     datasets = [pairs.pair_dataset(s, config.batch_size, config.image_size, config.crop, config.augment,
                                    config.seed + RECORDS_SEED_STRIDE * i,
                                    shuffle_buffer=config.shuffle_buffer, rotation_deg=config.rotation_deg,
+                                   gray_prob=config.gray_prob, lowres_prob=config.lowres_prob,
                                    service_shard=bool(data_service))
                 for i, s in enumerate(splits)]
     ds = datasets[0] if len(datasets) == 1 else tf.data.Dataset.choose_from_datasets(

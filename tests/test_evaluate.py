@@ -323,3 +323,36 @@ def test_gallery_of_another_checkpoint_and_other_bad_scoring_inputs(trained, tmp
     r = run_cli("siamese_graph.evaluate", "--checkpoint_dir=%s" % train_dir, "--pairs=%s" % (tmp_path / "same.txt"),
                 "--output_dir=%s" % (tmp_path / "e"))
     assert r.returncode == 1 and "2 same and 0 different pairs" in r.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_degrade_equals_evaluating_converted_photos(trained, tmp_path):
+    """--degrade=grayscale on a pair list gives the report of the same list made of
+    grayscale copies of the photos; a bad spec is one line."""
+    from PIL import Image
+
+    _, train_dir = trained
+    people = make_people(tmp_path / "people", 70, 4, 3)
+    gray = tmp_path / "gray"
+    lines_a, lines_b = [], []
+    for i, (a, b, y) in enumerate([("p0/0", "p0/1", 0), ("p1/0", "p1/2", 0), ("p2/1", "p2/2", 0), ("p3/0", "p3/1", 0),
+                                   ("p0/0", "p1/1", 1), ("p1/0", "p2/1", 1), ("p2/0", "p3/2", 1), ("p3/0", "p0/2", 1)]):
+        for name in (a, b):
+            (gray / name).parent.mkdir(parents=True, exist_ok=True)
+            Image.open(people / (name + ".png")).convert("L").convert("RGB").save(gray / (name + ".png"))
+        lines_a.append("%s %s %d %d\n" % (people / (a + ".png"), people / (b + ".png"), y, i % 2))
+        lines_b.append("%s %s %d %d\n" % (gray / (a + ".png"), gray / (b + ".png"), y, i % 2))
+    (tmp_path / "a.txt").write_text("".join(lines_a))
+    (tmp_path / "b.txt").write_text("".join(lines_b))
+    reports = []
+    for pairs, extra in (("a.txt", ["--degrade=grayscale"]), ("b.txt", [])):
+        r = run_cli("siamese_graph.evaluate", "--checkpoint_dir=%s" % train_dir, "--pairs=%s" % (tmp_path / pairs),
+                    "--output_dir=%s" % (tmp_path / ("out-" + pairs)), *extra)
+        assert r.returncode == 0, r.stderr[-2000:]
+        reports.append(json.loads(r.stdout))
+    assert reports[0]["source"].endswith("degraded grayscale")
+    for key in ("auc", "best_accuracy", "best_threshold", "eer"):
+        assert reports[0][key] == pytest.approx(reports[1][key], abs=1e-6), key
+    r = run_cli("siamese_graph.evaluate", "--checkpoint_dir=%s" % train_dir, "--pairs=%s" % (tmp_path / "a.txt"),
+                "--degrade=sepia")
+    assert r.returncode == 1 and "--degrade=sepia: expected grayscale" in r.stderr.strip().splitlines()[-1]

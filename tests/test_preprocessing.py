@@ -54,3 +54,52 @@ def test_mirror_box_flips():
     a = preprocessing.crop_resize(img, 64, box).numpy()[0]
     b = preprocessing.crop_resize(img, 64, flipped).numpy()[0]
     np.testing.assert_allclose(a[:, ::-1], b, atol=1e-5)
+
+
+# --- grayscale and low-resolution augmentation, and evaluate's --degrade ----------------
+
+def batch(n=6, size=32):
+    rng = np.random.RandomState(3)
+    return tf.constant(rng.uniform(0, 1, (n, size, size, 3)).astype(np.float32))
+
+
+def high_frequency(x):
+    return float(np.mean(np.abs(np.diff(x, axis=2))))
+
+
+def test_gray_and_lowres_augmentation_seeded_and_training_only():
+    images, seed = batch(), tf.constant([4, 2])
+    gray = preprocessing.finish(images, seed, 0, gray_prob=1.0).numpy()
+    assert np.allclose(gray[..., 0], gray[..., 1], atol=1e-5) and np.allclose(gray[..., 1], gray[..., 2], atol=1e-5)
+    plain = preprocessing.finish(images, seed, 0).numpy()
+    assert not np.allclose(plain[..., 0], plain[..., 1], atol=1e-2)
+    low = preprocessing.finish(images, seed, 0, lowres_prob=1.0).numpy()
+    assert high_frequency(low) < 0.6 * high_frequency(plain)
+    again = preprocessing.finish(images, seed, 0, gray_prob=0.5, lowres_prob=0.5).numpy()
+    assert np.array_equal(again, preprocessing.finish(images, seed, 0, gray_prob=0.5, lowres_prob=0.5).numpy())
+    # a half chance touches some images of a batch, not all and not none
+    mixed = preprocessing.finish(batch(64), tf.constant([1, 1]), 0, gray_prob=0.5).numpy()
+    is_gray = [np.allclose(m[..., 0], m[..., 2], atol=1e-5) for m in mixed]
+    assert 10 < sum(is_gray) < 54
+    # no seed (evaluation): no augmentation whatever the chances
+    assert np.array_equal(preprocessing.finish(images, None, 0, 1.0, 1.0).numpy(),
+                          preprocessing.finish(images).numpy())
+
+
+def test_degrade_photos():
+    from PIL import Image
+
+    from siamese_graph import photos
+
+    rng = np.random.RandomState(0)
+    rgb = rng.randint(0, 256, (40, 36, 3)).astype(np.uint8)
+    gray = photos.degrade(rgb, photos.parse_degrade("grayscale"))
+    assert gray.shape == rgb.shape and (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+    assert (gray[..., 0] == np.asarray(Image.fromarray(rgb).convert("L"))).all()
+    low = photos.degrade(rgb, photos.parse_degrade("downscale:4"))
+    assert low.shape == rgb.shape and high_frequency(low.astype(float)) < 0.5 * high_frequency(rgb.astype(float))
+    both = photos.degrade(rgb, photos.parse_degrade("grayscale,downscale:2"))
+    assert both.shape == rgb.shape and (both[..., 0] == both[..., 2]).all()
+    for bad in ("sepia", "downscale:1", "downscale:x", "grayscale:2", ""):
+        with pytest.raises(ValueError, match="expected grayscale"):
+            photos.parse_degrade(bad)
