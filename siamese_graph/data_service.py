@@ -20,7 +20,7 @@ import time
 import tensorflow as tf
 from absl import flags, logging
 
-from siamese_graph import common_flags
+from siamese_graph import common_flags, fileio
 from siamese_graph.errors import UserError
 
 flags.DEFINE_enum("role", None, ["dispatcher", "worker"], "Which server this process runs.")
@@ -72,23 +72,13 @@ def main(argv):
                    FLAGS.worker_address)
     logging.info("tf.data service %s on port %d", FLAGS.role, FLAGS.port)
     while stop["signal"] is None:
-        if FLAGS.parent_pid and not _alive(FLAGS.parent_pid):
+        if FLAGS.parent_pid and not fileio.pid_alive(FLAGS.parent_pid):
             logging.info("parent %d is gone: stopping", FLAGS.parent_pid)
             break
         time.sleep(0.5)
     logging.info("stopping the %s", FLAGS.role)
     del server
     os._exit(0)  # the servers' threads do not stop on their own
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
 
 
 def run():

@@ -49,18 +49,8 @@ def remove_stale_temps(output_dir):
     for name in os.listdir(output_dir):
         if name.startswith(TEMP_PREFIX):
             pid = name[len(TEMP_PREFIX):].split("-")[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not fileio.pid_alive(int(pid)):
                 shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
 
 
 def metadata(model, threshold):

@@ -101,3 +101,14 @@ def fsync_tree(root):
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def pid_alive(pid):
+    """True while process pid exists (the owner of a temporary folder, say)."""
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True

@@ -83,3 +83,15 @@ def synthetic_records(tmp_path_factory):
     make_records.convert(celeba.read(str(root / "src")), str(root / "records"), num_shards=3,
                          num_workers=1)
     return str(root / "records"), counts
+
+
+@pytest.fixture(scope="session")
+def six_shard_records(tmp_path_factory):
+    """Folder-per-person records (18 people, 5 photos each) in 6 train shards, so that
+    two workers (cluster or tf.data service) get 3 shards each."""
+    base = tmp_path_factory.mktemp("six-shards")
+    src = make_people(base / "src", 0, 18, 5)
+    r = run_cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % src,
+                "--output_dir=%s" % (base / "rec"), "--num_shards=6", "--test_fraction=0")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return str(base / "rec")

@@ -11,19 +11,9 @@ import pytest
 import tensorflow as tf
 
 from siamese_graph import cluster, records, training
-from tests.conftest import REPO, make_people, run_cli
+from tests.conftest import REPO, run_cli
 
 v1 = tf.compat.v1
-
-
-@pytest.fixture(scope="module")
-def service_records(tmp_path_factory):
-    base = tmp_path_factory.mktemp("svc")
-    src = make_people(base / "src", 0, 18, 5)
-    r = run_cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % src,
-                "--output_dir=%s" % (base / "rec"), "--num_shards=6", "--test_fraction=0")
-    assert r.returncode == 0, r.stderr[-2000:]
-    return str(base / "rec")
 
 
 @pytest.fixture
@@ -60,11 +50,11 @@ def service():
                 p.wait()
 
 
-def test_each_worker_makes_pairs_from_its_own_shards(service_records, service):
+def test_each_worker_makes_pairs_from_its_own_shards(six_shard_records, service):
     """Works from a tf.compat.v1 graph; with ShardingPolicy.HINT worker i reads shards
     i, i+2, i+4: every batch comes from one worker's shards, and both workers send batches."""
     address, procs = service
-    split = records.RecordSet(service_records).split("train")
+    split = records.RecordSet(six_shard_records).split("train")
     shard_of = {identity: k for k, shard in enumerate(s for s in split.shards if s["records"])
                 for identity, _ in shard["identities"]}
     config = training.TrainConfig(batch_size=8, image_size=32, shuffle_buffer=64)
@@ -88,11 +78,11 @@ def test_each_worker_makes_pairs_from_its_own_shards(service_records, service):
 
 
 @pytest.mark.slow
-def test_train_from_a_local_service_then_every_process_ends(service_records, tmp_path):
+def test_train_from_a_local_service_then_every_process_ends(six_shard_records, tmp_path):
     run = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=REPO)
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, "bin", "train_data_service"), "2",
-                             "--records_dir=%s" % service_records, "--train_dir=%s" % run, "--image_size=32",
+                             "--records_dir=%s" % six_shard_records, "--train_dir=%s" % run, "--image_size=32",
                              "--batch_size=8", "--max_steps=60", "--validate_every_n_steps=0",
                              "--shuffle_buffer=64", "--log_every_n_steps=20"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -120,12 +110,12 @@ def _cmdline(pid):
         return ""
 
 
-def test_unreachable_service_is_one_line(service_records, tmp_path):
+def test_unreachable_service_is_one_line(six_shard_records, tmp_path):
     port = cluster.free_ports(1)[0]
-    r = run_cli("siamese_graph.train", "--records_dir=%s" % service_records, "--train_dir=%s" % (tmp_path / "r"),
+    r = run_cli("siamese_graph.train", "--records_dir=%s" % six_shard_records, "--train_dir=%s" % (tmp_path / "r"),
                 "--data_service=grpc://127.0.0.1:%d" % port)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "no tf.data service dispatcher answers there" in r.stderr.strip().splitlines()[-1]
-    r = run_cli("siamese_graph.train", "--records_dir=%s" % service_records, "--train_dir=%s" % (tmp_path / "r"),
+    r = run_cli("siamese_graph.train", "--records_dir=%s" % six_shard_records, "--train_dir=%s" % (tmp_path / "r"),
                 "--data_service=127.0.0.1:%d" % port)
     assert "expected grpc://HOST:PORT" in r.stderr.strip().splitlines()[-1]
