@@ -30,11 +30,25 @@ def last_rate(text):
     return float(rates[-1])
 
 
+def train_flags(records_dir, train_dir, steps):
+    """train.flags for a timed run: steps steps, a progress line at half-way and the end,
+    no validation, no checkpoint before the last."""
+    return ["--flagfile=train.flags", "--records_dir=%s" % records_dir, "--train_dir=%s" % train_dir,
+            "--max_steps=%d" % steps, "--log_every_n_steps=%d" % (steps // 2), "--validate_every_n_steps=0",
+            "--save_checkpoint_steps=%d" % (10 * steps)]
+
+
+def arguments():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records_dir", default=os.path.join(REPO, "tfrecords", "celeba-mini"))
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--batch_size", type=int, default=64, help="train.flags' pairs a step")
+    return ap.parse_args()
+
+
 def run(name, records_dir, steps, batch_size, workers, extra):
     train_dir = tempfile.mkdtemp(prefix="bench-cluster-")
-    args = ["--flagfile=train.flags", "--records_dir=%s" % records_dir, "--train_dir=%s" % train_dir,
-            "--max_steps=%d" % steps, "--log_every_n_steps=%d" % (steps // 2), "--validate_every_n_steps=0",
-            "--save_checkpoint_steps=%d" % (10 * steps), "--ps_grace_seconds=5", *extra]
+    args = train_flags(records_dir, train_dir, steps) + ["--ps_grace_seconds=5", *extra]
     if workers:
         cmd = [sys.executable, os.path.join(REPO, "bin", "train_cluster"), str(workers)] + args
     else:
@@ -47,11 +61,7 @@ def run(name, records_dir, steps, batch_size, workers, extra):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--records_dir", default=os.path.join(REPO, "tfrecords", "celeba-mini"))
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--batch_size", type=int, default=64, help="train.flags' pairs a step")
-    args = ap.parse_args()
+    args = arguments()
     rows = [("single", 0, [], 1), ("1ps+1w", 1, [], 1), ("1ps+2w async", 2, [], 1),
             ("1ps+2w sync", 2, ["--sync_replicas"], 2)]
     print("%-14s %12s %10s" % ("run", "steps/s", "pairs/s"))

@@ -11,7 +11,6 @@ that costs. The service pays off when its workers are other machines.
 
   python bench/data_service.py --records_dir=tfrecords/celeba-mini [--steps=300]
 """
-import argparse
 import os
 import subprocess
 import sys
@@ -20,21 +19,15 @@ import tempfile
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from bench.cluster import last_rate  # noqa: E402
+from bench.cluster import arguments, last_rate, train_flags  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--records_dir", default=os.path.join(REPO, "tfrecords", "celeba-mini"))
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--batch_size", type=int, default=64, help="train.flags' pairs a step")
-    args = ap.parse_args()
+    args = arguments()
     print("%-22s %10s %10s" % ("input", "steps/s", "pairs/s"))
     for name, workers in (("in-process", 0), ("tf.data service, 1 w", 1), ("tf.data service, 2 w", 2)):
         train_dir = tempfile.mkdtemp(prefix="bench-service-")
-        flags = ["--flagfile=train.flags", "--records_dir=%s" % args.records_dir, "--train_dir=%s" % train_dir,
-                 "--max_steps=%d" % args.steps, "--log_every_n_steps=%d" % (args.steps // 2),
-                 "--validate_every_n_steps=0", "--save_checkpoint_steps=%d" % (10 * args.steps)]
+        flags = train_flags(args.records_dir, train_dir, args.steps)
         cmd = ([sys.executable, os.path.join(REPO, "bin", "train_data_service"), str(workers)] if workers
                else [sys.executable, "-m", "siamese_graph.train"]) + flags
         r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
