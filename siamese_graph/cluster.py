@@ -189,18 +189,42 @@ def serve_parameters(config, grace_seconds=30.0, poll_seconds=2.0):
     return done
 
 
-def free_ports(n):
-    """n free TCP ports on 127.0.0.1 (bound together, then released)."""
-    socks = []
+def _ephemeral_range():
+    """The kernel's range for outgoing connections' local ports (Linux), or its usual default."""
     try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(v) for v in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_ports(n, attempts=1000):
+    """n distinct TCP ports on 127.0.0.1 that are free now (each bound, then released).
+
+    Chosen at random outside the kernel's ephemeral range: a port from bind(0)
+    lies inside it, and between this call and the server binding it any
+    outgoing connection on the machine (our own tasks connecting to each other
+    included) may take it as its local port, and the server then fails to start.
+    """
+    import random
+
+    lo, hi = _ephemeral_range()
+    candidates = (10000, lo - 1) if lo - 10000 >= 1000 else (hi + 1, 65535)
+    rng, ports = random.SystemRandom(), []
+    for _ in range(attempts):
+        port = rng.randint(*candidates)
+        if port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise OSError("no %d free TCP ports on 127.0.0.1 in %d-%d" % (n, *candidates))
 
 
 def local_cluster_args(num_ps, num_workers):

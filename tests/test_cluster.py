@@ -81,6 +81,30 @@ def finish(proc, timeout=420):
     return out
 
 
+def task_logs(train_dir, tail=15):
+    """The last lines of every task's log, for a failure message."""
+    out = []
+    for name in sorted(os.listdir(os.path.join(train_dir, "logs"))):
+        if name.endswith(".log"):
+            lines = open(os.path.join(train_dir, "logs", name)).read().strip().splitlines()
+            out.append("--- %s\n%s" % (name, "\n".join(lines[-tail:])))
+    return "\n".join(out)
+
+
+def wait_until(proc, train_dir, condition, what, seconds):
+    """Waits for condition() while the cluster runs; fails with every task's log if the
+    cluster ends first or the time runs out."""
+    deadline = time.time() + seconds
+    while not condition():
+        if proc.poll() is not None or time.time() > deadline:
+            if proc.poll() is None:
+                proc.terminate()  # the launcher passes it on to every task
+            out = finish(proc, timeout=90)
+            pytest.fail("%s: not within %d s (launcher: %s)\n%s" % (what, seconds, out[-1500:],
+                                                                   task_logs(train_dir)))
+        time.sleep(0.2)
+
+
 def steps_ran(train_dir):
     """{worker index: its share of the global steps}, from the workers' logs."""
     out = {}
@@ -126,10 +150,7 @@ def test_a_killed_worker_does_not_stop_the_run(six_shard_records, tmp_path):
     # no step target: the chief stops after a minute (--max_minutes), whatever the machine's speed
     proc = launch(run, 2, "--records_dir=%s" % six_shard_records, "--max_steps=10000000", "--max_minutes=1")
     log = os.path.join(run, "logs", "worker1.log")
-    deadline = time.time() + 120
-    while not (os.path.exists(log) and "  loss " in open(log).read()):  # worker 1 trains
-        assert time.time() < deadline and proc.poll() is None, "worker 1 never trained"
-        time.sleep(0.2)
+    wait_until(proc, run, lambda: os.path.exists(log) and "  loss " in open(log).read(), "worker 1 trains", 120)
     pids = json.load(open(os.path.join(run, "logs", "pids.json")))
     os.kill(pids["worker1"], signal.SIGKILL)
     at_kill = max(int(n) for n in re.findall(r"step (\d+)  loss", open(os.path.join(run, "logs", "worker0.log")).read()))
@@ -163,10 +184,9 @@ def test_sync_replicas_needs_a_cluster(tmp_path):
 def test_a_lost_parameter_server_ends_the_workers_in_one_line_and_a_restart_resumes(six_shard_records, tmp_path):
     run = str(tmp_path / "run")
     proc = launch(run, 2, "--records_dir=%s" % six_shard_records, "--max_steps=100000")
-    deadline = time.time() + 300
-    while time.time() < deadline and not tf.train.latest_checkpoint(run):  # the chief's first checkpoint
-        time.sleep(0.2)
+    wait_until(proc, run, lambda: tf.train.latest_checkpoint(run), "the chief's first checkpoint", 300)
     time.sleep(3)
+    assert proc.poll() is None, task_logs(run)
     os.kill(json.load(open(os.path.join(run, "logs", "pids.json")))["ps0"], signal.SIGKILL)
     out = finish(proc, timeout=180)
     assert "ps0 -9, worker0 1, worker1 1" in out, out[-3000:]
