@@ -1,16 +1,23 @@
-"""Benchmark: training steps/s of the session graph against Keras 3, and input overhead.
+"""Benchmark: the input graph's cost to training, and the session graph against Keras 3.
 
-Rows (same convnet tower with its linear embedding, Euclidean head on L2-normalized
-features, contrastive loss, Adam, same batch size):
-  session graph, cached batch   tf.compat.v1 Session, one batch held in variables
-  keras tf.function, cached     the same network as Keras 3 layers, a tf.function step
-  session graph, pair pipeline  the session graph fed by pairs.inputs (augmented)
-Each runs in its own subprocess, in alternation (A B C A B C), to even out a
-shared machine's noise; the table shows the median of the repeats.
+Rows:
+  default run, cached batch        the default run's training graph (train.flags' TrainConfig:
+                                   net, head, loss, moving averages...) on one batch held in
+                                   variables: no input at all
+  default run, pairs from records  the same graph fed by the pair graph decoding from the
+                                   records (--nocache)
+  default run, pairs from cache    ... fed by the pair graph decoding once (--cache, the default)
+  plain net: session, cached       the convnet tower with its embedding, Euclidean head,
+                                   contrastive loss, Adam, as a session graph
+  plain net: keras tf.function     the same network as Keras 3 layers, a tf.function step
+Input overhead = 1 - (steps/s fed by the pair graph) / (steps/s on a cached batch).
+Each runs in its own subprocess, in alternation (A B C D E A B C D E ...), to even
+out a shared machine's noise; the table shows the median of the repeats.
 
-  python bench/train.py [--records_dir=tfrecords/celeba-mini] [--batch_size=N] [--image_size=N] [--steps=40]
+  python bench/train.py [--records_dir=tfrecords/celeba-mini[,tfrecords/celeba-10k-lowres]]
+      [--batch_size=N] [--image_size=N] [--steps=40] [--repeats=3] [--kinds=cached,records,cache]
 
-batch_size, image_size and convnet_embedding default to train.flags' values.
+batch_size and image_size default to train.flags' values.
 """
 import argparse
 import json
@@ -24,22 +31,54 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 
-def session_rate(records_dir, batch, image_size, embedding, steps, pipeline):
+def session_rate(records_dirs, overrides, steps, kind):
+    """Steps/s of the default run's training graph (train.flags' TrainConfig, with
+    overrides), fed by one batch held in variables (kind "cached") or by the pair
+    graph from the records ("records") or from the decoded-once cache ("cache")."""
     import numpy as np
     import tensorflow as tf
 
-    from siamese_graph import pairs, siamese
+    from siamese_graph import pairs, training
+
+    v1 = tf.compat.v1
+    config = default_config(cache=kind == "cache", **overrides)
+    with tf.Graph().as_default():
+        splits = [pairs.pairable_split(d, "train") for d in records_dirs]
+        inputs = None
+        if kind == "cached":
+            rng = np.random.RandomState(0)
+            shape = (config.batch_size, config.image_size, config.image_size, 3)
+            ids = np.arange(config.batch_size)
+            inputs = {"image_a": tf.Variable(rng.normal(size=shape).astype("float32"), trainable=False),
+                      "image_b": tf.Variable(rng.normal(size=shape).astype("float32"), trainable=False),
+                      "label": tf.constant([0, 1] * (config.batch_size // 2)),
+                      "identity_a": tf.constant(ids), "identity_b": tf.constant(ids + ids % 2)}
+        graph = training.build_training_graph(splits, config, inputs=inputs)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            for _ in range(5):
+                sess.run(graph.train_op)
+            start = time.time()
+            for _ in range(steps):
+                sess.run(graph.train_op)
+            return steps / (time.time() - start)
+
+
+def plain_session_rate(batch, image_size, embedding, steps):
+    """The network keras_rate times (tower, Euclidean head, plain contrastive loss, Adam)
+    as a session graph on one batch held in variables: the framework comparison."""
+    import numpy as np
+    import tensorflow as tf
+
+    from siamese_graph import siamese
     from siamese_graph.nets import nets_factory
 
     v1 = tf.compat.v1
     with tf.Graph().as_default():
-        if pipeline:
-            a, b, y = pairs.inputs(records_dir, "train", batch, image_size, augment=True)
-        else:
-            rng = np.random.RandomState(0)
-            a = tf.Variable(rng.normal(size=(batch, image_size, image_size, 3)).astype("float32"), trainable=False)
-            b = tf.Variable(rng.normal(size=(batch, image_size, image_size, 3)).astype("float32"), trainable=False)
-            y = tf.constant([0, 1] * (batch // 2))
+        rng = np.random.RandomState(0)
+        a = tf.Variable(rng.normal(size=(batch, image_size, image_size, 3)).astype("float32"), trainable=False)
+        b = tf.Variable(rng.normal(size=(batch, image_size, image_size, 3)).astype("float32"), trainable=False)
+        y = tf.constant([0, 1] * (batch // 2))
         fn = nets_factory.get_network_fn("convnet", image_size, convnet_embedding=embedding)
         fa, fb = siamese.towers(a, b, fn, True)
         loss = siamese.contrastive_loss(siamese.distance(fa, fb, "euclidean"), y, 1.0)
@@ -100,61 +139,78 @@ def keras_rate(batch, image_size, embedding, steps):
     return steps / (time.time() - start)
 
 
-def default_run_flags():
-    """batch_size, image_size and convnet_embedding of the default run (train.flags),
-    so the bench times the network that the default run trains."""
-    out = {"batch_size": 64, "image_size": 64, "convnet_embedding": 0}
+def default_config(**overrides):
+    """The TrainConfig of the default run: train.flags' values for TrainConfig's fields."""
+    import dataclasses
+
+    from siamese_graph import training
+
+    values = {}
+    fields = {f.name: f for f in dataclasses.fields(training.TrainConfig)}
     with open(os.path.join(REPO, "train.flags")) as f:
         for line in f:
-            name, _, value = line.strip().lstrip("-").partition("=")
-            if name in out:
-                out[name] = int(value)
-    return out
+            name, has_value, value = line.strip().lstrip("-").partition("=")
+            if name in fields:
+                kind = fields[name].type
+                values[name] = (value.lower() in ("1", "true") if kind is bool else kind(value)) if has_value \
+                    else True
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return training.TrainConfig(**values)
+
+
+KINDS = [("cached", "default run, cached batch"), ("records", "default run, pairs from records"),
+         ("cache", "default run, pairs from cache"),
+         ("plain", "plain net: session, cached"), ("keras", "plain net: keras tf.function")]
 
 
 def main():
-    defaults = default_run_flags()
+    defaults = default_config()
     ap = argparse.ArgumentParser()
-    ap.add_argument("--records_dir", default=os.path.join(REPO, "tfrecords", "celeba-mini"))
-    ap.add_argument("--batch_size", type=int, default=defaults["batch_size"])
-    ap.add_argument("--image_size", type=int, default=defaults["image_size"])
-    ap.add_argument("--convnet_embedding", type=int, default=defaults["convnet_embedding"])
+    ap.add_argument("--records_dir", default=os.path.join(REPO, "tfrecords", "celeba-mini"),
+                    help="One or more record folders, comma-separated (train.flags trains on two).")
+    ap.add_argument("--batch_size", type=int, default=defaults.batch_size)
+    ap.add_argument("--image_size", type=int, default=defaults.image_size)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--kinds", default=",".join(k for k, _ in KINDS))
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    sizes = {"batch_size": args.batch_size, "image_size": args.image_size}
     if args.one:
         if args.one == "keras":
-            rate = keras_rate(args.batch_size, args.image_size, args.convnet_embedding, args.steps)
+            rate = keras_rate(args.batch_size, args.image_size, defaults.convnet_embedding, args.steps)
+        elif args.one == "plain":
+            rate = plain_session_rate(args.batch_size, args.image_size, defaults.convnet_embedding, args.steps)
         else:
-            rate = session_rate(args.records_dir, args.batch_size, args.image_size,
-                                args.convnet_embedding, args.steps,
-                                args.one == "pipeline")
+            rate = session_rate(args.records_dir.split(","), sizes, args.steps, args.one)
         print(json.dumps({"rate": rate}))
         return
-    kinds = [("cached", "session graph, cached batch"), ("keras", "keras tf.function, cached batch"),
-             ("pipeline", "session graph, pair pipeline")]
+    kinds = [(k, label) for k, label in KINDS if k in args.kinds.split(",")]
     rates = {k: [] for k, _ in kinds}
     for _ in range(args.repeats):
         for kind, _ in kinds:
             r = subprocess.run([sys.executable, __file__, "--one", kind, "--records_dir", args.records_dir,
                                 "--batch_size", str(args.batch_size), "--image_size", str(args.image_size),
-                                "--steps", str(args.steps),
-                                "--convnet_embedding", str(args.convnet_embedding)], capture_output=True, text=True)
+                                "--steps", str(args.steps)], capture_output=True, text=True)
             if r.returncode:
                 sys.exit(r.stderr[-3000:])
             rates[kind].append(json.loads(r.stdout.strip().splitlines()[-1])["rate"])
     med = {k: statistics.median(v) for k, v in rates.items()}
-    print("convnet, %dx%d, %d pairs a step, %d timed steps x %d repeats" % (
-        args.image_size, args.image_size, args.batch_size, args.steps, args.repeats))
-    print("%-32s %9s %9s  %s" % ("run", "steps/s", "pairs/s", "all repeats"))
+    print("%s, %dx%d, %d pairs a step, %d timed steps x %d repeats; records: %s" % (
+        defaults.net, args.image_size, args.image_size, args.batch_size, args.steps, args.repeats,
+        args.records_dir))
+    print("%-34s %9s %9s  %s" % ("run", "steps/s", "pairs/s", "all repeats"))
     for kind, label in kinds:
-        print("%-32s %9.2f %9.0f  %s" % (label, med[kind], med[kind] * args.batch_size,
+        print("%-34s %9.2f %9.0f  %s" % (label, med[kind], med[kind] * args.batch_size,
                                         " ".join("%.2f" % r for r in rates[kind])))
-    print("session / keras: %.2fx (keras costs %.0f ms more a step)   input overhead "
-          "(1 - pipeline / cached): %.1f%%" % (
-              med["cached"] / med["keras"], 1000 * (1 / med["keras"] - 1 / med["cached"]),
-              100 * (1 - med["pipeline"] / med["cached"])))
+    if "cached" in med:
+        for kind in ("records", "cache"):
+            if kind in med:
+                print("input overhead, pairs from %s (1 - %s / cached batch): %.1f%%"
+                      % (kind, kind, 100 * (1 - med[kind] / med["cached"])))
+    if "plain" in med and "keras" in med:
+        print("plain net, session / keras: %.2fx (keras costs %.0f ms more a step)" % (
+            med["plain"] / med["keras"], 1000 * (1 / med["keras"] - 1 / med["plain"])))
 
 
 if __name__ == "__main__":

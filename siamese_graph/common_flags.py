@@ -25,6 +25,8 @@ flags.DEFINE_bool("augment", False, "Training augmentation: flip, crop/scale jit
 flags.DEFINE_float("rotation_deg", preprocessing.DEFAULT_ROTATION_DEG,
                    "With --augment: random rotation up to +-this many degrees (0: none; costs speed).")
 flags.DEFINE_integer("shuffle_buffer", 2048, "Records in the record-level shuffle buffer.")
+flags.DEFINE_bool("cache", False, "Decode each photo of the split once, keep its face region in memory and "
+                  "make pairs from there (pairs.py: decoding once); --shuffle_buffer then does not apply.")
 # Restoring a train_dir (evaluate, score, gallery, embed, export)
 flags.DEFINE_string("checkpoint_dir", None, "A train_dir written by train.")
 flags.DEFINE_string("checkpoint_path", None, "The checkpoint of --checkpoint_dir to restore (model.ckpt-N, "

@@ -18,7 +18,7 @@ from siamese_graph import common_flags, fileio, pairs, preprocessing
 from siamese_graph.errors import UserError
 
 common_flags.declare("records_dir", "split", "num_pairs", "batch_size", "image_size", "crop", "augment",
-                     "rotation_deg", "seed", "shuffle_buffer")
+                     "rotation_deg", "seed", "shuffle_buffer", "cache")
 flags.DEFINE_string("save_grid", None, "Write a PNG of sample pairs with their labels here.")
 flags.DEFINE_integer("grid_pairs", 16, "Pairs in the --save_grid picture.")
 FLAGS = flags.FLAGS
@@ -54,6 +54,10 @@ def inspect(records_dir, split, num_pairs, batch_size=100, grid_pairs=0, **kwarg
                         grid.append((out["image_a"][i], out["image_b"][i], int(out["label"][i]),
                                      out["filename_a"][i].decode(), out["filename_b"][i].decode()))
                     n += len(out["label"])
+            except tf.errors.InvalidArgumentError as e:
+                if pairs.disagreement(e):
+                    raise UserError(pairs.disagreement(e))
+                raise
             except tf.errors.DataLossError as e:
                 path = info.find_corrupt_shard()
                 raise UserError("%s: corrupt shard (%s); rewrite it with make_records --overwrite"
@@ -115,7 +119,7 @@ def main(argv):
     report, grid = inspect(FLAGS.records_dir, FLAGS.split or DEFAULT_SPLIT, FLAGS.num_pairs, FLAGS.batch_size,
                            FLAGS.grid_pairs if FLAGS.save_grid else 0, image_size=FLAGS.image_size,
                            crop=FLAGS.crop or preprocessing.DEFAULT_CROP, augment=FLAGS.augment, rotation_deg=FLAGS.rotation_deg,
-                           seed=FLAGS.seed, shuffle_buffer=FLAGS.shuffle_buffer)
+                           seed=FLAGS.seed, shuffle_buffer=FLAGS.shuffle_buffer, cache=FLAGS.cache)
     if FLAGS.save_grid:
         save_grid(FLAGS.save_grid, grid)
         report["grid"] = FLAGS.save_grid

@@ -40,12 +40,36 @@ Order: (A zip B) -> filter -> shuffle -> decode and crop (parallel map) -> split
 into two pairs -> batch -> augment and standardize the batch -> prefetch. With the same seed the first batches are the
 same in any process: shuffles are seeded, interleave and map are deterministic,
 and augmentation uses stateless ops seeded from Dataset.random.
+
+Decoding once: the cached pair graph (cache=True)
+-------------------------------------------------
+Decoding a JPEG is about half of what a pair costs, and the per-photo ops
+around it (parsing, the crop, one element at a time) the other half. With the
+cache, every photo of the split is decoded once, cropped to the face box
+enlarged by the largest jitter (preprocessing.jitter_extent) and resized to the
+output's resolution, and kept as one uint8 tensor [N, H, W, 3] in tf.data's
+memory cache (N * H * W * 3 bytes: cache_bytes). The pairs are then made on
+record indices: the manifest lists each shard's identity blocks in order, so
+the identity of every record index is known without reading a record. Each
+epoch, every photo of a multi-photo identity is an anchor once, its positive
+the next photo of a seeded random permutation of its identity's photos (as
+above); the other photos are a seeded permutation of the whole split; triplets
+whose other photo has the anchor's identity are dropped and the rest shuffled
+(full shuffles, no buffers). A batch gathers its photos with one
+crop_and_resize over the cache (the jittered and mirrored boxes, mapped into
+the enlarged box) and finishes them as one batch (preprocessing.finish): the
+same augmentation, two small resamplings instead of one. Records are read once
+per run, not about 1.5 per pair.
 """
+import re
+
+import numpy as np
 import tensorflow as tf
 
 from siamese_graph import preprocessing, records
 from siamese_graph.errors import ArgumentError, DataError
 
+MISMATCH = "the identities in the records disagree with the identity blocks in the manifest"
 _META = {"image/encoded": records.FEATURES["image/encoded"],
          "image/identity": records.FEATURES["image/identity"],
          "image/filename": records.FEATURES["image/filename"]}
@@ -137,7 +161,7 @@ def other_photos(info, seed, shuffle_buffer=2048, cycle_length=16, counter=None,
 def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_CROP, augment=False,
                  seed=0, shuffle_buffer=2048, pair_buffer=512, block_buffer=64, counter=None,
                  rotation_deg=preprocessing.DEFAULT_ROTATION_DEG, service_shard=False, gray_prob=0.0,
-                 lowres_prob=0.0):
+                 lowres_prob=0.0, cache=False):
     """Batched balanced pairs from one split of a record set.
 
     Args:
@@ -156,6 +180,11 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
       service_shard: for tf.data service workers (ShardingPolicy.HINT): each worker
         reads its own shards, so two workers never make the same pairs; the split
         needs at least as many shards as workers. Only usable through the service.
+      cache: decode every photo once and make pairs from memory (see the module
+        doc; cache_bytes says how much). shuffle_buffer, pair_buffer and
+        block_buffer do not apply (the shuffles are full). With service_shard each
+        tf.data service worker caches the whole split and makes its own epochs
+        (worker i of n gets epochs i, i + n, ...: other permutations, other pairs).
     Returns:
       A tf.data.Dataset of dicts: image_a, image_b (float32 [B, S, S, 3]); label
       (int32 [B], 0 same, 1 different); identity_a, identity_b (int64 [B]);
@@ -165,10 +194,21 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
         raise ArgumentError("batch_size", batch_size, "must be even and at least 2 (half same, "
                             "half different pairs)")
     check_pairable(info)
+    box = preprocessing.parse_crop(crop) if isinstance(crop, str) else crop
+
+    def finish(batch, rnd):
+        seeds = tf.random.experimental.stateless_split(tf.stack([rnd, 11]), 2) if augment else [None, None]
+        batch = dict(batch)
+        batch["image_a"] = preprocessing.finish(batch["image_a"], seeds[0], rotation_deg, gray_prob, lowres_prob)
+        batch["image_b"] = preprocessing.finish(batch["image_b"], seeds[1], rotation_deg, gray_prob, lowres_prob)
+        return batch
+
+    if cache:
+        return _cached_pair_dataset(info, batch_size, image_size, box, augment, seed, counter, finish,
+                                    service_shard)
     # a buffer larger than the split would only hold the split several times over
     shuffle_buffer, pair_buffer = min(shuffle_buffer, info.photos), min(pair_buffer, info.photos)
     block_buffer = min(block_buffer, info.multi)
-    box = preprocessing.parse_crop(crop) if isinstance(crop, str) else crop
     triplets = tf.data.Dataset.zip((same_pairs(info, seed, block_buffer, counter=counter, service_shard=service_shard),
                                     other_photos(info, seed, shuffle_buffer, counter=counter,
                                                  service_shard=service_shard)))
@@ -192,18 +232,132 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
                 "identity_a": tf.stack([ident[0], ident[0]]), "identity_b": tf.stack(ident[1:]),
                 "filename_a": tf.stack([name[0], name[0]]), "filename_b": tf.stack(name[1:])}
 
-    def finish(batch, rnd):
-        seeds = tf.random.experimental.stateless_split(tf.stack([rnd, 11]), 2) if augment else [None, None]
-        batch = dict(batch)
-        batch["image_a"] = preprocessing.finish(batch["image_a"], seeds[0], rotation_deg, gray_prob, lowres_prob)
-        batch["image_b"] = preprocessing.finish(batch["image_b"], seeds[1], rotation_deg, gray_prob, lowres_prob)
-        return batch
-
     ds = tf.data.Dataset.zip((triplets, tf.data.Dataset.random(seed + 6)))
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.unbatch().batch(batch_size, drop_remainder=True)
     ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed + 8)))
     ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def cache_geometry(crop, image_size, augment):
+    """(outer box, (height, width)): the region of each photo the cache holds (the
+    crop, enlarged by the jitter when augmenting) and its size in pixels, at the
+    output's resolution (image_size pixels across the crop)."""
+    t, l, h, w = crop
+    outer = preprocessing.jitter_extent(crop) if augment else tuple(crop)
+    return outer, (max(1, int(round(image_size * outer[2] / h))), max(1, int(round(image_size * outer[3] / w))))
+
+
+def cache_bytes(info, image_size, crop=preprocessing.DEFAULT_CROP, augment=False):
+    """Bytes the cached pair graph holds for info's photos (uint8, one copy)."""
+    box = preprocessing.parse_crop(crop) if isinstance(crop, str) else crop
+    _, (height, width) = cache_geometry(box, image_size, augment)
+    return info.photos * height * width * 3
+
+
+def record_blocks(info):
+    """The split's records in reading order (its files in order) as identity blocks:
+    (identities [N] int64, starts [M] int64, counts [M] int64), from the manifest."""
+    blocks = [(identity, count) for shard in info.shards if shard["records"]
+              for identity, count in shard["identities"]]
+    counts = np.array([c for _, c in blocks], np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    identities = np.repeat(np.array([i for i, _ in blocks], np.int64), counts)
+    return identities, starts, counts
+
+
+def _photo_cache(info, box, outer, size, counter):
+    """A dataset repeating one element, decoded once: (photos uint8 [N, H, W, 3] of
+    the region outer, filenames [N] string)."""
+    expected, _, _ = record_blocks(info)
+    t, l, h, w = outer
+    region = tf.constant([[t, l, t + h, l + w]], tf.float32)
+    ds = tf.data.TFRecordDataset(info.files)
+    if counter is not None:
+        def count(s):
+            with tf.control_dependencies([counter.assign_add(1)]):
+                return tf.identity(s)
+        ds = ds.map(count)
+
+    def load(s):
+        p = tf.io.parse_single_example(s, _META)
+        image = preprocessing.decode(p["image/encoded"])
+        photo = tf.image.crop_and_resize(image[tf.newaxis], region, [0], size, extrapolation_value=0.0)[0]
+        return tf.cast(tf.round(photo), tf.uint8), p["image/filename"], p["image/identity"]
+
+    def checked(photos, names, identities):
+        check = tf.debugging.assert_equal(
+            identities, tf.constant(expected), message="%s: %s; rewrite it with make_records --overwrite"
+            % (info, MISMATCH))
+        with tf.control_dependencies([check]):
+            return tf.identity(photos), names
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(len(expected)).map(checked).cache().repeat()
+
+
+def _seeds(seed, service_shard):
+    """Dataset.random(seed), dealt among tf.data service workers with service_shard."""
+    ds = tf.data.Dataset.random(seed)
+    return ds.shard(tf.data.experimental.SHARD_HINT, tf.data.experimental.SHARD_HINT) if service_shard else ds
+
+
+def disagreement(error):
+    """The one-line message of a TF error raised by the cache's identity check, else None."""
+    found = re.search(r"\[([^\[\]]*%s[^\[\]]*)\]" % MISMATCH, str(getattr(error, "message", error)))
+    return found.group(1).replace("\\'", "'") if found else None
+
+
+def _epoch_triplets(info, seed, service_shard=False):
+    """A dataset of epochs, each int64 [K, 3] (anchor, positive, other) record
+    indices, shuffled: every photo of a multi-photo identity is an anchor once."""
+    identities, starts, counts = record_blocks(info)
+    multi = counts >= 2
+    anchors = np.concatenate([np.arange(s, s + c) for s, c in zip(starts[multi], counts[multi])])
+    block = np.repeat(np.arange(int(multi.sum())), counts[multi])  # block of each anchor
+    first = np.repeat(np.concatenate([[0], np.cumsum(counts[multi])[:-1]]), counts[multi])
+    last = np.append(block[1:] != block[:-1], True)  # the last anchor of its block
+    ids, n, m = tf.constant(identities), len(identities), len(anchors)
+
+    def triplets(rnd):
+        u = tf.random.stateless_uniform([m], tf.stack([rnd, 0]), dtype=tf.float64)
+        order = tf.gather(tf.constant(anchors), tf.argsort(tf.constant(block, tf.float64) + u))
+        positive = tf.where(tf.constant(last), tf.gather(order, tf.constant(first)), tf.roll(order, -1, 0))
+        other = tf.argsort(tf.random.stateless_uniform([n], tf.stack([rnd, 1])))[:m]
+        other = tf.cast(other, tf.int64)
+        kept = tf.not_equal(tf.gather(ids, other), tf.gather(ids, order))
+        t = tf.boolean_mask(tf.stack([order, positive, other], axis=1), kept)
+        return tf.gather(t, tf.argsort(tf.random.stateless_uniform([tf.shape(t)[0]], tf.stack([rnd, 2]))))
+
+    return _seeds(seed + 2, service_shard).map(triplets), ids
+
+
+def _cached_pair_dataset(info, batch_size, image_size, box, augment, seed, counter, finish, service_shard):
+    outer, size = cache_geometry(box, image_size, augment)
+    epochs, ids = _epoch_triplets(info, seed, service_shard)
+    half = batch_size // 2
+
+    def gather(cache, triplet, rnd):
+        photos, names = cache
+        a = tf.reshape(tf.stack([triplet[:, 0], triplet[:, 0]], axis=1), [-1])  # anchor twice
+        b = tf.reshape(triplet[:, 1:], [-1])  # (positive, other) per triplet
+        which = tf.concat([a, b], axis=0)
+        boxes = preprocessing.boxes(box, 2 * batch_size, tf.stack([rnd, 7]) if augment else None)
+        images = tf.image.crop_and_resize(photos, preprocessing.within(boxes, outer), tf.cast(which, tf.int32),
+                                          [image_size, image_size], extrapolation_value=0.0) / 255.0
+        return {"image_a": images[:batch_size], "image_b": images[batch_size:],
+                "label": tf.tile(tf.constant([0, 1], tf.int32), [half]),
+                "identity_a": tf.gather(ids, a), "identity_b": tf.gather(ids, b),
+                "filename_a": tf.gather(names, a), "filename_b": tf.gather(names, b)}
+
+    def batch(cache, triplet, rnd):
+        return finish(gather(cache, triplet, rnd), rnd)
+
+    ds = tf.data.Dataset.zip((_photo_cache(info, box, outer, size, counter),
+                              epochs.rebatch(half, drop_remainder=True),
+                              _seeds(seed + 6, service_shard)))
+    ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -80,6 +80,31 @@ def boxes(crop, n=1, seed=None):
     return tf.stack([cy - half_h, cx - half_w, cy + half_h, cx + half_w], axis=1)
 
 
+def jitter_extent(crop):
+    """The box (top, left, height, width fractions) that holds every jittered box of
+    crop (boxes() with a seed: scale and shift at their largest), clipped to the
+    photo. Mirroring does not change a box's extent, and rotation happens after the
+    crop (finish)."""
+    t, l, h, w = [float(v) for v in crop]
+    grow = 1.0 + SCALE_JITTER + 2 * SHIFT_JITTER  # +-(h/2 (1 + scale) + shift h) about the centre
+    cy, cx = t + h / 2, l + w / 2
+    top, left = max(0.0, cy - grow * h / 2), max(0.0, cx - grow * w / 2)
+    bottom, right = min(1.0, cy + grow * h / 2), min(1.0, cx + grow * w / 2)
+    return top, left, bottom - top, right - left
+
+
+def within(crop_boxes, outer):
+    """crop_boxes ([n, 4] y1, x1, y2, x2 in fractions of the photo) in fractions of
+    the box outer (top, left, height, width): for cropping from an image of outer alone."""
+    t, l, h, w = [float(v) for v in outer]
+    inner = (crop_boxes - tf.constant([t, l, t, l], tf.float32)) / tf.constant([h, w, h, w], tf.float32)
+    # an edge of outer itself lands a rounding error past 0 or 1, where crop_and_resize
+    # would sample its black extrapolation value for a whole row or column: snap it
+    for edge in (0.0, 1.0):
+        inner = tf.where(tf.abs(inner - edge) < 1e-5, edge, inner)
+    return inner
+
+
 def crop_resize(image, image_size, crop_boxes):
     """Stage 1, per photo: uint8 [H, W, 3] -> float32 [n, S, S, 3] in [0, 1], one per box."""
     n = tf.shape(crop_boxes)[0]

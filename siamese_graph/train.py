@@ -28,7 +28,7 @@ from siamese_graph.nets import nets_factory
 
 v1 = tf.compat.v1
 # TrainConfig's input fields are shared flags; the rest of its fields are train's own.
-SHARED_FIELDS = ("seed", "batch_size", "image_size", "crop", "augment", "rotation_deg", "shuffle_buffer")
+SHARED_FIELDS = ("seed", "batch_size", "image_size", "crop", "augment", "rotation_deg", "shuffle_buffer", "cache")
 common_flags.declare("records_dir", "split", "checkpoint_path", *SHARED_FIELDS)
 # Where
 flags.DEFINE_string("train_dir", None, "Checkpoints, events, flags.txt and model.json go here.")
@@ -66,6 +66,8 @@ flags.DEFINE_integer("replicas_to_aggregate", None, "Cluster with --sync_replica
 flags.DEFINE_float("ps_grace_seconds", 30, "Cluster: a parameter server exits this long after the chief "
                    "is done even if other workers have not reported done.")
 # Input on other machines' CPUs (TensorFlow's tf.data service; see data_service.py)
+flags.DEFINE_integer("cache_limit_mb", 4096, "With --cache: the most memory the decoded training photos "
+                     "may take; above it the run is refused.")
 flags.DEFINE_string("data_service", None, "A tf.data service dispatcher, grpc://HOST:PORT: the pair graph "
                     "runs on its workers, each on its own shards.")
 FLAGS = flags.FLAGS
@@ -235,6 +237,8 @@ def train():
         if config.batch_size // 2 > s.photos:
             raise UserError("--batch_size=%d: more pairs of each kind than %s has photos (%d)"
                             % (config.batch_size, s, s.photos))
+    if config.cache:
+        check_cache(splits, config)
     val_set = records.RecordSet(FLAGS.val_records_dir or record_dirs[0])
     val_split = resolve_val_split(val_set, FLAGS.val_split) if FLAGS.validate_every_n_steps else None
     is_chief = conf is None or conf.is_chief
@@ -304,6 +308,8 @@ def train():
                         "(the last complete checkpoint, %s, is kept)"
                         % (FLAGS.train_dir, tf.train.latest_checkpoint(FLAGS.train_dir)))
     except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
+        if pairs.disagreement(e):
+            raise UserError(pairs.disagreement(e))
         if "checkpoint" in str(e).lower() or "Restoring" in str(e):
             raise UserError("%s: its checkpoint does not match this model (%s); use another "
                             "--train_dir or delete it to start fresh"
@@ -314,6 +320,18 @@ def train():
         cluster.signal_done(server.target, done_ops, conf)
     logging.info("done; checkpoint %s", tf.train.latest_checkpoint(FLAGS.train_dir))
     return (validation.history if validation else []), progress.losses
+
+
+def check_cache(splits, config):
+    """Logs what --cache holds (in each process that makes pairs: this one, or each
+    tf.data service worker); UserError above --cache_limit_mb."""
+    need = sum(pairs.cache_bytes(s, config.image_size, config.crop, config.augment) for s in splits)
+    photos = sum(s.photos for s in splits)
+    logging.info("cache: %d photos decoded once, %.1f MiB in memory", photos, need / 2 ** 20)
+    if need > FLAGS.cache_limit_mb * 2 ** 20:
+        raise UserError("--cache: the %d training photos take %.0f MiB decoded, more than --cache_limit_mb=%d; "
+                        "raise the limit if the machine has the memory, or train with --nocache"
+                        % (photos, need / 2 ** 20, FLAGS.cache_limit_mb))
 
 
 def check_data_service(address):

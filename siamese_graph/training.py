@@ -78,6 +78,7 @@ class TrainConfig:
     lowres_prob: float = _field(0.0, "With --augment: chance an image is made low-resolution (1/2 or 1/4 "
                                 "of the side and back).")
     shuffle_buffer: int = _field(2048, "Records in the record-level shuffle buffer.")
+    cache: bool = _field(False, "Decode each training photo once and make pairs in memory (pairs.py).")
     seed: int = _field(0, "Seed for shuffling, pairing, augmentation and initial weights.")
     # the optimizer
     lr_schedule: str = _field("cyclic", "Learning-rate schedule.", ["cyclic", "constant"])
@@ -164,7 +165,7 @@ def build_inputs(splits, config, data_service=None):
                                    config.seed + RECORDS_SEED_STRIDE * i,
                                    shuffle_buffer=config.shuffle_buffer, rotation_deg=config.rotation_deg,
                                    gray_prob=config.gray_prob, lowres_prob=config.lowres_prob,
-                                   service_shard=bool(data_service))
+                                   service_shard=bool(data_service), cache=config.cache)
                 for i, s in enumerate(splits)]
     ds = datasets[0] if len(datasets) == 1 else tf.data.Dataset.choose_from_datasets(
         datasets, tf.data.Dataset.range(len(datasets)).repeat())

@@ -174,6 +174,24 @@ def test_refused_train_writes_nothing(synthetic_records, tmp_path):
     assert (existing / "flags.txt").read_text() == "--batch_size=8\n" and os.listdir(existing) == ["flags.txt"]
 
 
+def test_cache_above_its_limit_is_refused(synthetic_records, tmp_path):
+    r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % (tmp_path / "r"),
+                "--cache", "--augment", "--image_size=32", "--cache_limit_mb=0")
+    one_line_error(r, "--cache: the 38 training photos take 0 MiB decoded, more than --cache_limit_mb=0")
+    assert not (tmp_path / "r").exists()
+
+
+def test_cache_names_records_that_disagree_with_their_manifest(synthetic_records, tmp_path):
+    d = tmp_path / "rec"
+    shutil.copytree(synthetic_records[0], d)
+    manifest = json.loads((d / "manifest.json").read_text())
+    blocks = manifest["splits"]["train"]["shards"][0]["identities"]
+    blocks[0][0], blocks[1][0] = blocks[1][0], blocks[0][0]  # two identities' blocks swapped
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    r = run_cli("siamese_graph.inspect_pairs", "--records_dir=%s" % d, "--cache", "--num_pairs=100")
+    one_line_error(r, "the identities in the records disagree with the identity blocks in the manifest")
+
+
 def test_train_dir_that_is_a_file(synthetic_records, tmp_path):
     (tmp_path / "f").write_text("")
     r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % (tmp_path / "f"))

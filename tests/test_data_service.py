@@ -77,6 +77,25 @@ def test_each_worker_makes_pairs_from_its_own_shards(six_shard_records, service)
     assert all(p.poll() is None for p in procs)  # servers keep serving until stopped
 
 
+def test_with_the_cache_each_worker_makes_its_own_epochs(six_shard_records, service):
+    """--cache through the service: each worker caches the whole split and is dealt
+    other epoch seeds, so the two workers never send the same batches."""
+    address, _ = service
+    split = records.RecordSet(six_shard_records).split("train")
+    config = training.TrainConfig(batch_size=8, image_size=32, augment=True, cache=True)
+    with tf.Graph().as_default():
+        batch = training.build_inputs([split], config, data_service=(address, "cache-job"))
+        with v1.Session() as sess:
+            seen = []
+            for _ in range(200):  # both workers send within this (the test above waits for that)
+                time.sleep(0.05)
+                b = sess.run(batch)
+                assert list(b["label"]) == [0, 1] * 4
+                seen.append(tuple(b["filename_a"]) + tuple(b["filename_b"]))
+    # two workers on one seed would send every batch twice
+    assert len(set(seen)) == len(seen)
+
+
 @pytest.mark.slow
 def test_train_from_a_local_service_then_every_process_ends(six_shard_records, tmp_path):
     run = tmp_path / "run"

@@ -28,9 +28,10 @@ def batches(records_dir, n, **kw):
             return [sess.run(nxt) for _ in range(n)]
 
 
-def test_balanced_correct_labels_no_same_photo(synthetic_records):
+@pytest.mark.parametrize("cache", [False, True])
+def test_balanced_correct_labels_no_same_photo(synthetic_records, cache):
     records_dir, counts = synthetic_records
-    for b in batches(records_dir, 20, augment=True):
+    for b in batches(records_dir, 20, augment=True, cache=cache):
         assert (b["label"] == 0).sum() == (b["label"] == 1).sum() == 5  # every batch exactly half
         assert np.array_equal(b["label"], (b["identity_a"] != b["identity_b"]).astype(np.int32))
         same = b["label"] == 0
@@ -38,34 +39,116 @@ def test_balanced_correct_labels_no_same_photo(synthetic_records):
         assert b["image_a"].shape == (10, 16, 16, 3) and b["image_a"].dtype == np.float32
 
 
-def test_every_identity_appears_no_starvation(synthetic_records):
+@pytest.mark.parametrize("cache", [False, True])
+def test_every_identity_appears_no_starvation(synthetic_records, cache):
     records_dir, counts = synthetic_records
     train = counts[:12]
-    report = pull(records_dir, num_pairs=3 * sum(train) * 2)  # about three epochs
+    report = pull(records_dir, num_pairs=3 * sum(train) * 2, cache=cache)  # about three epochs
     assert report["same_fraction"] == 0.5
     assert report["mislabeled_pairs"] == 0 and report["same_photo_pairs"] == 0
     assert report["identities_in_same_pairs"] == sum(c >= 2 for c in train) == 9
     assert report["identities_in_different_pairs"] == len(train)  # singletons included
     assert report["records_read_per_pair"] <= 3
+    if cache:  # every record read once, whatever the number of pairs
+        assert report["records_read"] == sum(train)
 
 
-def test_same_seed_same_batches_in_two_processes(synthetic_records):
+@pytest.mark.parametrize("cache", [False, True])
+def test_same_seed_same_batches_in_two_processes(synthetic_records, cache):
     records_dir, _ = synthetic_records
     code = ("import hashlib, sys, tensorflow as tf\n"
             "tf.compat.v1.disable_eager_execution()\n"
             "from tests.test_pairs import batches\n"
             "h = hashlib.sha256()\n"
-            "for b in batches(sys.argv[1], 4, augment=True, rotation_deg=8, seed=int(sys.argv[2])):\n"
+            "for b in batches(sys.argv[1], 4, augment=True, rotation_deg=8, seed=int(sys.argv[2]),\n"
+            "                 cache=sys.argv[3] == 'True'):\n"
             "    h.update(b['image_a'].tobytes()); h.update(b['image_b'].tobytes())\n"
             "print('digest', h.hexdigest())\n")
     digests = []
     for seed in (5, 5, 6):
-        out = subprocess.run([sys.executable, "-c", code, records_dir, str(seed)], cwd=REPO,
+        out = subprocess.run([sys.executable, "-c", code, records_dir, str(seed), str(cache)], cwd=REPO,
                              capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
         digests.append([l for l in out.stdout.splitlines() if l.startswith("digest")][0])
     assert digests[0] == digests[1]
     assert digests[0] != digests[2]
+
+
+def test_cached_epochs_make_every_anchor_once_with_a_positive_of_its_identity(synthetic_records):
+    info = pairs.pairable_split(synthetic_records[0], "train")
+    identities, starts, counts = pairs.record_blocks(info)
+    assert len(identities) == info.photos and sorted(counts) == sorted(c for c in info.counts if c)
+    with tf.Graph().as_default():
+        epochs, _ = pairs._epoch_triplets(info, seed=3)
+        nxt = tf.compat.v1.data.make_one_shot_iterator(epochs).get_next()
+        with tf.compat.v1.Session() as sess:
+            first, second = sess.run(nxt), sess.run(nxt)
+    multi = np.concatenate([np.arange(s, s + c) for s, c in zip(starts, counts) if c >= 2])
+    for t in (first, second):
+        a, p, o = t.T
+        assert np.all(identities[a] == identities[p]) and np.all(a != p)  # same pairs: two photos of one person
+        assert np.all(identities[a] != identities[o])  # different pairs
+        assert len(set(a)) == len(a) and set(a) <= set(multi)  # an anchor at most once an epoch
+        assert len(a) >= 0.7 * len(multi)  # only anchors whose other photo had their identity are dropped
+        assert len(set(o)) == len(o)  # the other photos: a permutation of the split
+    assert not np.array_equal(first, second)  # reshuffled each epoch
+
+
+def test_cache_region_holds_every_jittered_box_and_crops_like_the_photo():
+    from siamese_graph import preprocessing
+    from tests.conftest import face
+
+    box = preprocessing.CROPS["celeba"]
+    outer, size = pairs.cache_geometry(box, 48, augment=True)
+    t, l, h, w = outer
+    jittered = preprocessing.boxes(box, 4000, tf.constant([1, 2])).numpy()
+    inside = (np.minimum(jittered[:, [0, 2]], jittered[:, [2, 0]])[:, 0] >= t - 1e-6) & \
+             (np.maximum(jittered[:, 0], jittered[:, 2]) <= t + h + 1e-6) & \
+             (np.minimum(jittered[:, 1], jittered[:, 3]) >= l - 1e-6) & \
+             (np.maximum(jittered[:, 1], jittered[:, 3]) <= l + w + 1e-6)
+    assert inside.all()
+    assert outer[2] > box[2] and size[0] == round(48 * outer[2] / box[2])
+    # a crop from the cached region is the crop from the photo, up to the second resampling
+    from PIL import ImageFilter
+    # a photo's detail, not pixel noise (celeba-mini's photos: 0.018 at 48, bench/pairs.py)
+    photo = tf.constant(np.asarray(face(3, 1, size=(178, 218)).filter(ImageFilter.GaussianBlur(1.5))))
+    b = preprocessing.boxes(box, 16, tf.constant([5, 6]))
+    direct = preprocessing.crop_resize(photo, 48, b)
+    region = tf.image.crop_and_resize(tf.cast(photo, tf.float32)[None], [[t, l, t + h, l + w]], [0], size)
+    cached = tf.image.crop_and_resize(tf.cast(tf.round(region), tf.uint8), preprocessing.within(b, outer),
+                                      tf.zeros([16], tf.int32), [48, 48]) / 255.0
+    assert float(tf.reduce_mean(tf.abs(direct - cached))) < 0.03
+    # without augmentation the cache holds the crop itself, at the output's size: no resampling
+    assert pairs.cache_geometry(box, 48, augment=False) == (box, (48, 48))
+
+
+def test_cached_pairs_are_the_records_photos(synthetic_records):
+    """Unaugmented, a cached pair's images are its photos' own crops (to uint8 rounding)."""
+    from siamese_graph import preprocessing
+
+    records_dir = synthetic_records[0]
+    photos = {}
+    for path in pairs.pairable_split(records_dir, "train").files:
+        for s in tf.data.TFRecordDataset(path):
+            ex = tf.train.Example.FromString(s.numpy())
+            photos[ex.features.feature["image/filename"].bytes_list.value[0]] = \
+                ex.features.feature["image/encoded"].bytes_list.value[0]
+    b = batches(records_dir, 1, cache=True)[0]
+    for images, names in ((b["image_a"], b["filename_a"]), (b["image_b"], b["filename_b"])):
+        for image, name in zip(images, names):
+            want = preprocessing.preprocess(preprocessing.decode(photos[name]), 16).numpy()
+            assert np.abs(image - want).max() < 0.05, name
+
+
+def test_cache_bytes_and_refusals(synthetic_records):
+    info = pairs.pairable_split(synthetic_records[0], "train")
+    outer, (h, w) = pairs.cache_geometry(preprocessing_box(), 32, True)
+    assert pairs.cache_bytes(info, 32, "celeba", augment=True) == info.photos * h * w * 3
+
+
+def preprocessing_box():
+    from siamese_graph import preprocessing
+    return preprocessing.CROPS["celeba"]
 
 
 def test_bad_splits(tmp_path):

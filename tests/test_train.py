@@ -52,10 +52,11 @@ def test_loss_falls_checkpoint_and_saved_flags(synthetic_records, tmp_path):
                                                               abs=1e-4)
 
 
-def test_all_pairs_loss_falls(synthetic_records, tmp_path):
+def test_all_pairs_loss_falls_on_pairs_from_the_cache(synthetic_records, tmp_path):
     r = train(synthetic_records[0], tmp_path / "run", "--max_steps=60", "--loss_pairs=all",
-              "--validate_every_n_steps=0")
+              "--validate_every_n_steps=0", "--cache")
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "cache: 38 photos decoded once" in r.stderr
     ls = losses(tmp_path / "run")
     assert len(ls) >= 8
     assert sum(ls[-3:]) / 3 < 0.7 * sum(ls[:3]) / 3, ls
