@@ -128,17 +128,29 @@ def _rotate(images, angles):
         fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST")
 
 
-def _grayscale(images):
-    """[B, S, S, 3] -> the same with three equal channels (ITU-R 601 luma, Pillow's convert("L"))."""
-    luma = tf.reduce_sum(images * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
-    return tf.tile(luma, [1, 1, 1, 3])
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, Pillow's convert("L")
 
 
-def _low_resolution(images, factor):
-    """[B, S, S, 3] -> bilinear to 1/factor of the side and back (a low-resolution photo)."""
+def _grayscale(images, which):
+    """[B, S, S, 3] -> the same, images where which [B] is true in three equal channels
+    of their luma. One batched 3x3 colour matrix an image: identity, or luma to every channel."""
+    gray = tf.cast(tf.reshape(which, [-1, 1, 1]), images.dtype)
+    to_luma = tf.tile(tf.constant(LUMA, images.dtype)[:, tf.newaxis], [1, 3])  # [3 in, 3 out]
+    matrix = (1 - gray) * tf.eye(3, dtype=images.dtype) + gray * to_luma  # [B, 3, 3]
+    shape = tf.shape(images)
+    flat = tf.reshape(images, tf.stack([shape[0], -1, 3]))
+    return tf.reshape(tf.matmul(flat, matrix), shape)
+
+
+def _low_resolution(images, which, factor):
+    """[B, S, S, 3] -> the same, images where which [B] is true made low-resolution:
+    the mean of each factor x factor block, then bilinear back to the side. Only
+    those images are resampled (gathered, then scattered back)."""
+    index = tf.where(which)
+    chosen = tf.gather_nd(images, index)
     size = tf.shape(images)[1:3]
-    small = tf.image.resize(images, tf.maximum(size // factor, 1), method="bilinear", antialias=True)
-    return tf.image.resize(small, size, method="bilinear")
+    small = tf.nn.avg_pool2d(chosen, factor, factor, "VALID")
+    return tf.tensor_scatter_nd_update(images, index, tf.image.resize(small, size, method="bilinear"))
 
 
 def finish(images, seed=None, rotation_deg=DEFAULT_ROTATION_DEG, gray_prob=0.0, lowres_prob=0.0):
@@ -146,7 +158,8 @@ def finish(images, seed=None, rotation_deg=DEFAULT_ROTATION_DEG, gray_prob=0.0, 
 
     With a seed ([2] int tensor), training: each image is rotated by up to
     +-rotation_deg (0 turns rotation off); with probability lowres_prob made a
-    low-resolution photo (to 1/2 or 1/4 of the side and back, equally likely);
+    low-resolution photo (1/2 or 1/4 of the side, equally likely: the mean of each
+    2x2 or 4x4 block, as a sensor with fewer pixels records it, then bilinear back);
     with probability gray_prob made grayscale; and has its brightness and contrast
     changed, clipped to [0, 1] (without the clip, per-image standardization
     would undo both exactly; with it they saturate highlights and shadows like
@@ -162,11 +175,10 @@ def finish(images, seed=None, rotation_deg=DEFAULT_ROTATION_DEG, gray_prob=0.0, 
             v = tf.random.stateless_uniform(tf.stack([2, tf.shape(images)[0]]),
                                             tf.cast(seed, tf.int64) + tf.constant([0, 1], tf.int64))
             if lowres_prob:
-                which = tf.reshape(v[0], [-1, 1, 1, 1])
-                images = tf.where(which < lowres_prob / 2, _low_resolution(images, 2),
-                                  tf.where(which < lowres_prob, _low_resolution(images, 4), images))
+                images = _low_resolution(images, v[0] < lowres_prob / 2, 2)
+                images = _low_resolution(images, (v[0] >= lowres_prob / 2) & (v[0] < lowres_prob), 4)
             if gray_prob:
-                images = tf.where(tf.reshape(v[1], [-1, 1, 1, 1]) < gray_prob, _grayscale(images), images)
+                images = _grayscale(images, v[1] < gray_prob)
         lo, hi = CONTRAST_RANGE
         factor = tf.reshape(lo + (u[1] + 1) / 2 * (hi - lo), [-1, 1, 1, 1])
         shift = tf.reshape(u[2] * MAX_BRIGHTNESS, [-1, 1, 1, 1])
