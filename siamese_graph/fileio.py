@@ -1,14 +1,88 @@
-"""Writing files so that a reader never sees half of one: a temporary name, then a rename."""
+"""Writing files so that a reader never sees half of one: a temporary name, then a rename.
+
+Paths are local paths or URLs of any filesystem TensorFlow reads and writes
+(gs://bucket/folder, s3://..., hdfs://..., ram://... in tests): URLs go through
+tf.io.gfile, local paths through os (which can also fsync).
+"""
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 
 from siamese_graph.errors import ArgumentError
 
 
+def is_url(path):
+    """True for a path of a filesystem other than the local one (gs://bucket/x)."""
+    return "://" in str(path)
+
+
+def _gfile():
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
+def exists(path):
+    return _gfile().exists(path) if is_url(path) else os.path.exists(path)
+
+
+def isdir(path):
+    return _gfile().isdir(path) if is_url(path) else os.path.isdir(path)
+
+
+def isfile(path):
+    return exists(path) and not isdir(path)
+
+
+def listdir(path):
+    return [n.rstrip("/") for n in _gfile().listdir(path)] if is_url(path) else os.listdir(path)
+
+
+def makedirs(path):
+    _gfile().makedirs(path) if is_url(path) else os.makedirs(path, exist_ok=True)
+
+
+def remove(path):
+    _gfile().remove(path) if is_url(path) else os.remove(path)
+
+
+def rmtree(path):
+    if is_url(path):
+        if _gfile().exists(path):
+            _gfile().rmtree(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def getsize(path):
+    return _gfile().stat(path).length if is_url(path) else os.path.getsize(path)
+
+
+def replace(src, dst):
+    """Renames src to dst, replacing dst (atomic on a local filesystem and on GCS objects)."""
+    _gfile().rename(src, dst, overwrite=True) if is_url(src) else os.replace(src, dst)
+
+
+def open_file(path, mode="r"):
+    """open() for local paths, tf.io.gfile.GFile for URLs."""
+    return _gfile().GFile(path, mode) if is_url(path) else open(path, mode)
+
+
+def fsync_file(path):
+    """Flushes a written file to disk before a rename publishes it (local paths; an
+    object store's write is complete when its writer is closed)."""
+    if not is_url(path):
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
+
+
 def temp_path(path):
     """The hidden temporary name beside `path` that atomic writes use (`.NAME.tmp`)."""
+    if is_url(path):
+        folder, _, name = str(path).rpartition("/")
+        return folder + "/." + name + ".tmp"
     folder, name = os.path.split(os.path.abspath(path))
     return os.path.join(folder, "." + name + ".tmp")
 
@@ -22,15 +96,15 @@ def atomic_write(path, mode="w", fsync=False):
     """
     tmp = temp_path(path)
     try:
-        with open(tmp, mode) as f:
+        with open_file(tmp, mode) as f:
             yield f
-            if fsync:
+            if fsync and not is_url(path):
                 f.flush()
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
+        replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
+        with contextlib.suppress(Exception):
+            remove(tmp)
         raise
 
 

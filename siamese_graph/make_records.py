@@ -24,7 +24,6 @@ import json
 import multiprocessing
 import os
 import re
-import shutil
 import threading
 import time
 
@@ -124,12 +123,12 @@ def write_shard(task):
 
     out_dir, name, blocks, identity_names, jpeg_quality = task
     final = os.path.join(out_dir, name)
-    tmp = os.path.join(out_dir, "." + name + ".tmp")
+    tmp = fileio.temp_path(final)
     try:
         return _write_shard(tf, out_dir, name, final, tmp, blocks, identity_names, jpeg_quality)
     except Exception as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if fileio.exists(tmp):
+            fileio.remove(tmp)
         if errors.is_disk_full(e):  # a plain OSError crosses the worker pool intact
             raise OSError(errno.ENOSPC, "No space left on device", tmp) from None
         raise
@@ -153,11 +152,10 @@ def _write_shard(tf, out_dir, name, final, tmp, blocks, identity_names, jpeg_qua
                         _counter.value += 1
             if count:
                 written.append([identity, count])
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    entry = {"file": name, "records": sum(c for _, c in written), "bytes": os.path.getsize(tmp),
+    fileio.fsync_file(tmp)
+    entry = {"file": name, "records": sum(c for _, c in written), "bytes": fileio.getsize(tmp),
              "sha256": records.sha256(tmp), "identities": written, "skipped": skipped}
-    os.replace(tmp, final)
+    fileio.replace(tmp, final)
     fileio.write_json(os.path.join(out_dir, PROGRESS_DIR, name + ".json"), entry, fsync=True)
     return entry
 
@@ -178,13 +176,13 @@ def fingerprint(plan, config):
 def _prepare_output(out_dir, fingerprint, overwrite):
     """Readies out_dir; returns the shard entries already complete (a resume)."""
     progress = os.path.join(out_dir, PROGRESS_DIR)
-    if overwrite and os.path.isdir(out_dir):
+    if overwrite and fileio.isdir(out_dir):
         remove_own_files(out_dir)
-    os.makedirs(progress, exist_ok=True)
+    fileio.makedirs(progress)
     fp_path = os.path.join(progress, "fingerprint")
-    existing = [n for n in os.listdir(out_dir) if n != PROGRESS_DIR]
-    if os.path.exists(fp_path):
-        with open(fp_path) as f:
+    existing = [n for n in fileio.listdir(out_dir) if n != PROGRESS_DIR]
+    if fileio.exists(fp_path):
+        with fileio.open_file(fp_path) as f:
             if f.read().strip() != fingerprint:
                 raise DataError("%s holds records from other inputs or flags; pass --overwrite "
                                 "to start over" % out_dir)
@@ -196,15 +194,16 @@ def _prepare_output(out_dir, fingerprint, overwrite):
     else:
         fileio.write_text(fp_path, fingerprint + "\n")
     done = {}
-    for name in os.listdir(out_dir):
+    for name in fileio.listdir(out_dir):
         path = os.path.join(out_dir, name)
         if name.startswith(".") and name.endswith(".tmp"):
-            os.remove(path)  # left by a killed run
+            fileio.remove(path)  # left by a killed run
             continue
         side = os.path.join(progress, name + ".json")
-        if name.endswith(".tfrecord") and os.path.exists(side):
+        if name.endswith(".tfrecord") and fileio.exists(side):
             entry = records.read_json(side, "progress file")
-            if isinstance(entry, dict) and entry.get("bytes") == os.path.getsize(path) and entry.get("sha256") == records.sha256(path):
+            if (isinstance(entry, dict) and entry.get("bytes") == fileio.getsize(path)
+                    and entry.get("sha256") == records.sha256(path)):
                 done[name] = entry
     return done
 
@@ -245,7 +244,7 @@ def convert(listing, out_dir, num_shards=16, num_workers=2, seed=0, overwrite=Fa
     plan = plan_shards(listing, num_shards, seed)
     config = _config(num_shards, seed, jpeg_quality, listing.source)
     fp = fingerprint(plan, config)
-    os.makedirs(out_dir, exist_ok=True)
+    fileio.makedirs(out_dir)
     done = _prepare_output(out_dir, fp, overwrite)
     tasks = []
     for split, shards in plan.items():
@@ -307,7 +306,7 @@ def _finish(plan, done, results, listing, config, flags_used, strict, out_dir, f
                       "".join("%d:%s\n" % (i, n) for i, n in enumerate(listing.identity_names)), fsync=True)
     manifest["fingerprint"] = fp
     fileio.write_json(manifest_path, manifest, fsync=True)
-    shutil.rmtree(os.path.join(out_dir, PROGRESS_DIR), ignore_errors=True)
+    fileio.rmtree(os.path.join(out_dir, PROGRESS_DIR))
     logging.info("wrote %d photos in %.1fs (%.0f photos/s)", total, elapsed, total / max(elapsed, 1e-9))
     return manifest
 
@@ -376,7 +375,7 @@ def remove_own_files(out_dir):
     """Removes what make_records wrote in out_dir (shards, manifest, labels, progress, temp files).
 
     Raises DataError, removing nothing, if out_dir holds anything else."""
-    names = os.listdir(out_dir)
+    names = fileio.listdir(out_dir)
     foreign = sorted(n for n in names if not _OWN_FILE.match(n))
     if foreign:
         raise DataError("%s holds files make_records did not write (%s%s); --overwrite removes only "
@@ -384,11 +383,14 @@ def remove_own_files(out_dir):
                         % (out_dir, ", ".join(foreign[:3]), ", ..." if len(foreign) > 3 else ""))
     for name in names:
         path = os.path.join(out_dir, name)
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        fileio.rmtree(path) if fileio.isdir(path) else fileio.remove(path)
 
 
 def check_folders(data_dir, out_dir):
-    """UserError when the output folder is the data folder, inside it, or holds it."""
+    """UserError when the output folder is the data folder, inside it, or holds it.
+    (An output URL, gs://bucket/folder, is another filesystem: nothing to check here.)"""
+    if fileio.is_url(out_dir):
+        return
     data, out = os.path.realpath(data_dir), os.path.realpath(out_dir)
     if out == data or out.startswith(data + os.sep) or data.startswith(out + os.sep):
         raise UserError("--output_dir=%s: must be outside --data_dir=%s and not contain it"
@@ -423,7 +425,7 @@ def main(argv):
     manifest_path = os.path.join(out_dir, records.MANIFEST)
     flags_used = {k: FLAGS[k].value for k in ("dataset", "num_shards", "seed", "jpeg_quality",
                                               "allow_missing", "val_fraction", "test_fraction")}
-    if os.path.isfile(manifest_path) and not FLAGS.overwrite:
+    if fileio.isfile(manifest_path) and not FLAGS.overwrite:
         manifest = records.RecordSet(out_dir).manifest
         config = _config(FLAGS.num_shards, FLAGS.seed, FLAGS.jpeg_quality, listing.source)
         fp = fingerprint(plan_shards(listing, FLAGS.num_shards, FLAGS.seed), config)

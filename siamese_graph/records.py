@@ -16,6 +16,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from siamese_graph import fileio
 from siamese_graph.errors import DataError
 
 SCHEMA_VERSION = 1
@@ -127,9 +128,9 @@ class RecordSet:
     def __init__(self, records_dir):
         self.path = records_dir
         self.manifest_path = os.path.join(records_dir, MANIFEST)
-        if not os.path.isdir(records_dir):
+        if not fileio.isdir(records_dir):
             raise DataError("%s: records folder not found" % records_dir)
-        if not os.path.isfile(self.manifest_path):
+        if not fileio.isfile(self.manifest_path):
             raise DataError("%s: no manifest (not written by make_records, or the run did not finish)"
                             % self.manifest_path)
         self.manifest = read_json(self.manifest_path, "manifest")
@@ -139,11 +140,11 @@ class RecordSet:
                        for name, entry in self.manifest["splits"].items()}
         for split in self.splits.values():
             for shard, path in zip(split.shards, split.all_files):
-                if not os.path.isfile(path):
+                if not fileio.isfile(path):
                     raise DataError("%s: listed in the manifest but missing" % path)
-                if os.path.getsize(path) != shard["bytes"]:
+                if fileio.getsize(path) != shard["bytes"]:
                     raise DataError("%s: %d bytes but the manifest says %d: manifest and shards disagree"
-                                    % (path, os.path.getsize(path), shard["bytes"]))
+                                    % (path, fileio.getsize(path), shard["bytes"]))
 
     def split(self, name):
         """The Split called name; DataError naming the manifest if there is none."""
@@ -196,10 +197,14 @@ def read_json(path, what="file"):
     """A JSON file the project wrote (manifest, model.json, threshold.json): DataError naming
     it when it is unreadable, not UTF-8 or not JSON."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        with fileio.open_file(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
     except FileNotFoundError:
         raise DataError("%s: %s not found" % (path, what))
+    except tf.errors.NotFoundError:
+        raise DataError("%s: %s not found" % (path, what))
+    except tf.errors.OpError as e:
+        raise DataError("%s: not a readable %s (%s)" % (path, what, e.message.splitlines()[0][:100]))
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise DataError("%s: not a valid %s (%s)" % (path, what, str(e).splitlines()[0][:100]))
 
@@ -207,7 +212,7 @@ def read_json(path, what="file"):
 def sha256(path):
     """Hex sha256 of a file (shard checksums in the manifest)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with fileio.open_file(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
