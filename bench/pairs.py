@@ -2,13 +2,16 @@
 
 For each record set: balance, records read per pair and identities seen over
 10,000 pairs (inspect_pairs), pairs/s emitted by pairs.inputs as training sees
-them (decoded, augmented, batched; with and without rotation), images/s for simply decoding the same
+them (decoded, augmented, batched; with and without rotation, and with the
+default run's grayscale and low-resolution augmentation), from the records
+(the record-by-record graph) and from the cache (decoding once, --cache; the
+"x records" column is the ratio to the first row), images/s for simply decoding the same
 records (parse, decode, resize to the same size, batch), and the naive pipeline
 of the article (two record-level shuffles zipped, a random filter that keeps
 every same pair and enough different pairs to balance), run for a bounded time.
 Each set runs in its own subprocess; peak RSS is that subprocess's.
 
-  python bench/pairs.py [--pairs=10000] [--sets=mini,lowres,celeba-scale]
+  python bench/pairs.py [--pairs=10000] [--sets=mini,lowres,celeba-scale] [--image_size=64]
 
 Sets: mini = ../shared/data/celeba-mini, lowres = ../shared/data/celeba-10k-lowres
 (records written to a temp folder first), celeba-scale = tiny generated photos
