@@ -161,7 +161,7 @@ def other_photos(info, seed, shuffle_buffer=2048, cycle_length=16, counter=None,
 def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_CROP, augment=False,
                  seed=0, shuffle_buffer=2048, pair_buffer=512, block_buffer=64, counter=None,
                  rotation_deg=preprocessing.DEFAULT_ROTATION_DEG, service_shard=False, gray_prob=0.0,
-                 lowres_prob=0.0, cache=False):
+                 lowres_prob=0.0, cache=False, saturation=0.0):
     """Batched balanced pairs from one split of a record set.
 
     Args:
@@ -177,6 +177,7 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
       rotation_deg: with augment, random rotation up to +-this many degrees.
       gray_prob, lowres_prob: with augment, the chance an image is made grayscale,
         and made low-resolution (preprocessing.finish).
+      saturation: with augment, colour jitter: saturation scaled by up to 1 +- this.
       service_shard: for tf.data service workers (ShardingPolicy.HINT): each worker
         reads its own shards, so two workers never make the same pairs; the split
         needs at least as many shards as workers. Only usable through the service.
@@ -199,14 +200,16 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
     def finish(batch, rnd):
         seeds = tf.random.experimental.stateless_split(tf.stack([rnd, 11]), 2) if augment else [None, None]
         batch = dict(batch)
-        batch["image_a"] = preprocessing.finish(batch["image_a"], seeds[0], rotation_deg, gray_prob, lowres_prob)
-        batch["image_b"] = preprocessing.finish(batch["image_b"], seeds[1], rotation_deg, gray_prob, lowres_prob)
+        batch["image_a"] = preprocessing.finish(batch["image_a"], seeds[0], rotation_deg, gray_prob, lowres_prob,
+                                                saturation)
+        batch["image_b"] = preprocessing.finish(batch["image_b"], seeds[1], rotation_deg, gray_prob, lowres_prob,
+                                                saturation)
         return batch
 
     if cache:
         def finish_all(images, rnd):  # image_a and image_b as one batch: half the ops
             return preprocessing.finish(images, tf.stack([rnd, 11]) if augment else None, rotation_deg,
-                                        gray_prob, lowres_prob)
+                                        gray_prob, lowres_prob, saturation)
 
         return _cached_pair_dataset(info, batch_size, image_size, box, augment, seed, counter, finish_all,
                                     service_shard)

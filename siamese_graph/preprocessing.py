@@ -131,12 +131,14 @@ def _rotate(images, angles):
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, Pillow's convert("L")
 
 
-def _grayscale(images, which):
-    """[B, S, S, 3] -> the same, images where which [B] is true in three equal channels
-    of their luma. One batched 3x3 colour matrix an image: identity, or luma to every channel."""
-    gray = tf.cast(tf.reshape(which, [-1, 1, 1]), images.dtype)
+def _saturate(images, saturation):
+    """[B, S, S, 3] -> the same with each image's colour saturation scaled by
+    saturation [B] (0: grayscale, three equal channels of its luma; 1: unchanged;
+    above 1: more colourful). One batched 3x3 colour matrix an image: s I + (1 - s) L,
+    where L maps a pixel to its luma in every channel."""
+    s = tf.cast(tf.reshape(saturation, [-1, 1, 1]), images.dtype)
     to_luma = tf.tile(tf.constant(LUMA, images.dtype)[:, tf.newaxis], [1, 3])  # [3 in, 3 out]
-    matrix = (1 - gray) * tf.eye(3, dtype=images.dtype) + gray * to_luma  # [B, 3, 3]
+    matrix = s * tf.eye(3, dtype=images.dtype) + (1 - s) * to_luma  # [B, 3, 3]
     shape = tf.shape(images)
     flat = tf.reshape(images, tf.stack([shape[0], -1, 3]))
     return tf.reshape(tf.matmul(flat, matrix), shape)
@@ -153,14 +155,16 @@ def _low_resolution(images, which, factor):
     return tf.tensor_scatter_nd_update(images, index, tf.image.resize(small, size, method="bilinear"))
 
 
-def finish(images, seed=None, rotation_deg=DEFAULT_ROTATION_DEG, gray_prob=0.0, lowres_prob=0.0):
+def finish(images, seed=None, rotation_deg=DEFAULT_ROTATION_DEG, gray_prob=0.0, lowres_prob=0.0,
+           saturation=0.0):
     """Stage 2, on a batch: float [B, S, S, 3] in [0, 1] -> standardized float [B, S, S, 3].
 
     With a seed ([2] int tensor), training: each image is rotated by up to
     +-rotation_deg (0 turns rotation off); with probability lowres_prob made a
     low-resolution photo (1/2 or 1/4 of the side, equally likely: the mean of each
     2x2 or 4x4 block, as a sensor with fewer pixels records it, then bilinear back);
-    with probability gray_prob made grayscale; and has its brightness and contrast
+    with probability gray_prob made grayscale, else its colour saturation scaled
+    by a factor in [1 - saturation, 1 + saturation] (colour jitter; 0: off); and has its brightness and contrast
     changed, clipped to [0, 1] (without the clip, per-image standardization
     would undo both exactly; with it they saturate highlights and shadows like
     a badly exposed photo). Batched: small per-image ops cost more in overhead
@@ -171,14 +175,16 @@ def finish(images, seed=None, rotation_deg=DEFAULT_ROTATION_DEG, gray_prob=0.0, 
                                         -1.0, 1.0)
         if rotation_deg:
             images = _rotate(images, u[0] * rotation_deg * math.pi / 180)
-        if gray_prob or lowres_prob:  # independent draws, stateless like the others
-            v = tf.random.stateless_uniform(tf.stack([2, tf.shape(images)[0]]),
-                                            tf.cast(seed, tf.int64) + tf.constant([0, 1], tf.int64))
-            if lowres_prob:
-                images = _low_resolution(images, v[0] < lowres_prob / 2, 2)
-                images = _low_resolution(images, (v[0] >= lowres_prob / 2) & (v[0] < lowres_prob), 4)
-            if gray_prob:
-                images = _grayscale(images, v[1] < gray_prob)
+        # independent draws, stateless like the others
+        v = tf.random.stateless_uniform(tf.stack([2, tf.shape(images)[0]]),
+                                        tf.cast(seed, tf.int64) + tf.constant([0, 1], tf.int64))
+        if lowres_prob:
+            images = _low_resolution(images, v[0] < lowres_prob / 2, 2)
+            images = _low_resolution(images, (v[0] >= lowres_prob / 2) & (v[0] < lowres_prob), 4)
+        if gray_prob or saturation:
+            jitter = 1.0 + saturation * tf.random.stateless_uniform(
+                tf.shape(images)[:1], tf.cast(seed, tf.int64) + tf.constant([0, 2], tf.int64), -1.0, 1.0)
+            images = _saturate(images, tf.where(v[1] < gray_prob, 0.0, jitter))
         lo, hi = CONTRAST_RANGE
         factor = tf.reshape(lo + (u[1] + 1) / 2 * (hi - lo), [-1, 1, 1, 1])
         shift = tf.reshape(u[2] * MAX_BRIGHTNESS, [-1, 1, 1, 1])

@@ -75,6 +75,8 @@ class TrainConfig:
     augment: bool = _field(False, "Training augmentation.")
     rotation_deg: float = _field(preprocessing.DEFAULT_ROTATION_DEG, "Random rotation, degrees.")
     gray_prob: float = _field(0.0, "With --augment: chance an image is made grayscale.")
+    saturation: float = _field(0.0, "With --augment: colour jitter, each image's saturation scaled by a "
+                               "factor in [1 - this, 1 + this] (0: off).")
     lowres_prob: float = _field(0.0, "With --augment: chance an image is made low-resolution (1/2 or 1/4 "
                                 "of the side and back).")
     shuffle_buffer: int = _field(2048, "Records in the record-level shuffle buffer.")
@@ -116,7 +118,7 @@ class TrainConfig:
             raise ArgumentError("batch_size", self.batch_size, "at most %d pairs a step" % MAX_BATCH_SIZE)
         if not self.image_size <= MAX_IMAGE_SIZE:
             raise ArgumentError("image_size", self.image_size, "at most %d pixels" % MAX_IMAGE_SIZE)
-        for name in ("gray_prob", "lowres_prob"):
+        for name in ("gray_prob", "lowres_prob", "saturation"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ArgumentError(name, getattr(self, name), "must be in [0, 1]")
         if self.shuffle_buffer < 1:
@@ -165,6 +167,7 @@ def build_inputs(splits, config, data_service=None):
                                    config.seed + RECORDS_SEED_STRIDE * i,
                                    shuffle_buffer=config.shuffle_buffer, rotation_deg=config.rotation_deg,
                                    gray_prob=config.gray_prob, lowres_prob=config.lowres_prob,
+                                   saturation=config.saturation,
                                    service_shard=bool(data_service), cache=config.cache)
                 for i, s in enumerate(splits)]
     ds = datasets[0] if len(datasets) == 1 else tf.data.Dataset.choose_from_datasets(
