@@ -20,7 +20,7 @@ ANNOTATIONS = os.path.join(os.path.dirname(REPO), "shared", "data", "celeba-anno
 
 def build(out_dir, annotations=ANNOTATIONS, size=8, num_workers=2):
     """Writes OUT_DIR/celeba (photos) and OUT_DIR/records; returns the records folder."""
-    from siamese_graph import make_records
+    from siamese_graph import record_writer
     from siamese_graph.datasets import celeba
 
     src = os.path.join(out_dir, "celeba")
@@ -41,7 +41,7 @@ def build(out_dir, annotations=ANNOTATIONS, size=8, num_workers=2):
     with open(os.path.join(src, "list_eval_partition.txt"), "w") as f:
         f.writelines("%s 0\n" % n for n, _ in rows)  # one split holding all 10,177 identities
     records_dir = os.path.join(out_dir, "records")
-    make_records.convert(celeba.read(src), records_dir, num_shards=16, num_workers=num_workers)
+    record_writer.convert(celeba.read(src), records_dir, num_shards=16, num_workers=num_workers)
     return records_dir
 
 

@@ -44,7 +44,7 @@ def plain_loop(data_dir, out_dir):
 def one(kind, data_dir):
     from absl import logging
 
-    from siamese_graph import make_records
+    from siamese_graph import record_writer
     from siamese_graph.datasets import celeba
 
     logging.set_verbosity(logging.WARNING)
@@ -59,9 +59,9 @@ def one(kind, data_dir):
                 options = {"beam": "--runner=DirectRunner",
                            "beam2": "--runner=DirectRunner --direct_num_workers=2 "
                                     "--direct_running_mode=multi_processing"}[kind]
-                make_records.convert(listing, out, num_shards=16, runner="beam", beam_options=options)
+                record_writer.convert(listing, out, num_shards=16, runner="beam", beam_options=options)
             else:
-                make_records.convert(listing, out, num_workers=int(kind), num_shards=16)
+                record_writer.convert(listing, out, num_workers=int(kind), num_shards=16)
         elapsed = time.time() - start
     peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)

@@ -154,7 +154,7 @@ def main():
         return one(args.one[0], args.one[1], args.pairs, args.image_size)
     from absl import logging
     logging.set_verbosity(logging.WARNING)
-    from siamese_graph import make_records
+    from siamese_graph import record_writer
     from siamese_graph.datasets import celeba
     from bench import celeba_scale
 
@@ -167,7 +167,7 @@ def main():
             else:
                 src = os.path.join(SHARED, {"mini": "celeba-mini", "lowres": "celeba-10k-lowres"}[name])
                 records_dir = out
-                make_records.convert(celeba.read(src), records_dir, num_workers=2)
+                record_writer.convert(celeba.read(src), records_dir, num_workers=2)
             r = subprocess.run([sys.executable, __file__, "--one", name, records_dir,
                                 "--pairs=%d" % args.pairs, "--image_size=%d" % args.image_size],
                                capture_output=True, text=True)

@@ -1,7 +1,7 @@
 """make_records' shards written by an Apache Beam pipeline (`make_records --runner=beam`).
 
-The same plan as the single-machine writer (make_records.plan_shards: identities
-dealt to shards in whole blocks), the same shard writer (make_records.write_shard:
+The same plan as the single-machine writer (record_writer.plan_shards: identities
+dealt to shards in whole blocks), the same shard writer (record_writer.write_shard:
 the same readers, photo checks, skip rules and record schema) and the same
 manifest: Beam only decides where and when each shard is written. The pipeline
 is a DoFn per shard:
@@ -42,8 +42,8 @@ def write_shards(tasks, write_shard, beam_options=None):
     """Runs write_shard on every task in a Beam pipeline; returns when all are written.
 
     Args:
-      tasks: make_records' shard tasks (picklable tuples).
-      write_shard: the function writing one shard (make_records.write_shard).
+      tasks: record_writer's shard tasks (picklable tuples).
+      write_shard: the function writing one shard (record_writer.write_shard).
       beam_options: Beam pipeline options as a command-line string.
     """
     import apache_beam as beam

@@ -82,21 +82,21 @@ def test_records_written_to_another_filesystem_by_url(people_with_a_bad_photo, t
     the manifest and the temp-then-rename discipline are the local writer's."""
     import tensorflow as tf
 
-    from siamese_graph import make_records, pairs
+    from siamese_graph import pairs, record_writer
     from siamese_graph.datasets import folder
 
     listing = folder.read(str(people_with_a_bad_photo), 0.0, 0.1, 0)
-    local = make_records.convert(listing, str(tmp_path / "local"), num_shards=4, num_workers=1)
+    local = record_writer.convert(listing, str(tmp_path / "local"), num_shards=4, num_workers=1)
     url = "ram://bucket-%d/records" % os.getpid()
-    remote = make_records.convert(listing, url, num_shards=4, runner="beam", beam_options="--runner=DirectRunner")
+    remote = record_writer.convert(listing, url, num_shards=4, runner="beam", beam_options="--runner=DirectRunner")
     assert shards(remote) == shards(local)
     names = sorted(tf.io.gfile.listdir(url))
     assert names == sorted(os.listdir(tmp_path / "local")) and not any(n.endswith(".tmp") for n in names)
-    assert make_records.verify(url) == make_records.verify(str(tmp_path / "local"))
+    assert record_writer.verify(url) == record_writer.verify(str(tmp_path / "local"))
     info = pairs.pairable_split(url, "train")  # the pair graph reads it where it is
     assert info.photos == local["splits"]["train"]["photos"]
     # --overwrite removes make_records' own files there and writes them again
-    again = make_records.convert(listing, url, num_shards=4, overwrite=True, runner="beam",
+    again = record_writer.convert(listing, url, num_shards=4, overwrite=True, runner="beam",
                                  beam_options="--runner=DirectRunner")
     assert shards(again) == shards(local) and sorted(tf.io.gfile.listdir(url)) == names
     tf.io.gfile.rmtree(url)

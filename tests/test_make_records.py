@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from siamese_graph import make_records, records
+from siamese_graph import record_writer, records
 from siamese_graph.datasets import celeba, folder
 from siamese_graph.errors import DataError
 from tests.conftest import REPO, face, make_celeba, run_cli, shared
@@ -25,7 +25,7 @@ def read_back(out_dir, split):
 
 def convert(listing, out_dir, **kw):
     kw.setdefault("num_workers", 1)
-    return make_records.convert(listing, str(out_dir), **kw)
+    return record_writer.convert(listing, str(out_dir), **kw)
 
 
 # --- unit tests on synthetic fixtures -------------------------------------------------
@@ -196,13 +196,13 @@ def test_same_inputs_give_byte_identical_shards_and_verify(tmp_path):
     assert ".progress" not in names and not [n for n in names if n.endswith(".tmp")]
     for n in names:
         assert (tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes(), n
-    assert make_records.verify(str(tmp_path / "a")) == 20
+    assert record_writer.verify(str(tmp_path / "a")) == 20
     shard = tmp_path / "a" / "train-00000-of-00002.tfrecord"
     data = bytearray(shard.read_bytes())
     data[-5] ^= 0xFF
     shard.write_bytes(bytes(data))
     with pytest.raises(DataError, match="train-00000-of-00002.tfrecord: checksum differs"):
-        make_records.verify(str(tmp_path / "a"))
+        record_writer.verify(str(tmp_path / "a"))
 
 
 def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
@@ -256,7 +256,7 @@ def test_kill_during_run_then_rerun_gives_same_shards(tmp_path):
 
 def test_celeba_mini_counts_and_labels_match_annotations(tmp_path):
     src = shared("celeba-mini")
-    manifest = make_records.convert(celeba.read(src), str(tmp_path), num_workers=2)
+    manifest = record_writer.convert(celeba.read(src), str(tmp_path), num_workers=2)
     ident = dict(line.split() for line in open(os.path.join(src, "identity_CelebA.txt")))
     part = dict(line.split() for line in open(os.path.join(src, "list_eval_partition.txt")))
     for split, code in (("train", "0"), ("test", "2")):
@@ -272,13 +272,13 @@ def test_celeba_mini_counts_and_labels_match_annotations(tmp_path):
 
 def test_five_celebrities_folder_layout(tmp_path):
     src = shared("five-celebrities")
-    manifest = make_records.convert(folder.read(src), str(tmp_path), num_workers=2)
+    manifest = record_writer.convert(folder.read(src), str(tmp_path), num_workers=2)
     assert manifest["splits"]["train"]["photos"] == 88 and manifest["splits"]["test"]["photos"] == 5
     labels = [line.strip().split(":", 1)[1] for line in open(tmp_path / "labels.txt")]
     assert labels == sorted(os.listdir(os.path.join(src, "train")))
     for _, name, filename in read_back(str(tmp_path), "train"):
         assert filename.split("/")[1] == name
-    assert make_records.verify(str(tmp_path)) == 93
+    assert record_writer.verify(str(tmp_path)) == 93
 
 
 def test_full_celeba_annotations_against_partial_folder(tmp_path):
@@ -294,7 +294,7 @@ def test_full_celeba_annotations_against_partial_folder(tmp_path):
         celeba.read(str(tmp_path))
     listing = celeba.read(str(tmp_path), allow_missing=True)
     assert listing.missing == 202599 - len(present) and listing.source["listed"] == 202599
-    manifest = make_records.convert(listing, str(tmp_path / "out"), num_workers=2)
+    manifest = record_writer.convert(listing, str(tmp_path / "out"), num_workers=2)
     ident = dict(line.split() for line in open(os.path.join(ann, "identity_CelebA.txt")))
     back = read_back(str(tmp_path / "out"), "train")
     assert sorted(f for _, _, f in back) == present

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from siamese_graph import inspect_pairs, make_records, pairs
+from siamese_graph import inspect_pairs, pairs, record_writer
 from siamese_graph.datasets import celeba
 from siamese_graph.errors import DataError
 from tests.conftest import REPO, make_celeba, run_cli, shared
@@ -159,7 +159,7 @@ def test_bad_splits(tmp_path):
         pairs.pairable_split(str(tmp_path / "empty"), "train")
     # train: only singletons; test: one identity
     make_celeba(tmp_path / "src", [1, 1, 1, 3], partitions=[0, 0, 0, 2])
-    make_records.convert(celeba.read(str(tmp_path / "src")), str(tmp_path / "rec"), num_workers=1)
+    record_writer.convert(celeba.read(str(tmp_path / "src")), str(tmp_path / "rec"), num_workers=1)
     with pytest.raises(DataError, match="no identity with two photos: no same pairs possible"):
         pairs.pairable_split(str(tmp_path / "rec"), "train")
     with pytest.raises(DataError, match="1 identity: no different pairs possible"):
@@ -201,7 +201,7 @@ def test_inspect_pairs_cli_json_and_grid(synthetic_records, tmp_path):
 
 def test_celeba_mini_records(tmp_path):
     src = shared("celeba-mini")
-    make_records.convert(celeba.read(src), str(tmp_path), num_workers=2)
+    record_writer.convert(celeba.read(src), str(tmp_path), num_workers=2)
     ident = dict(line.split() for line in open(os.path.join(src, "identity_CelebA.txt")))
     for split, n in (("train", 10000), ("test", 2000)):
         report = pull(str(tmp_path), split, num_pairs=n, batch_size=100, augment=True)
