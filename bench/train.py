@@ -140,22 +140,15 @@ def keras_rate(batch, image_size, embedding, steps):
 
 
 def default_config(**overrides):
-    """The TrainConfig of the default run: train.flags' values for TrainConfig's fields."""
+    """The TrainConfig of the default run: train.flags read by absl, as `train --flagfile` reads it."""
     import dataclasses
 
-    from siamese_graph import training
+    from absl import flags
 
-    values = {}
-    fields = {f.name: f for f in dataclasses.fields(training.TrainConfig)}
-    with open(os.path.join(REPO, "train.flags")) as f:
-        for line in f:
-            name, has_value, value = line.strip().lstrip("-").partition("=")
-            if name in fields:
-                kind = fields[name].type
-                values[name] = (value.lower() in ("1", "true") if kind is bool else kind(value)) if has_value \
-                    else True
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return training.TrainConfig(**values)
+    from siamese_graph import train
+
+    flags.FLAGS(["bench", "--flagfile=%s" % os.path.join(REPO, "train.flags")])
+    return dataclasses.replace(train.config_from_flags(), **{k: v for k, v in overrides.items() if v is not None})
 
 
 KINDS = [("cached", "default run, cached batch"), ("records", "default run, pairs from records"),

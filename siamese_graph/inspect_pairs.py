@@ -55,8 +55,8 @@ def inspect(records_dir, split, num_pairs, batch_size=100, grid_pairs=0, **kwarg
                                      out["filename_a"][i].decode(), out["filename_b"][i].decode()))
                     n += len(out["label"])
             except tf.errors.InvalidArgumentError as e:
-                if pairs.disagreement(e):
-                    raise UserError(pairs.disagreement(e))
+                if (message := pairs.disagreement(e)):
+                    raise UserError(message)
                 raise
             except tf.errors.DataLossError as e:
                 path = info.find_corrupt_shard()

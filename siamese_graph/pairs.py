@@ -112,19 +112,22 @@ def _records(files, seed, cycle_length, counter=None, tag=False, service_shard=F
     ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat().enumerate()
 
     def read(reading, path):
-        records_ds = tf.data.TFRecordDataset(path)
-        if counter is not None:
-            def count(s):
-                with tf.control_dependencies([counter.assign_add(1)]):
-                    return tf.identity(s)
-            records_ds = records_ds.map(count)
+        records_ds = _counted(tf.data.TFRecordDataset(path), counter)
         return records_ds.map(lambda s: (reading, s)) if tag else records_ds
 
     return ds.interleave(read, cycle_length=min(cycle_length, len(files)), block_length=1)
 
 
-def _identity(s):
-    return tf.io.parse_single_example(s, {"image/identity": _META["image/identity"]})["image/identity"]
+def _counted(records_ds, counter):
+    """records_ds, adding 1 to the int64 variable counter (if any) for every record read."""
+    if counter is None:
+        return records_ds
+
+    def count(s):
+        with tf.control_dependencies([counter.assign_add(1)]):
+            return tf.identity(s)
+
+    return records_ds.map(count)
 
 
 def same_pairs(info, seed, block_buffer=64, cycle_length=4, counter=None, service_shard=False):
@@ -133,7 +136,7 @@ def same_pairs(info, seed, block_buffer=64, cycle_length=4, counter=None, servic
     max_block = int(info.counts.max())
     n = int(len(info.counts))
     ds = _records(info.files, seed, cycle_length, counter, tag=True, service_shard=service_shard)
-    ds = ds.map(lambda reading, s: (reading * n + _identity(s), s))  # one key per block reading
+    ds = ds.map(lambda reading, s: (reading * n + records.parse_identity(s), s))  # one key per block reading
     ds = ds.group_by_window(
         key_func=lambda key, s: key,
         reduce_func=lambda key, window: window.map(lambda k, s: (k % n, s)).batch(max_block),
@@ -155,7 +158,7 @@ def other_photos(info, seed, shuffle_buffer=2048, cycle_length=16, counter=None,
     """Dataset B: (photo, identity), shuffled record by record."""
     ds = _records(info.files, seed + 3, cycle_length, counter, service_shard=service_shard)
     ds = ds.shuffle(shuffle_buffer, seed=seed + 4)
-    return ds.map(lambda s: (s, _identity(s)))
+    return ds.map(lambda s: (s, records.parse_identity(s)))
 
 
 def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_CROP, augment=False,
@@ -251,7 +254,7 @@ def cache_geometry(crop, image_size, augment):
     """(outer box, (height, width)): the region of each photo the cache holds (the
     crop, enlarged by the jitter when augmenting) and its size in pixels, at the
     output's resolution (image_size pixels across the crop)."""
-    t, l, h, w = crop
+    h, w = crop[2], crop[3]
     outer = preprocessing.jitter_extent(crop) if augment else tuple(crop)
     return outer, (max(1, int(round(image_size * outer[2] / h))), max(1, int(round(image_size * outer[3] / w))))
 
@@ -274,18 +277,13 @@ def record_blocks(info):
     return identities, starts, counts
 
 
-def _photo_cache(info, box, outer, size, counter):
+def _photo_cache(info, ids, outer, size, counter):
     """A dataset repeating one element, decoded once: (photos uint8 [N, H, W, 3] of
-    the region outer, filenames [N] string)."""
-    expected, _, _ = record_blocks(info)
+    the region outer, filenames [N] string). ids [N]: the identity of each record
+    by the manifest, checked against the records'."""
     t, l, h, w = outer
     region = tf.constant([[t, l, t + h, l + w]], tf.float32)
-    ds = tf.data.TFRecordDataset(info.files)
-    if counter is not None:
-        def count(s):
-            with tf.control_dependencies([counter.assign_add(1)]):
-                return tf.identity(s)
-        ds = ds.map(count)
+    ds = _counted(tf.data.TFRecordDataset(info.files), counter)
 
     def load(s):
         p = tf.io.parse_single_example(s, _META)
@@ -295,13 +293,12 @@ def _photo_cache(info, box, outer, size, counter):
 
     def checked(photos, names, identities):
         check = tf.debugging.assert_equal(
-            identities, tf.constant(expected), message="%s: %s; rewrite it with make_records --overwrite"
-            % (info, MISMATCH))
+            identities, ids, message="%s: %s; rewrite it with make_records --overwrite" % (info, MISMATCH))
         with tf.control_dependencies([check]):
             return tf.identity(photos), names
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(len(expected)).map(checked).cache().repeat()
+    return ds.batch(info.photos).map(checked).cache().repeat()
 
 
 def _seeds(seed, service_shard):
@@ -316,16 +313,17 @@ def disagreement(error):
     return found.group(1).replace("\\'", "'") if found else None
 
 
-def _epoch_triplets(info, seed, service_shard=False):
+def _epoch_triplets(blocks, ids, seed, service_shard=False):
     """A dataset of epochs, each int64 [K, 3] (anchor, positive, other) record
-    indices, shuffled: every photo of a multi-photo identity is an anchor once."""
-    identities, starts, counts = record_blocks(info)
+    indices, shuffled: every photo of a multi-photo identity is an anchor once.
+    blocks: record_blocks(split); ids: its identities as a tensor."""
+    identities, starts, counts = blocks
     multi = counts >= 2
     anchors = np.concatenate([np.arange(s, s + c) for s, c in zip(starts[multi], counts[multi])])
     block = np.repeat(np.arange(int(multi.sum())), counts[multi])  # block of each anchor
     first = np.repeat(np.concatenate([[0], np.cumsum(counts[multi])[:-1]]), counts[multi])
     last = np.append(block[1:] != block[:-1], True)  # the last anchor of its block
-    ids, n, m = tf.constant(identities), len(identities), len(anchors)
+    n, m = len(identities), len(anchors)
 
     def triplets(rnd):
         u = tf.random.stateless_uniform([m], tf.stack([rnd, 0]), dtype=tf.float64)
@@ -337,12 +335,14 @@ def _epoch_triplets(info, seed, service_shard=False):
         t = tf.boolean_mask(tf.stack([order, positive, other], axis=1), kept)
         return tf.gather(t, tf.argsort(tf.random.stateless_uniform([tf.shape(t)[0]], tf.stack([rnd, 2]))))
 
-    return _seeds(seed + 2, service_shard).map(triplets), ids
+    return _seeds(seed + 2, service_shard).map(triplets)
 
 
 def _cached_pair_dataset(info, batch_size, image_size, box, augment, seed, counter, finish, service_shard):
     outer, size = cache_geometry(box, image_size, augment)
-    epochs, ids = _epoch_triplets(info, seed, service_shard)
+    blocks = record_blocks(info)
+    ids = tf.constant(blocks[0])  # one constant for the pairing, the labels and the check
+    epochs = _epoch_triplets(blocks, ids, seed, service_shard)
     half = batch_size // 2
 
     def gather(cache, triplet, rnd):
@@ -359,7 +359,7 @@ def _cached_pair_dataset(info, batch_size, image_size, box, augment, seed, count
                 "identity_a": tf.gather(ids, a), "identity_b": tf.gather(ids, b),
                 "filename_a": tf.gather(names, a), "filename_b": tf.gather(names, b)}
 
-    ds = tf.data.Dataset.zip((_photo_cache(info, box, outer, size, counter),
+    ds = tf.data.Dataset.zip((_photo_cache(info, ids, outer, size, counter),
                               epochs.rebatch(half, drop_remainder=True),
                               _seeds(seed + 6, service_shard)))
     ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

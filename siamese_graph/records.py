@@ -142,9 +142,10 @@ class RecordSet:
             for shard, path in zip(split.shards, split.all_files):
                 if not fileio.isfile(path):
                     raise DataError("%s: listed in the manifest but missing" % path)
-                if fileio.getsize(path) != shard["bytes"]:
+                size = fileio.getsize(path)
+                if size != shard["bytes"]:
                     raise DataError("%s: %d bytes but the manifest says %d: manifest and shards disagree"
-                                    % (path, fileio.getsize(path), shard["bytes"]))
+                                    % (path, size, shard["bytes"]))
 
     def split(self, name):
         """The Split called name; DataError naming the manifest if there is none."""

@@ -308,8 +308,8 @@ def train():
                         "(the last complete checkpoint, %s, is kept)"
                         % (FLAGS.train_dir, tf.train.latest_checkpoint(FLAGS.train_dir)))
     except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
-        if pairs.disagreement(e):
-            raise UserError(pairs.disagreement(e))
+        if (message := pairs.disagreement(e)):
+            raise UserError(message)
         if "checkpoint" in str(e).lower() or "Restoring" in str(e):
             raise UserError("%s: its checkpoint does not match this model (%s); use another "
                             "--train_dir or delete it to start fresh"

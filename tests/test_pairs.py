@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from siamese_graph import inspect_pairs, pairs, record_writer
+from siamese_graph import inspect_pairs, pairs, preprocessing, record_writer
 from siamese_graph.datasets import celeba
 from siamese_graph.errors import DataError
 from tests.conftest import REPO, make_celeba, run_cli, shared
@@ -76,10 +76,11 @@ def test_same_seed_same_batches_in_two_processes(synthetic_records, cache):
 
 def test_cached_epochs_make_every_anchor_once_with_a_positive_of_its_identity(synthetic_records):
     info = pairs.pairable_split(synthetic_records[0], "train")
-    identities, starts, counts = pairs.record_blocks(info)
+    blocks = pairs.record_blocks(info)
+    identities, starts, counts = blocks
     assert len(identities) == info.photos and sorted(counts) == sorted(c for c in info.counts if c)
     with tf.Graph().as_default():
-        epochs, _ = pairs._epoch_triplets(info, seed=3)
+        epochs = pairs._epoch_triplets(blocks, tf.constant(identities), seed=3)
         nxt = tf.compat.v1.data.make_one_shot_iterator(epochs).get_next()
         with tf.compat.v1.Session() as sess:
             first, second = sess.run(nxt), sess.run(nxt)
@@ -95,7 +96,6 @@ def test_cached_epochs_make_every_anchor_once_with_a_positive_of_its_identity(sy
 
 
 def test_cache_region_holds_every_jittered_box_and_crops_like_the_photo():
-    from siamese_graph import preprocessing
     from tests.conftest import face
 
     box = preprocessing.CROPS["celeba"]
@@ -124,8 +124,6 @@ def test_cache_region_holds_every_jittered_box_and_crops_like_the_photo():
 
 def test_cached_pairs_are_the_records_photos(synthetic_records):
     """Unaugmented, a cached pair's images are its photos' own crops (to uint8 rounding)."""
-    from siamese_graph import preprocessing
-
     records_dir = synthetic_records[0]
     photos = {}
     for path in pairs.pairable_split(records_dir, "train").files:
@@ -142,13 +140,8 @@ def test_cached_pairs_are_the_records_photos(synthetic_records):
 
 def test_cache_bytes_and_refusals(synthetic_records):
     info = pairs.pairable_split(synthetic_records[0], "train")
-    outer, (h, w) = pairs.cache_geometry(preprocessing_box(), 32, True)
+    outer, (h, w) = pairs.cache_geometry(preprocessing.CROPS["celeba"], 32, True)
     assert pairs.cache_bytes(info, 32, "celeba", augment=True) == info.photos * h * w * 3
-
-
-def preprocessing_box():
-    from siamese_graph import preprocessing
-    return preprocessing.CROPS["celeba"]
 
 
 def test_bad_splits(tmp_path):
