@@ -164,7 +164,7 @@ def other_photos(info, seed, shuffle_buffer=2048, cycle_length=16, counter=None,
 def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_CROP, augment=False,
                  seed=0, shuffle_buffer=2048, pair_buffer=512, block_buffer=64, counter=None,
                  rotation_deg=preprocessing.DEFAULT_ROTATION_DEG, service_shard=False, gray_prob=0.0,
-                 lowres_prob=0.0, cache=False, saturation=0.0):
+                 lowres_prob=0.0, cache=False, saturation=0.0, scale_jitter=preprocessing.SCALE_JITTER):
     """Batched balanced pairs from one split of a record set.
 
     Args:
@@ -181,6 +181,7 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
       gray_prob, lowres_prob: with augment, the chance an image is made grayscale,
         and made low-resolution (preprocessing.finish).
       saturation: with augment, colour jitter: saturation scaled by up to 1 +- this.
+      scale_jitter: with augment, each crop box scaled by a factor in 1 +- this.
       service_shard: for tf.data service workers (ShardingPolicy.HINT): each worker
         reads its own shards, so two workers never make the same pairs; the split
         needs at least as many shards as workers. Only usable through the service.
@@ -197,6 +198,8 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
     if batch_size < 2 or batch_size % 2:
         raise ArgumentError("batch_size", batch_size, "must be even and at least 2 (half same, "
                             "half different pairs)")
+    if not 0 <= scale_jitter < 1:
+        raise ArgumentError("scale_jitter", scale_jitter, "must be in [0, 1)")
     check_pairable(info)
     box = preprocessing.parse_crop(crop) if isinstance(crop, str) else crop
 
@@ -215,7 +218,7 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
                                         gray_prob, lowres_prob, saturation)
 
         return _cached_pair_dataset(info, batch_size, image_size, box, augment, seed, counter, finish_all,
-                                    service_shard)
+                                    service_shard, scale_jitter)
     # a buffer larger than the split would only hold the split several times over
     shuffle_buffer, pair_buffer = min(shuffle_buffer, info.photos), min(pair_buffer, info.photos)
     block_buffer = min(block_buffer, info.multi)
@@ -230,7 +233,7 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
         parsed = [tf.io.parse_single_example(s, _META) for s in (anchor, positive, other)]
         images = [preprocessing.decode(p["image/encoded"]) for p in parsed]
         # the anchor is cropped twice (independent jitters when augmenting), one per pair
-        b = preprocessing.boxes(box, 4, tf.stack([rnd, 7]) if augment else None)
+        b = preprocessing.boxes(box, 4, tf.stack([rnd, 7]) if augment else None, scale_jitter)
         a12 = preprocessing.crop_resize(images[0], image_size, b[:2])
         pos = preprocessing.crop_resize(images[1], image_size, b[2:3])[0]
         oth = preprocessing.crop_resize(images[2], image_size, b[3:])[0]
@@ -250,19 +253,20 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def cache_geometry(crop, image_size, augment):
+def cache_geometry(crop, image_size, augment, scale_jitter=preprocessing.SCALE_JITTER):
     """(outer box, (height, width)): the region of each photo the cache holds (the
     crop, enlarged by the jitter when augmenting) and its size in pixels, at the
     output's resolution (image_size pixels across the crop)."""
     h, w = crop[2], crop[3]
-    outer = preprocessing.jitter_extent(crop) if augment else tuple(crop)
+    outer = preprocessing.jitter_extent(crop, scale_jitter) if augment else tuple(crop)
     return outer, (max(1, int(round(image_size * outer[2] / h))), max(1, int(round(image_size * outer[3] / w))))
 
 
-def cache_bytes(info, image_size, crop=preprocessing.DEFAULT_CROP, augment=False):
+def cache_bytes(info, image_size, crop=preprocessing.DEFAULT_CROP, augment=False,
+                scale_jitter=preprocessing.SCALE_JITTER):
     """Bytes the cached pair graph holds for info's photos (uint8, one copy)."""
     box = preprocessing.parse_crop(crop) if isinstance(crop, str) else crop
-    _, (height, width) = cache_geometry(box, image_size, augment)
+    _, (height, width) = cache_geometry(box, image_size, augment, scale_jitter)
     return info.photos * height * width * 3
 
 
@@ -338,8 +342,9 @@ def _epoch_triplets(blocks, ids, seed, service_shard=False):
     return _seeds(seed + 2, service_shard).map(triplets)
 
 
-def _cached_pair_dataset(info, batch_size, image_size, box, augment, seed, counter, finish, service_shard):
-    outer, size = cache_geometry(box, image_size, augment)
+def _cached_pair_dataset(info, batch_size, image_size, box, augment, seed, counter, finish, service_shard,
+                         scale_jitter):
+    outer, size = cache_geometry(box, image_size, augment, scale_jitter)
     blocks = record_blocks(info)
     ids = tf.constant(blocks[0])  # one constant for the pairing, the labels and the check
     epochs = _epoch_triplets(blocks, ids, seed, service_shard)
@@ -350,7 +355,7 @@ def _cached_pair_dataset(info, batch_size, image_size, box, augment, seed, count
         a = tf.reshape(tf.stack([triplet[:, 0], triplet[:, 0]], axis=1), [-1])  # anchor twice
         b = tf.reshape(triplet[:, 1:], [-1])  # (positive, other) per triplet
         which = tf.concat([a, b], axis=0)
-        boxes = preprocessing.boxes(box, 2 * batch_size, tf.stack([rnd, 7]) if augment else None)
+        boxes = preprocessing.boxes(box, 2 * batch_size, tf.stack([rnd, 7]) if augment else None, scale_jitter)
         images = tf.image.crop_and_resize(photos, preprocessing.within(boxes, outer), tf.cast(which, tf.int32),
                                           [image_size, image_size], extrapolation_value=0.0) / 255.0
         images = finish(images, rnd)

@@ -63,30 +63,31 @@ def decode(encoded):
     return tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_FAST")
 
 
-def boxes(crop, n=1, seed=None):
+def boxes(crop, n=1, seed=None, scale_jitter=SCALE_JITTER):
     """[n, 4] crop boxes (y1, x1, y2, x2 in fractions) for crop_resize.
 
     Without a seed, n copies of the crop. With a seed ([2] int tensor), n
-    independent training jitters of it: scale, position, and a random mirror
-    (x1 > x2 makes crop_and_resize flip the crop, so flipping costs nothing).
+    independent training jitters of it: scale (by a factor in 1 +- scale_jitter),
+    position, and a random mirror (x1 > x2 makes crop_and_resize flip the crop,
+    so flipping costs nothing).
     """
     t, l, h, w = [float(v) for v in crop]
     if seed is None:
         return tf.tile(tf.constant([[t, l, t + h, l + w]], tf.float32), [n, 1])
     u = tf.random.stateless_uniform([4, n], tf.cast(seed, tf.int64), -1.0, 1.0)
-    scale = 1.0 + SCALE_JITTER * u[0]
+    scale = 1.0 + scale_jitter * u[0]
     half_h, half_w = scale * h / 2, scale * w / 2 * tf.sign(u[3] + 1e-9)
     cy, cx = t + h / 2 + SHIFT_JITTER * h * u[1], l + w / 2 + SHIFT_JITTER * w * u[2]
     return tf.stack([cy - half_h, cx - half_w, cy + half_h, cx + half_w], axis=1)
 
 
-def jitter_extent(crop):
+def jitter_extent(crop, scale_jitter=SCALE_JITTER):
     """The box (top, left, height, width fractions) that holds every jittered box of
     crop (boxes() with a seed: scale and shift at their largest), clipped to the
     photo. Mirroring does not change a box's extent, and rotation happens after the
     crop (finish)."""
     t, l, h, w = [float(v) for v in crop]
-    grow = 1.0 + SCALE_JITTER + 2 * SHIFT_JITTER  # +-(h/2 (1 + scale) + shift h) about the centre
+    grow = 1.0 + scale_jitter + 2 * SHIFT_JITTER  # +-(h/2 (1 + scale) + shift h) about the centre
     cy, cx = t + h / 2, l + w / 2
     top, left = max(0.0, cy - grow * h / 2), max(0.0, cx - grow * w / 2)
     bottom, right = min(1.0, cy + grow * h / 2), min(1.0, cx + grow * w / 2)

@@ -46,12 +46,14 @@ def towers(image_a, image_b, tower_fn, training, l2_normalize=True):
 
 
 def distance(features_a, features_b, head="absdiff", head_units=128, epsilon=1e-6,
-             weight_decay=0.0, reuse=None, custom_getter=None):
-    """Dw [B] for pairs of features [B, D] through the chosen head."""
+             weight_decay=0.0, reuse=None, custom_getter=None, head_identity=False):
+    """Dw [B] for pairs of features [B, D] through the chosen head. head_identity:
+    the absdiff head's dense layer starts at the identity (where it equals the
+    Euclidean head) and its weight decay pulls it back there (layers.dense)."""
     if head == "absdiff":
         with v1.variable_scope(HEAD_SCOPE, reuse=reuse, custom_getter=custom_getter):
             diff = layers.dense(tf.abs(features_a - features_b), head_units, scope="dense",
-                                weight_decay=weight_decay)
+                                weight_decay=weight_decay, identity=head_identity)
     elif head == "euclidean":
         diff = features_a - features_b
     else:
@@ -60,17 +62,18 @@ def distance(features_a, features_b, head="absdiff", head_units=128, epsilon=1e-
 
 
 def pairwise_distance(features_a, features_b, head="absdiff", head_units=128, epsilon=1e-6,
-                      weight_decay=0.0, reuse=None):
+                      weight_decay=0.0, reuse=None, head_identity=False):
     """Dw [B, B] between every row i of features_a and every row j of features_b,
     through the same head as distance() (the diagonal is distance()'s result)."""
     n = tf.shape(features_a)[0]
     dim = features_a.shape[-1]
     a = tf.reshape(tf.tile(features_a[:, tf.newaxis, :], [1, n, 1]), [-1, dim])
     b = tf.reshape(tf.tile(features_b[tf.newaxis, :, :], [n, 1, 1]), [-1, dim])
-    return tf.reshape(distance(a, b, head, head_units, epsilon, weight_decay, reuse), [n, n])
+    return tf.reshape(distance(a, b, head, head_units, epsilon, weight_decay, reuse,
+                               head_identity=head_identity), [n, n])
 
 
-def contrastive_loss_all_pairs(dw, identity_a, identity_b, margin):
+def contrastive_loss_all_pairs(dw, identity_a, identity_b, margin, active=False):
     """The contrastive loss over every (a_i, b_j) pair of a batch, from Dw [B, B].
 
     Y_ij = 0 where identity_a[i] == identity_b[j]. Same and different pairs are
@@ -78,10 +81,17 @@ def contrastive_loss_all_pairs(dw, identity_a, identity_b, margin):
     on a half-same batch, while each step sees B^2 - B more pairs than it was
     given (the different pairs include the batch's hardest ones) for no more
     tower passes.
+
+    With active=True the different term is averaged over the different pairs
+    still inside the margin (Dw < m) only, as batch-all triplet losses average
+    over the triplets with a loss: as the easy pairs pass the margin, the hard
+    ones keep their weight instead of being diluted by pairs that add nothing.
     """
     same = tf.cast(tf.equal(identity_a[:, tf.newaxis], identity_b[tf.newaxis, :]), tf.float32)
     different = 1.0 - same
     same_term = tf.reduce_sum(same * 0.5 * tf.square(dw)) / tf.maximum(tf.reduce_sum(same), 1.0)
+    if active:
+        different = different * tf.cast(dw < margin, tf.float32)
     different_term = (tf.reduce_sum(different * 0.5 * tf.square(tf.maximum(0.0, margin - dw)))
                       / tf.maximum(tf.reduce_sum(different), 1.0))
     return 0.5 * (same_term + different_term)

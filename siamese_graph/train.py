@@ -325,7 +325,8 @@ def train():
 def check_cache(splits, config):
     """Logs what --cache holds (in each process that makes pairs: this one, or each
     tf.data service worker); UserError above --cache_limit_mb."""
-    need = sum(pairs.cache_bytes(s, config.image_size, config.crop, config.augment) for s in splits)
+    need = sum(pairs.cache_bytes(s, config.image_size, config.crop, config.augment, config.scale_jitter)
+               for s in splits)
     photos = sum(s.photos for s in splits)
     logging.info("cache: %d photos decoded once, %.1f MiB in memory", photos, need / 2 ** 20)
     if need > FLAGS.cache_limit_mb * 2 ** 20:

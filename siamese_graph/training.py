@@ -50,6 +50,8 @@ class TrainConfig:
     net: str = _field("convnet", "Tower.", sorted(nets_factory.NETS))
     head: str = _field("absdiff", "absdiff: |f_a - f_b| -> dense; euclidean: ||f_a - f_b||.", list(siamese.HEADS))
     head_units: int = _field(128, "absdiff head: units of the dense layer.")
+    head_identity: bool = _field(False, "absdiff head: start the dense layer at the identity (the Euclidean "
+                                 "head) and decay its weights towards it instead of towards zero.")
     l2_normalize: bool = _field(True, "L2-normalize tower features (fixes the margin's scale).")
     convnet_width: float = _field(1.0, "convnet: filter multiplier (1: 16-32-64-128, 2: 32-64-128-256).")
     convnet_embedding: int = _field(0, "convnet: a linear dense embedding of this size on top (0: the conv "
@@ -68,12 +70,15 @@ class TrainConfig:
     weight_decay: float = _field(0.0, "L2 weight decay (0: none).")
     loss_pairs: str = _field("given", "given: the contrastive loss over the batch's pairs; all: over every "
                              "(image_a[i], image_b[j]) pair of the batch, labelled by identity, same and "
-                             "different pairs averaged apart (siamese.contrastive_loss_all_pairs).",
-                             ["given", "all"])
+                             "different pairs averaged apart (siamese.contrastive_loss_all_pairs); "
+                             "active: as all, the different pairs averaged over those inside the margin.",
+                             ["given", "all", "active"])
     # the input
     batch_size: int = _field(64, "Pairs per batch (even: half same, half different).")
     augment: bool = _field(False, "Training augmentation.")
     rotation_deg: float = _field(preprocessing.DEFAULT_ROTATION_DEG, "Random rotation, degrees.")
+    scale_jitter: float = _field(preprocessing.SCALE_JITTER, "With --augment: each crop box scaled by a random "
+                                 "factor in [1 - this, 1 + this] (zoom in and out).")
     gray_prob: float = _field(0.0, "With --augment: chance an image is made grayscale.")
     saturation: float = _field(0.0, "With --augment: colour jitter, each image's saturation scaled by a "
                                "factor in [1 - this, 1 + this] (0: off).")
@@ -105,8 +110,8 @@ class TrainConfig:
             raise ArgumentError("moving_average_decay", self.moving_average_decay, "must be in [0, 1)")
         if self.head not in siamese.HEADS:
             raise ArgumentError("head", self.head, "choose from %s" % ", ".join(siamese.HEADS))
-        if self.loss_pairs not in ("given", "all"):
-            raise ArgumentError("loss_pairs", self.loss_pairs, "choose from given, all")
+        if self.loss_pairs not in ("given", "all", "active"):
+            raise ArgumentError("loss_pairs", self.loss_pairs, "choose from given, all, active")
         if self.head_units < 1:
             raise ArgumentError("head_units", self.head_units, "must be at least 1")
         if self.weight_decay < 0:
@@ -121,6 +126,8 @@ class TrainConfig:
         for name in ("gray_prob", "lowres_prob", "saturation"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ArgumentError(name, getattr(self, name), "must be in [0, 1]")
+        if not 0 <= self.scale_jitter < 1:
+            raise ArgumentError("scale_jitter", self.scale_jitter, "must be in [0, 1)")
         if self.shuffle_buffer < 1:
             raise ArgumentError("shuffle_buffer", self.shuffle_buffer, "must be at least 1")
         preprocessing.parse_crop(self.crop)
@@ -167,7 +174,7 @@ def build_inputs(splits, config, data_service=None):
                                    config.seed + RECORDS_SEED_STRIDE * i,
                                    shuffle_buffer=config.shuffle_buffer, rotation_deg=config.rotation_deg,
                                    gray_prob=config.gray_prob, lowres_prob=config.lowres_prob,
-                                   saturation=config.saturation,
+                                   saturation=config.saturation, scale_jitter=config.scale_jitter,
                                    service_shard=bool(data_service), cache=config.cache)
                 for i, s in enumerate(splits)]
     ds = datasets[0] if len(datasets) == 1 else tf.data.Dataset.choose_from_datasets(
@@ -217,15 +224,16 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
         batch = inputs if inputs is not None else build_inputs(splits, config, data_service)
     image_a, image_b, labels = batch["image_a"], batch["image_b"], batch["label"]
     features_a, features_b = siamese.towers(image_a, image_b, tower_fn, True, config.l2_normalize)
-    if config.loss_pairs == "all":
+    if config.loss_pairs in ("all", "active"):
         all_dw = siamese.pairwise_distance(features_a, features_b, config.head, config.head_units,
-                                           config.epsilon, config.weight_decay)
+                                           config.epsilon, config.weight_decay,
+                                           head_identity=config.head_identity)
         dw = tf.linalg.diag_part(all_dw)  # the batch's own pairs, for the summaries
         loss = siamese.contrastive_loss_all_pairs(all_dw, batch["identity_a"], batch["identity_b"],
-                                                  config.margin)
+                                                  config.margin, active=config.loss_pairs == "active")
     else:
         dw = siamese.distance(features_a, features_b, config.head, config.head_units, config.epsilon,
-                              config.weight_decay)
+                              config.weight_decay, head_identity=config.head_identity)
         loss = siamese.contrastive_loss(dw, labels, config.margin)
     total_loss = loss + tf.add_n([loss * 0] + v1.losses.get_regularization_losses())
     if config.lr_schedule == "cyclic":

@@ -95,13 +95,17 @@ def test_cached_epochs_make_every_anchor_once_with_a_positive_of_its_identity(sy
     assert not np.array_equal(first, second)  # reshuffled each epoch
 
 
-def test_cache_region_holds_every_jittered_box_and_crops_like_the_photo():
+@pytest.mark.parametrize("scale_jitter", [preprocessing.SCALE_JITTER, 0.25])
+def test_cache_region_holds_every_jittered_box_and_crops_like_the_photo(scale_jitter):
     from tests.conftest import face
 
     box = preprocessing.CROPS["celeba"]
-    outer, size = pairs.cache_geometry(box, 48, augment=True)
+    outer, size = pairs.cache_geometry(box, 48, augment=True, scale_jitter=scale_jitter)
     t, l, h, w = outer
-    jittered = preprocessing.boxes(box, 4000, tf.constant([1, 2])).numpy()
+    jittered = preprocessing.boxes(box, 4000, tf.constant([1, 2]), scale_jitter).numpy()
+    heights = np.abs(jittered[:, 2] - jittered[:, 0]) / box[2]  # the scale factors drawn
+    assert heights.min() < 1 - 0.9 * scale_jitter and heights.max() > 1 + 0.9 * scale_jitter
+    jittered = np.clip(jittered, 0, 1)  # past the photo's edge both crops are black (extrapolation)
     inside = (np.minimum(jittered[:, [0, 2]], jittered[:, [2, 0]])[:, 0] >= t - 1e-6) & \
              (np.maximum(jittered[:, 0], jittered[:, 2]) <= t + h + 1e-6) & \
              (np.minimum(jittered[:, 1], jittered[:, 3]) >= l - 1e-6) & \
@@ -112,7 +116,7 @@ def test_cache_region_holds_every_jittered_box_and_crops_like_the_photo():
     from PIL import ImageFilter
     # a photo's detail, not pixel noise (celeba-mini's photos: 0.018 at 48, bench/pairs.py)
     photo = tf.constant(np.asarray(face(3, 1, size=(178, 218)).filter(ImageFilter.GaussianBlur(1.5))))
-    b = preprocessing.boxes(box, 16, tf.constant([5, 6]))
+    b = preprocessing.boxes(box, 16, tf.constant([5, 6]), scale_jitter)
     direct = preprocessing.crop_resize(photo, 48, b)
     region = tf.image.crop_and_resize(tf.cast(photo, tf.float32)[None], [[t, l, t + h, l + w]], [0], size)
     cached = tf.image.crop_and_resize(tf.cast(tf.round(region), tf.uint8), preprocessing.within(b, outer),

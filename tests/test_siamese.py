@@ -109,6 +109,45 @@ def test_pairwise_distance_and_all_pairs_loss_against_numpy(head):
     assert same.sum() == 5 and got == pytest.approx(want, rel=1e-5)
 
 
+
+def test_active_all_pairs_loss_averages_only_the_different_pairs_inside_the_margin():
+    dw = np.array([[0.2, 0.5, 1.5], [0.9, 0.4, 2.0], [0.1, 3.0, 0.3]], np.float32)
+    ida, idb = np.array([1, 2, 3]), np.array([1, 2, 3])  # the diagonal is same
+    with tf.Graph().as_default():
+        args = (tf.constant(dw), tf.constant(ida), tf.constant(idb), 1.0)
+        both = siamese.contrastive_loss_all_pairs(*args), siamese.contrastive_loss_all_pairs(*args, active=True)
+        with v1.Session() as sess:
+            plain, active = sess.run(both)
+    same = np.eye(3, dtype=bool)
+    same_term = (0.5 * dw[same] ** 2).mean()
+    hinge = 0.5 * np.maximum(0, 1 - dw[~same]) ** 2  # 6 different pairs, 3 inside the margin (0.5, 0.9, 0.1)
+    assert plain == pytest.approx(0.5 * (same_term + hinge.sum() / 6), rel=1e-5)
+    assert active == pytest.approx(0.5 * (same_term + hinge.sum() / 3), rel=1e-5)
+    with tf.Graph().as_default():  # no different pair inside the margin: the term is 0, not NaN
+        far = siamese.contrastive_loss_all_pairs(tf.constant(dw + 5 * (1 - np.eye(3, dtype=np.float32))),
+                                                 tf.constant(ida), tf.constant(idb), 1.0, active=True)
+        with v1.Session() as sess:
+            assert sess.run(far) == pytest.approx(0.5 * same_term, rel=1e-5)
+
+
+def test_identity_absdiff_head_starts_as_the_euclidean_head_and_decays_towards_it():
+    rng = np.random.RandomState(5)
+    fa, fb = rng.normal(size=(6, 4)).astype(np.float32), rng.normal(size=(6, 4)).astype(np.float32)
+    with tf.Graph().as_default():
+        euclidean = siamese.distance(tf.constant(fa), tf.constant(fb), "euclidean")
+        head = siamese.distance(tf.constant(fa), tf.constant(fb), "absdiff", head_units=4, weight_decay=0.1,
+                                head_identity=True)
+        decay = tf.add_n(v1.losses.get_regularization_losses())
+        w = [v for v in v1.trainable_variables() if v.name.endswith("weights:0")][0]
+        moved = w.assign_add(tf.ones_like(w))
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            e, h, d0 = sess.run([euclidean, head, decay])
+            sess.run(moved)
+            d1 = sess.run(decay)
+    np.testing.assert_allclose(h, e, rtol=1e-5)
+    assert d0 == 0.0 and d1 == pytest.approx(0.1 * 16 / 2)  # 0.1 * l2_loss(ones(4, 4))
+
 def test_euclidean_and_absdiff_distances():
     with tf.Graph().as_default():
         a = tf.constant([[0.0, 3.0], [1.0, 1.0]])
