@@ -237,7 +237,12 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
         loss = siamese.contrastive_loss(dw, labels, config.margin)
     total_loss = loss + tf.add_n([loss * 0] + v1.losses.get_regularization_losses())
     if config.lr_schedule == "cyclic":
-        lr, beta1 = schedules.cyclic(global_step, config.cycle_steps, config.lr_min, config.lr_max,
+        # Adam's beta1_power variable starts from beta1, so its initializer reads the step.
+        # Initializers run in parallel: on a cluster it could read global_step on the ps
+        # before that exists ("Could not find variable global_step"). Step 0 until it does.
+        step = v1.cond(v1.is_variable_initialized(global_step), global_step.read_value,
+                       lambda: tf.zeros([], global_step.dtype))
+        lr, beta1 = schedules.cyclic(step, config.cycle_steps, config.lr_min, config.lr_max,
                                      config.beta1_min, config.beta1_max)
     elif config.lr_schedule == "constant":
         lr, beta1 = schedules.constant(config.learning_rate, config.beta1_max)
