@@ -14,13 +14,10 @@ v1 = tf.compat.v1
 def _weights(name, shape, weight_decay, identity=False):
     """He-initialised weights decayed towards zero; with identity (a [N, units]
     matrix), started at the identity and decayed towards it instead."""
-    if identity:
-        eye = tf.eye(*shape)
-        init, centre = v1.constant_initializer(np.eye(*shape)), lambda w: w - eye
-    else:
-        init = v1.variance_scaling_initializer(scale=2.0, mode="fan_in", distribution="truncated_normal")
-        centre = lambda w: w  # noqa: E731
-    reg = (lambda w: weight_decay * tf.nn.l2_loss(centre(w))) if weight_decay > 0 else None
+    centre = np.eye(*shape, dtype=np.float32) if identity else 0.0
+    init = v1.constant_initializer(centre) if identity else v1.variance_scaling_initializer(
+        scale=2.0, mode="fan_in", distribution="truncated_normal")
+    reg = (lambda w: weight_decay * tf.nn.l2_loss(w - centre)) if weight_decay > 0 else None
     return v1.get_variable(name, shape, tf.float32, initializer=init, regularizer=reg)
 
 

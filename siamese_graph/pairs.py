@@ -198,8 +198,6 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
     if batch_size < 2 or batch_size % 2:
         raise ArgumentError("batch_size", batch_size, "must be even and at least 2 (half same, "
                             "half different pairs)")
-    if not 0 <= scale_jitter < 1:
-        raise ArgumentError("scale_jitter", scale_jitter, "must be in [0, 1)")
     check_pairable(info)
     box = preprocessing.parse_crop(crop) if isinstance(crop, str) else crop
 

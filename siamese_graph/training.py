@@ -34,6 +34,7 @@ RECORDS_SEED_STRIDE = 1000
 # 2 x batch_size images of image_size^2 x 3 floats, and their activations).
 MAX_BATCH_SIZE = 4096
 MAX_IMAGE_SIZE = 512
+LOSS_PAIRS = ("given", "all", "active")  # TrainConfig.loss_pairs
 # Pairs shown in TensorBoard's image and text summaries.
 SUMMARY_PAIRS = 6
 
@@ -72,7 +73,7 @@ class TrainConfig:
                              "(image_a[i], image_b[j]) pair of the batch, labelled by identity, same and "
                              "different pairs averaged apart (siamese.contrastive_loss_all_pairs); "
                              "active: as all, the different pairs averaged over those inside the margin.",
-                             ["given", "all", "active"])
+                             list(LOSS_PAIRS))
     # the input
     batch_size: int = _field(64, "Pairs per batch (even: half same, half different).")
     augment: bool = _field(False, "Training augmentation.")
@@ -110,8 +111,8 @@ class TrainConfig:
             raise ArgumentError("moving_average_decay", self.moving_average_decay, "must be in [0, 1)")
         if self.head not in siamese.HEADS:
             raise ArgumentError("head", self.head, "choose from %s" % ", ".join(siamese.HEADS))
-        if self.loss_pairs not in ("given", "all", "active"):
-            raise ArgumentError("loss_pairs", self.loss_pairs, "choose from given, all, active")
+        if self.loss_pairs not in LOSS_PAIRS:
+            raise ArgumentError("loss_pairs", self.loss_pairs, "choose from %s" % ", ".join(LOSS_PAIRS))
         if self.head_units < 1:
             raise ArgumentError("head_units", self.head_units, "must be at least 1")
         if self.weight_decay < 0:
