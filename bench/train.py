@@ -10,12 +10,17 @@ Rows:
   plain net: session, cached       the convnet tower with its embedding, Euclidean head,
                                    contrastive loss, Adam, as a session graph
   plain net: keras tf.function     the same network as Keras 3 layers, a tf.function step
+  variant, cached batch            with --variant=KEY=VALUE[,KEY=VALUE]: the default run's
+                                   graph with those TrainConfig fields changed (e.g.
+                                   convnet_embedding=256), on a cached batch: what a
+                                   change to train.flags costs a step
 Input overhead = 1 - (steps/s fed by the pair graph) / (steps/s on a cached batch).
 Each runs in its own subprocess, in alternation (A B C D E A B C D E ...), to even
 out a shared machine's noise; the table shows the median of the repeats.
 
   python bench/train.py [--records_dir=tfrecords/celeba-mini[,tfrecords/celeba-10k-lowres]]
       [--batch_size=N] [--image_size=N] [--steps=40] [--repeats=3] [--kinds=cached,records,cache]
+      [--variant=convnet_embedding=256 --kinds=cached,variant]
 
 batch_size and image_size default to train.flags' values.
 """
@@ -45,7 +50,7 @@ def session_rate(records_dirs, overrides, steps, kind):
     with tf.Graph().as_default():
         splits = [pairs.pairable_split(d, "train") for d in records_dirs]
         inputs = None
-        if kind == "cached":
+        if kind in ("cached", "variant"):
             rng = np.random.RandomState(0)
             shape = (config.batch_size, config.image_size, config.image_size, 3)
             ids = np.arange(config.batch_size)
@@ -151,9 +156,25 @@ def default_config(**overrides):
     return dataclasses.replace(train.config_from_flags(), **{k: v for k, v in overrides.items() if v is not None})
 
 
+def parse_variant(text, defaults):
+    """"key=value,key=value" -> TrainConfig overrides, each value of its field's type."""
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(defaults)}
+    overrides = {}
+    for item in filter(None, (text or "").split(",")):
+        key, _, value = item.partition("=")
+        if key not in fields:
+            sys.exit("--variant: %r is not a TrainConfig field" % key)
+        kind = type(getattr(defaults, key))
+        overrides[key] = value.lower() in ("1", "true") if kind is bool else kind(value)
+    return overrides
+
+
 KINDS = [("cached", "default run, cached batch"), ("records", "default run, pairs from records"),
          ("cache", "default run, pairs from cache"),
-         ("plain", "plain net: session, cached"), ("keras", "plain net: keras tf.function")]
+         ("plain", "plain net: session, cached"), ("keras", "plain net: keras tf.function"),
+         ("variant", "variant, cached batch")]
 
 
 def main():
@@ -165,7 +186,8 @@ def main():
     ap.add_argument("--image_size", type=int, default=defaults.image_size)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--kinds", default=",".join(k for k, _ in KINDS))
+    ap.add_argument("--kinds", default=",".join(k for k, _ in KINDS if k != "variant"))
+    ap.add_argument("--variant", default="", help="TrainConfig overrides for the variant row: key=value,...")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     sizes = {"batch_size": args.batch_size, "image_size": args.image_size}
@@ -175,16 +197,21 @@ def main():
         elif args.one == "plain":
             rate = plain_session_rate(args.batch_size, args.image_size, defaults.convnet_embedding, args.steps)
         else:
-            rate = session_rate(args.records_dir.split(","), sizes, args.steps, args.one)
+            overrides = dict(sizes, **parse_variant(args.variant, defaults)) if args.one == "variant" else sizes
+            rate = session_rate(args.records_dir.split(","), overrides, args.steps, args.one)
         print(json.dumps({"rate": rate}))
         return
     kinds = [(k, label) for k, label in KINDS if k in args.kinds.split(",")]
+    if any(k == "variant" for k, _ in kinds) and not parse_variant(args.variant, defaults):
+        sys.exit("--kinds=variant needs --variant=key=value[,...]")
+    kinds = [(k, "variant (%s), cached batch" % args.variant if k == "variant" else label) for k, label in kinds]
     rates = {k: [] for k, _ in kinds}
     for _ in range(args.repeats):
         for kind, _ in kinds:
             r = subprocess.run([sys.executable, __file__, "--one", kind, "--records_dir", args.records_dir,
                                 "--batch_size", str(args.batch_size), "--image_size", str(args.image_size),
-                                "--steps", str(args.steps)], capture_output=True, text=True)
+                                "--steps", str(args.steps), "--variant", args.variant],
+                               capture_output=True, text=True)
             if r.returncode:
                 sys.exit(r.stderr[-3000:])
             rates[kind].append(json.loads(r.stdout.strip().splitlines()[-1])["rate"])
@@ -201,6 +228,8 @@ def main():
             if kind in med:
                 print("input overhead, pairs from %s (1 - %s / cached batch): %.1f%%"
                       % (kind, kind, 100 * (1 - med[kind] / med["cached"])))
+        if "variant" in med:
+            print("variant / default, cached batch: %.3fx the steps/s" % (med["variant"] / med["cached"]))
     if "plain" in med and "keras" in med:
         print("plain net, session / keras: %.2fx (keras costs %.0f ms more a step)" % (
             med["plain"] / med["keras"], 1000 * (1 / med["keras"] - 1 / med["plain"])))
