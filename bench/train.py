@@ -10,8 +10,8 @@ Rows:
   plain net: session, cached       the convnet tower with its embedding, Euclidean head,
                                    contrastive loss, Adam, as a session graph
   plain net: keras tf.function     the same network as Keras 3 layers, a tf.function step
-  variant, cached batch            with --variant=KEY=VALUE[,KEY=VALUE]: the default run's
-                                   graph with those TrainConfig fields changed (e.g.
+  variant, cached batch            with --variant=FLAG=VALUE[,FLAG=VALUE]: the default run's
+                                   graph with those train flags changed (e.g.
                                    convnet_embedding=256), on a cached batch: what a
                                    change to train.flags costs a step
 Input overhead = 1 - (steps/s fed by the pair graph) / (steps/s on a cached batch).
@@ -36,9 +36,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 
-def session_rate(records_dirs, overrides, steps, kind):
+def session_rate(records_dirs, flag_args, steps, kind):
     """Steps/s of the default run's training graph (train.flags' TrainConfig, with
-    overrides), fed by one batch held in variables (kind "cached") or by the pair
+    flag_args after it), fed by one batch held in variables (kind "cached") or by the pair
     graph from the records ("records") or from the decoded-once cache ("cache")."""
     import numpy as np
     import tensorflow as tf
@@ -46,7 +46,7 @@ def session_rate(records_dirs, overrides, steps, kind):
     from siamese_graph import pairs, training
 
     v1 = tf.compat.v1
-    config = default_config(cache=kind == "cache", **overrides)
+    config = default_config(*flag_args, "--cache" if kind == "cache" else "--nocache")
     with tf.Graph().as_default():
         splits = [pairs.pairable_split(d, "train") for d in records_dirs]
         inputs = None
@@ -144,31 +144,20 @@ def keras_rate(batch, image_size, embedding, steps):
     return steps / (time.time() - start)
 
 
-def default_config(**overrides):
-    """The TrainConfig of the default run: train.flags read by absl, as `train --flagfile` reads it."""
-    import dataclasses
-
+def default_config(*flag_args):
+    """The TrainConfig of the default run: train.flags read by absl, as `train --flagfile` reads it,
+    then flag_args ("--name=value") after it."""
     from absl import flags
 
     from siamese_graph import train
 
-    flags.FLAGS(["bench", "--flagfile=%s" % os.path.join(REPO, "train.flags")])
-    return dataclasses.replace(train.config_from_flags(), **{k: v for k, v in overrides.items() if v is not None})
+    flags.FLAGS(["bench", "--flagfile=%s" % os.path.join(REPO, "train.flags")] + list(flag_args))
+    return train.config_from_flags()
 
 
-def parse_variant(text, defaults):
-    """"key=value,key=value" -> TrainConfig overrides, each value of its field's type."""
-    import dataclasses
-
-    fields = {f.name: f for f in dataclasses.fields(defaults)}
-    overrides = {}
-    for item in filter(None, (text or "").split(",")):
-        key, _, value = item.partition("=")
-        if key not in fields:
-            sys.exit("--variant: %r is not a TrainConfig field" % key)
-        kind = type(getattr(defaults, key))
-        overrides[key] = value.lower() in ("1", "true") if kind is bool else kind(value)
-    return overrides
+def variant_flags(text):
+    """"name=value,name=value" -> ["--name=value", ...]: train's own flags parse and check them."""
+    return ["--" + item for item in (text or "").split(",") if item]
 
 
 KINDS = [("cached", "default run, cached batch"), ("records", "default run, pairs from records"),
@@ -187,23 +176,31 @@ def main():
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--kinds", default=",".join(k for k, _ in KINDS if k != "variant"))
-    ap.add_argument("--variant", default="", help="TrainConfig overrides for the variant row: key=value,...")
+    ap.add_argument("--variant", default="", help="Train flags changed in the variant row: name=value,...")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    sizes = {"batch_size": args.batch_size, "image_size": args.image_size}
+    sizes = ["--batch_size=%d" % args.batch_size, "--image_size=%d" % args.image_size]
     if args.one:
         if args.one == "keras":
             rate = keras_rate(args.batch_size, args.image_size, defaults.convnet_embedding, args.steps)
         elif args.one == "plain":
             rate = plain_session_rate(args.batch_size, args.image_size, defaults.convnet_embedding, args.steps)
         else:
-            overrides = dict(sizes, **parse_variant(args.variant, defaults)) if args.one == "variant" else sizes
-            rate = session_rate(args.records_dir.split(","), overrides, args.steps, args.one)
+            flag_args = sizes + (variant_flags(args.variant) if args.one == "variant" else [])
+            rate = session_rate(args.records_dir.split(","), flag_args, args.steps, args.one)
         print(json.dumps({"rate": rate}))
         return
     kinds = [(k, label) for k, label in KINDS if k in args.kinds.split(",")]
-    if any(k == "variant" for k, _ in kinds) and not parse_variant(args.variant, defaults):
-        sys.exit("--kinds=variant needs --variant=key=value[,...]")
+    if any(k == "variant" for k, _ in kinds):
+        if not variant_flags(args.variant):
+            sys.exit("--kinds=variant needs --variant=name=value[,...]")
+        from absl import flags
+
+        from siamese_graph import errors
+        try:  # train's own checks: an unknown flag, a value of the wrong type or out of range
+            default_config(*variant_flags(args.variant)).check()
+        except (flags.Error, errors.Error) as e:
+            sys.exit("--variant=%s: %s" % (args.variant, errors.one_line(e)))
     kinds = [(k, "variant (%s), cached batch" % args.variant if k == "variant" else label) for k, label in kinds]
     rates = {k: [] for k, _ in kinds}
     for _ in range(args.repeats):

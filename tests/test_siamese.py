@@ -109,7 +109,6 @@ def test_pairwise_distance_and_all_pairs_loss_against_numpy(head):
     assert same.sum() == 5 and got == pytest.approx(want, rel=1e-5)
 
 
-
 def test_active_all_pairs_loss_averages_only_the_different_pairs_inside_the_margin():
     dw = np.array([[0.2, 0.5, 1.5], [0.9, 0.4, 2.0], [0.1, 3.0, 0.3]], np.float32)
     ida, idb = np.array([1, 2, 3]), np.array([1, 2, 3])  # the diagonal is same
@@ -147,6 +146,7 @@ def test_identity_absdiff_head_starts_as_the_euclidean_head_and_decays_towards_i
             d1 = sess.run(decay)
     np.testing.assert_allclose(h, e, rtol=1e-5)
     assert d0 == 0.0 and d1 == pytest.approx(0.1 * 16 / 2)  # 0.1 * l2_loss(ones(4, 4))
+
 
 def test_euclidean_and_absdiff_distances():
     with tf.Graph().as_default():
