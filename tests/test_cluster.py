@@ -121,6 +121,12 @@ def assert_no_process_left(train_dir):
             os.kill(pid, 0)
 
 
+def logged_steps(train_dir, worker):
+    """The global steps a worker's log reports a loss at (empty until it has trained)."""
+    path = os.path.join(train_dir, "logs", "worker%d.log" % worker)
+    return [int(n) for n in re.findall(r"step (\d+)  loss", open(path).read())] if os.path.exists(path) else []
+
+
 def global_step(train_dir):
     return int(tf.train.load_checkpoint(tf.train.latest_checkpoint(train_dir)).get_tensor("global_step"))
 
@@ -149,11 +155,11 @@ def test_a_killed_worker_does_not_stop_the_run(six_shard_records, tmp_path):
     run = str(tmp_path / "run")
     # no step target: the chief stops after a minute (--max_minutes), whatever the machine's speed
     proc = launch(run, 2, "--records_dir=%s" % six_shard_records, "--max_steps=10000000", "--max_minutes=1")
-    log = os.path.join(run, "logs", "worker1.log")
-    wait_until(proc, run, lambda: os.path.exists(log) and "  loss " in open(log).read(), "worker 1 trains", 120)
+    # both workers have logged a loss (either may be first): the run is under way on both
+    wait_until(proc, run, lambda: logged_steps(run, 0) and logged_steps(run, 1), "both workers train", 120)
     pids = json.load(open(os.path.join(run, "logs", "pids.json")))
     os.kill(pids["worker1"], signal.SIGKILL)
-    at_kill = max(int(n) for n in re.findall(r"step (\d+)  loss", open(os.path.join(run, "logs", "worker0.log")).read()))
+    at_kill = max(logged_steps(run, 0) + logged_steps(run, 1))
     out = finish(proc)
     assert "worker0 0" in out and "worker1 -9" in out and "ps0 0" in out, out[-3000:]
     assert global_step(run) >= at_kill + 100 and steps_ran(run)[0] > 0  # training went on without it
