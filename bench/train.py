@@ -14,6 +14,7 @@ Rows:
                                    graph with those train flags changed (e.g.
                                    convnet_embedding=256), on a cached batch: what a
                                    change to train.flags costs a step
+  variant, pairs from cache        the variant's graph fed by its pair graph from the cache
 Input overhead = 1 - (steps/s fed by the pair graph) / (steps/s on a cached batch).
 Each runs in its own subprocess, in alternation (A B C D E A B C D E ...), to even
 out a shared machine's noise; the table shows the median of the repeats.
@@ -21,6 +22,7 @@ out a shared machine's noise; the table shows the median of the repeats.
   python bench/train.py [--records_dir=tfrecords/celeba-mini[,tfrecords/celeba-10k-lowres]]
       [--batch_size=N] [--image_size=N] [--steps=40] [--repeats=3] [--kinds=cached,records,cache]
       [--variant=convnet_embedding=256 --kinds=cached,variant]
+      [--variant=shared_anchors=true --kinds=cached,cache,variant,variant_cache]
 
 batch_size and image_size default to train.flags' values.
 """
@@ -46,7 +48,7 @@ def session_rate(records_dirs, flag_args, steps, kind):
     from siamese_graph import pairs, training
 
     v1 = tf.compat.v1
-    config = default_config(*flag_args, "--cache" if kind == "cache" else "--nocache")
+    config = default_config(*flag_args, "--cache" if kind in ("cache", "variant_cache") else "--nocache")
     with tf.Graph().as_default():
         splits = [pairs.pairable_split(d, "train") for d in records_dirs]
         inputs = None
@@ -163,7 +165,7 @@ def variant_flags(text):
 KINDS = [("cached", "default run, cached batch"), ("records", "default run, pairs from records"),
          ("cache", "default run, pairs from cache"),
          ("plain", "plain net: session, cached"), ("keras", "plain net: keras tf.function"),
-         ("variant", "variant, cached batch")]
+         ("variant", "variant, cached batch"), ("variant_cache", "variant, pairs from cache")]
 
 
 def main():
@@ -175,7 +177,7 @@ def main():
     ap.add_argument("--image_size", type=int, default=defaults.image_size)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--kinds", default=",".join(k for k, _ in KINDS if k != "variant"))
+    ap.add_argument("--kinds", default=",".join(k for k, _ in KINDS if not k.startswith("variant")))
     ap.add_argument("--variant", default="", help="Train flags changed in the variant row: name=value,...")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -186,12 +188,12 @@ def main():
         elif args.one == "plain":
             rate = plain_session_rate(args.batch_size, args.image_size, defaults.convnet_embedding, args.steps)
         else:
-            flag_args = sizes + (variant_flags(args.variant) if args.one == "variant" else [])
+            flag_args = sizes + (variant_flags(args.variant) if args.one.startswith("variant") else [])
             rate = session_rate(args.records_dir.split(","), flag_args, args.steps, args.one)
         print(json.dumps({"rate": rate}))
         return
     kinds = [(k, label) for k, label in KINDS if k in args.kinds.split(",")]
-    if any(k == "variant" for k, _ in kinds):
+    if any(k.startswith("variant") for k, _ in kinds):
         if not variant_flags(args.variant):
             sys.exit("--kinds=variant needs --variant=name=value[,...]")
         from absl import flags
@@ -201,7 +203,7 @@ def main():
             default_config(*variant_flags(args.variant)).check()
         except (flags.Error, errors.Error) as e:
             sys.exit("--variant=%s: %s" % (args.variant, errors.one_line(e)))
-    kinds = [(k, "variant (%s), cached batch" % args.variant if k == "variant" else label) for k, label in kinds]
+    kinds = [(k, label.replace("variant", "variant (%s)" % args.variant)) for k, label in kinds]
     rates = {k: [] for k, _ in kinds}
     for _ in range(args.repeats):
         for kind, _ in kinds:
@@ -216,9 +218,10 @@ def main():
     print("%s, %dx%d, %d pairs a step, %d timed steps x %d repeats; records: %s" % (
         defaults.net, args.image_size, args.image_size, args.batch_size, args.steps, args.repeats,
         args.records_dir))
-    print("%-34s %9s %9s  %s" % ("run", "steps/s", "pairs/s", "all repeats"))
+    width = max(34, max(len(label) for _, label in kinds))
+    print("%-*s %9s %9s  %s" % (width, "run", "steps/s", "pairs/s", "all repeats"))
     for kind, label in kinds:
-        print("%-34s %9.2f %9.0f  %s" % (label, med[kind], med[kind] * args.batch_size,
+        print("%-*s %9.2f %9.0f  %s" % (width, label, med[kind], med[kind] * args.batch_size,
                                         " ".join("%.2f" % r for r in rates[kind])))
     if "cached" in med:
         for kind in ("records", "cache"):
@@ -227,6 +230,11 @@ def main():
                       % (kind, kind, 100 * (1 - med[kind] / med["cached"])))
         if "variant" in med:
             print("variant / default, cached batch: %.3fx the steps/s" % (med["variant"] / med["cached"]))
+    if "variant" in med and "variant_cache" in med:
+        print("input overhead, variant (1 - variant from cache / variant cached batch): %.1f%%"
+              % (100 * (1 - med["variant_cache"] / med["variant"])))
+    if "cache" in med and "variant_cache" in med:
+        print("variant / default, pairs from cache: %.3fx the steps/s" % (med["variant_cache"] / med["cache"]))
     if "plain" in med and "keras" in med:
         print("plain net, session / keras: %.2fx (keras costs %.0f ms more a step)" % (
             med["plain"] / med["keras"], 1000 * (1 / med["keras"] - 1 / med["plain"])))

@@ -164,7 +164,8 @@ def other_photos(info, seed, shuffle_buffer=2048, cycle_length=16, counter=None,
 def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_CROP, augment=False,
                  seed=0, shuffle_buffer=2048, pair_buffer=512, block_buffer=64, counter=None,
                  rotation_deg=preprocessing.DEFAULT_ROTATION_DEG, service_shard=False, gray_prob=0.0,
-                 lowres_prob=0.0, cache=False, saturation=0.0, scale_jitter=preprocessing.SCALE_JITTER):
+                 lowres_prob=0.0, cache=False, saturation=0.0, scale_jitter=preprocessing.SCALE_JITTER,
+                 identity_runs=1, shared_anchors=False):
     """Batched balanced pairs from one split of a record set.
 
     Args:
@@ -190,6 +191,13 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
         block_buffer do not apply (the shuffles are full). With service_shard each
         tf.data service worker caches the whole split and makes its own epochs
         (worker i of n gets epochs i, i + n, ...: other permutations, other pairs).
+      identity_runs: with cache, the epoch's shuffle moves runs of up to this many
+        pairs of one identity (consecutive anchors and their positives): the
+        all-pairs loss then sees more same-person pairs a batch.
+      shared_anchors: with cache, each anchor is rendered (cropped and augmented)
+        once for its same and its different pair: image_a holds every render
+        twice in a row (pairs 2k and 2k+1), so a training graph can run the tower
+        once on image_a[::2] (FaceNet's triplet: one anchor, a positive, a negative).
     Returns:
       A tf.data.Dataset of dicts: image_a, image_b (float32 [B, S, S, 3]); label
       (int32 [B], 0 same, 1 different); identity_a, identity_b (int64 [B]);
@@ -198,6 +206,9 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
     if batch_size < 2 or batch_size % 2:
         raise ArgumentError("batch_size", batch_size, "must be even and at least 2 (half same, "
                             "half different pairs)")
+    if (identity_runs > 1 or shared_anchors) and not cache:
+        raise ArgumentError("identity_runs" if identity_runs > 1 else "shared_anchors",
+                            identity_runs if identity_runs > 1 else shared_anchors, "works only with the cache")
     check_pairable(info)
     box = preprocessing.parse_crop(crop) if isinstance(crop, str) else crop
 
@@ -216,7 +227,7 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
                                         gray_prob, lowres_prob, saturation)
 
         return _cached_pair_dataset(info, batch_size, image_size, box, augment, seed, counter, finish_all,
-                                    service_shard, scale_jitter)
+                                    service_shard, scale_jitter, identity_runs, shared_anchors)
     # a buffer larger than the split would only hold the split several times over
     shuffle_buffer, pair_buffer = min(shuffle_buffer, info.photos), min(pair_buffer, info.photos)
     block_buffer = min(block_buffer, info.multi)
@@ -315,10 +326,12 @@ def disagreement(error):
     return found.group(1).replace("\\'", "'") if found else None
 
 
-def _epoch_triplets(blocks, ids, seed, service_shard=False):
+def _epoch_triplets(blocks, ids, seed, service_shard=False, group=1):
     """A dataset of epochs, each int64 [K, 3] (anchor, positive, other) record
     indices, shuffled: every photo of a multi-photo identity is an anchor once.
-    blocks: record_blocks(split); ids: its identities as a tensor."""
+    blocks: record_blocks(split); ids: its identities as a tensor. group > 1 keeps
+    runs of up to that many triplets of one identity together (the shuffle moves
+    runs, not triplets), as FaceNet's images_per_person."""
     identities, starts, counts = blocks
     multi = counts >= 2
     anchors = np.concatenate([np.arange(s, s + c) for s, c in zip(starts[multi], counts[multi])])
@@ -326,6 +339,7 @@ def _epoch_triplets(blocks, ids, seed, service_shard=False):
     first = np.repeat(np.concatenate([[0], np.cumsum(counts[multi])[:-1]]), counts[multi])
     last = np.append(block[1:] != block[:-1], True)  # the last anchor of its block
     n, m = len(identities), len(anchors)
+    run = np.cumsum((np.arange(m) - first) % group == 0) - 1  # the run of each anchor, in block order
 
     def triplets(rnd):
         u = tf.random.stateless_uniform([m], tf.stack([rnd, 0]), dtype=tf.float64)
@@ -334,30 +348,41 @@ def _epoch_triplets(blocks, ids, seed, service_shard=False):
         other = tf.argsort(tf.random.stateless_uniform([n], tf.stack([rnd, 1])))[:m]
         other = tf.cast(other, tf.int64)
         kept = tf.not_equal(tf.gather(ids, other), tf.gather(ids, order))
-        t = tf.boolean_mask(tf.stack([order, positive, other], axis=1), kept)
-        return tf.gather(t, tf.argsort(tf.random.stateless_uniform([tf.shape(t)[0]], tf.stack([rnd, 2]))))
+        t = tf.stack([order, positive, other], axis=1)
+        if group == 1:
+            t = tf.boolean_mask(t, kept)
+            return tf.gather(t, tf.argsort(tf.random.stateless_uniform([tf.shape(t)[0]], tf.stack([rnd, 2]))))
+        # one random key a run; the stable sort keeps each run's triplets in order
+        keys = tf.gather(tf.random.stateless_uniform([int(run[-1]) + 1], tf.stack([rnd, 2])), tf.constant(run))
+        runs = tf.argsort(keys, stable=True)
+        return tf.boolean_mask(tf.gather(t, runs), tf.gather(kept, runs))
 
     return _seeds(seed + 2, service_shard).map(triplets)
 
 
 def _cached_pair_dataset(info, batch_size, image_size, box, augment, seed, counter, finish, service_shard,
-                         scale_jitter):
+                         scale_jitter, group, shared_anchors):
     outer, size = cache_geometry(box, image_size, augment, scale_jitter)
     blocks = record_blocks(info)
     ids = tf.constant(blocks[0])  # one constant for the pairing, the labels and the check
-    epochs = _epoch_triplets(blocks, ids, seed, service_shard)
+    epochs = _epoch_triplets(blocks, ids, seed, service_shard, group)
     half = batch_size // 2
+
+    renders_a = half if shared_anchors else batch_size
 
     def gather(cache, triplet, rnd):
         photos, names = cache
         a = tf.reshape(tf.stack([triplet[:, 0], triplet[:, 0]], axis=1), [-1])  # anchor twice
         b = tf.reshape(triplet[:, 1:], [-1])  # (positive, other) per triplet
-        which = tf.concat([a, b], axis=0)
-        boxes = preprocessing.boxes(box, 2 * batch_size, tf.stack([rnd, 7]) if augment else None, scale_jitter)
+        which = tf.concat([triplet[:, 0] if shared_anchors else a, b], axis=0)
+        boxes = preprocessing.boxes(box, renders_a + batch_size, tf.stack([rnd, 7]) if augment else None,
+                                    scale_jitter)
         images = tf.image.crop_and_resize(photos, preprocessing.within(boxes, outer), tf.cast(which, tf.int32),
                                           [image_size, image_size], extrapolation_value=0.0) / 255.0
         images = finish(images, rnd)
-        return {"image_a": images[:batch_size], "image_b": images[batch_size:],
+        image_a = images[:renders_a]
+        return {"image_a": tf.repeat(image_a, 2, axis=0) if shared_anchors else image_a,
+                "image_b": images[renders_a:],
                 "label": tf.tile(tf.constant([0, 1], tf.int32), [half]),
                 "identity_a": tf.gather(ids, a), "identity_b": tf.gather(ids, b),
                 "filename_a": tf.gather(names, a), "filename_b": tf.gather(names, b)}

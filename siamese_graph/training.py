@@ -87,6 +87,10 @@ class TrainConfig:
                                 "of the side and back).")
     shuffle_buffer: int = _field(2048, "Records in the record-level shuffle buffer.")
     cache: bool = _field(False, "Decode each training photo once and make pairs in memory (pairs.py).")
+    identity_runs: int = _field(1, "With --cache: up to this many pairs of one identity side by side in a "
+                                   "batch, so the all-pairs loss sees more same-person pairs (1: shuffled apart).")
+    shared_anchors: bool = _field(False, "With --cache: one render of each anchor for its same and its different "
+                                         "pair, and one tower pass on it: 3/4 of the tower's work a step.")
     seed: int = _field(0, "Seed for shuffling, pairing, augmentation and initial weights.")
     # the optimizer
     lr_schedule: str = _field("cyclic", "Learning-rate schedule.", ["cyclic", "constant"])
@@ -129,6 +133,12 @@ class TrainConfig:
                 raise ArgumentError(name, getattr(self, name), "must be in [0, 1]")
         if not 0 <= self.scale_jitter < 1:
             raise ArgumentError("scale_jitter", self.scale_jitter, "must be in [0, 1)")
+        if self.identity_runs < 1:
+            raise ArgumentError("identity_runs", self.identity_runs, "must be at least 1")
+        if self.identity_runs > 1 and not self.cache:
+            raise ArgumentError("identity_runs", self.identity_runs, "works only with the cache")
+        if self.shared_anchors and not self.cache:
+            raise ArgumentError("shared_anchors", self.shared_anchors, "works only with the cache")
         if self.shuffle_buffer < 1:
             raise ArgumentError("shuffle_buffer", self.shuffle_buffer, "must be at least 1")
         preprocessing.parse_crop(self.crop)
@@ -176,7 +186,8 @@ def build_inputs(splits, config, data_service=None):
                                    shuffle_buffer=config.shuffle_buffer, rotation_deg=config.rotation_deg,
                                    gray_prob=config.gray_prob, lowres_prob=config.lowres_prob,
                                    saturation=config.saturation, scale_jitter=config.scale_jitter,
-                                   service_shard=bool(data_service), cache=config.cache)
+                                   service_shard=bool(data_service), cache=config.cache,
+                                   identity_runs=config.identity_runs, shared_anchors=config.shared_anchors)
                 for i, s in enumerate(splits)]
     ds = datasets[0] if len(datasets) == 1 else tf.data.Dataset.choose_from_datasets(
         datasets, tf.data.Dataset.range(len(datasets)).repeat())
@@ -224,7 +235,11 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
     with tf.name_scope("inputs"):
         batch = inputs if inputs is not None else build_inputs(splits, config, data_service)
     image_a, image_b, labels = batch["image_a"], batch["image_b"], batch["label"]
-    features_a, features_b = siamese.towers(image_a, image_b, tower_fn, True, config.l2_normalize)
+    if config.shared_anchors:  # pairs 2k and 2k+1 share one render of their anchor: one tower pass
+        features_a, features_b = siamese.towers(image_a[::2], image_b, tower_fn, True, config.l2_normalize)
+        features_a = tf.repeat(features_a, 2, axis=0)
+    else:
+        features_a, features_b = siamese.towers(image_a, image_b, tower_fn, True, config.l2_normalize)
     if config.loss_pairs in ("all", "active"):
         all_dw = siamese.pairwise_distance(features_a, features_b, config.head, config.head_units,
                                            config.epsilon, config.weight_decay,

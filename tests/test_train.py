@@ -86,6 +86,8 @@ def test_other_model_in_train_dir_is_refused(synthetic_records, tmp_path):
     ("--theta=1.5", "(0, 1]"),
     ("--image_size=8", "too small"),
     ("--moving_average_decay=1", "--moving_average_decay=1: must be in [0, 1)"),
+    ("--shared_anchors", "--shared_anchors=True: works only with the cache"),
+    ("--identity_runs=2", "--identity_runs=2: works only with the cache"),
 ])
 def test_bad_flags_one_line(synthetic_records, tmp_path, flag, needle):
     extra = [flag] + (["--net=densenet121"] if "theta" in flag else [])
@@ -157,3 +159,38 @@ def test_the_optimizer_initializes_before_the_global_step(synthetic_records):
             sess.run(v1.global_variables_initializer())
             sess.run(graph.train_op)
             assert sess.run(v1.train.get_global_step()) == 1
+
+
+def test_shared_anchors_give_the_same_loss_and_gradients_with_a_quarter_fewer_tower_passes():
+    """With --shared_anchors pairs 2k and 2k+1 hold one render of their anchor; the tower
+    then runs once on it. On such a batch the loss and every gradient are those of the
+    graph that runs the tower on all of image_a (batch norm sees the same mean and variance)."""
+    import numpy as np
+
+    from siamese_graph import training
+
+    v1 = tf.compat.v1
+    rng = np.random.RandomState(0)
+    anchors = rng.normal(size=(4, 16, 16, 3)).astype("float32")
+    batch = {"image_a": np.repeat(anchors, 2, axis=0), "image_b": rng.normal(size=(8, 16, 16, 3)).astype("float32"),
+             "label": np.array([0, 1] * 4, np.int32), "identity_a": np.repeat(np.arange(4), 2),
+             "identity_b": np.array([0, 7, 1, 8, 2, 9, 3, 10])}
+    out = {}
+    for shared in (False, True):
+        config = training.TrainConfig(image_size=16, batch_size=8, cache=True, shared_anchors=shared,
+                                      loss_pairs="active", weight_decay=1e-4)
+        with tf.Graph().as_default():
+            graph = training.build_training_graph([], config, inputs={k: tf.constant(v) for k, v in batch.items()})
+            variables = v1.trainable_variables()
+            grads = v1.gradients(graph.total_loss, variables)
+            tower_batches = sorted(op.inputs[0].shape[0] for op in v1.get_default_graph().get_operations()
+                                   if op.type == "Conv2D" and "conv1" in op.name)
+            with v1.Session() as sess:
+                sess.run(v1.global_variables_initializer())
+                out[shared] = sess.run([graph.total_loss] + grads), [v.name for v in variables], tower_batches
+    (plain, names, plain_batches), (shared, shared_names, shared_batches) = out[False], out[True]
+    assert names == shared_names
+    assert plain_batches == [8, 8] and shared_batches == [4, 8]  # the first conv's batch in towers a and b
+    assert shared[0] == pytest.approx(plain[0], rel=1e-5)
+    for name, g0, g1 in zip(names, plain[1:], shared[1:]):  # equal up to float rounding
+        np.testing.assert_allclose(g1, g0, rtol=0, atol=1e-4 * np.abs(g0).max() + 1e-9, err_msg=name)
