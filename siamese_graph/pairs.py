@@ -161,6 +161,16 @@ def other_photos(info, seed, shuffle_buffer=2048, cycle_length=16, counter=None,
     return ds.map(lambda s: (s, records.parse_identity(s)))
 
 
+def check_cache_options(cache, identity_runs, shared_anchors):
+    """ArgumentError for pair_dataset's options that only the cached pair graph has."""
+    if identity_runs < 1:
+        raise ArgumentError("identity_runs", identity_runs, "must be at least 1")
+    for name, value, on in (("identity_runs", identity_runs, identity_runs > 1),
+                            ("shared_anchors", shared_anchors, shared_anchors)):
+        if on and not cache:
+            raise ArgumentError(name, value, "works only with the cache")
+
+
 def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_CROP, augment=False,
                  seed=0, shuffle_buffer=2048, pair_buffer=512, block_buffer=64, counter=None,
                  rotation_deg=preprocessing.DEFAULT_ROTATION_DEG, service_shard=False, gray_prob=0.0,
@@ -206,9 +216,7 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
     if batch_size < 2 or batch_size % 2:
         raise ArgumentError("batch_size", batch_size, "must be even and at least 2 (half same, "
                             "half different pairs)")
-    if (identity_runs > 1 or shared_anchors) and not cache:
-        raise ArgumentError("identity_runs" if identity_runs > 1 else "shared_anchors",
-                            identity_runs if identity_runs > 1 else shared_anchors, "works only with the cache")
+    check_cache_options(cache, identity_runs, shared_anchors)
     check_pairable(info)
     box = preprocessing.parse_crop(crop) if isinstance(crop, str) else crop
 
@@ -349,7 +357,7 @@ def _epoch_triplets(blocks, ids, seed, service_shard=False, group=1):
         other = tf.cast(other, tf.int64)
         kept = tf.not_equal(tf.gather(ids, other), tf.gather(ids, order))
         t = tf.stack([order, positive, other], axis=1)
-        if group == 1:
+        if group == 1:  # the shuffle before runs existed: the same seed still gives the same batches
             t = tf.boolean_mask(t, kept)
             return tf.gather(t, tf.argsort(tf.random.stateless_uniform([tf.shape(t)[0]], tf.stack([rnd, 2]))))
         # one random key a run; the stable sort keeps each run's triplets in order
@@ -367,8 +375,7 @@ def _cached_pair_dataset(info, batch_size, image_size, box, augment, seed, count
     ids = tf.constant(blocks[0])  # one constant for the pairing, the labels and the check
     epochs = _epoch_triplets(blocks, ids, seed, service_shard, group)
     half = batch_size // 2
-
-    renders_a = half if shared_anchors else batch_size
+    renders_a = half if shared_anchors else batch_size  # images rendered for image_a
 
     def gather(cache, triplet, rnd):
         photos, names = cache

@@ -133,12 +133,7 @@ class TrainConfig:
                 raise ArgumentError(name, getattr(self, name), "must be in [0, 1]")
         if not 0 <= self.scale_jitter < 1:
             raise ArgumentError("scale_jitter", self.scale_jitter, "must be in [0, 1)")
-        if self.identity_runs < 1:
-            raise ArgumentError("identity_runs", self.identity_runs, "must be at least 1")
-        if self.identity_runs > 1 and not self.cache:
-            raise ArgumentError("identity_runs", self.identity_runs, "works only with the cache")
-        if self.shared_anchors and not self.cache:
-            raise ArgumentError("shared_anchors", self.shared_anchors, "works only with the cache")
+        pairs.check_cache_options(self.cache, self.identity_runs, self.shared_anchors)
         if self.shuffle_buffer < 1:
             raise ArgumentError("shuffle_buffer", self.shuffle_buffer, "must be at least 1")
         preprocessing.parse_crop(self.crop)
@@ -235,11 +230,11 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
     with tf.name_scope("inputs"):
         batch = inputs if inputs is not None else build_inputs(splits, config, data_service)
     image_a, image_b, labels = batch["image_a"], batch["image_b"], batch["label"]
-    if config.shared_anchors:  # pairs 2k and 2k+1 share one render of their anchor: one tower pass
-        features_a, features_b = siamese.towers(image_a[::2], image_b, tower_fn, True, config.l2_normalize)
+    # with shared anchors pairs 2k and 2k+1 share one render of their anchor: one tower pass
+    anchors = image_a[::2] if config.shared_anchors else image_a
+    features_a, features_b = siamese.towers(anchors, image_b, tower_fn, True, config.l2_normalize)
+    if config.shared_anchors:
         features_a = tf.repeat(features_a, 2, axis=0)
-    else:
-        features_a, features_b = siamese.towers(image_a, image_b, tower_fn, True, config.l2_normalize)
     if config.loss_pairs in ("all", "active"):
         all_dw = siamese.pairwise_distance(features_a, features_b, config.head, config.head_units,
                                            config.epsilon, config.weight_decay,
