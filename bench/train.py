@@ -204,6 +204,10 @@ def main():
         except (flags.Error, errors.Error) as e:
             sys.exit("--variant=%s: %s" % (args.variant, errors.one_line(e)))
     kinds = [(k, label.replace("variant", "variant (%s)" % args.variant)) for k, label in kinds]
+    # pairs a step of each row: a variant may change --batch_size (the flags after it win)
+    variant_batch = default_config("--batch_size=%d" % args.batch_size,
+                                   *variant_flags(args.variant)).batch_size if args.variant else args.batch_size
+    batch = {k: variant_batch if k.startswith("variant") else args.batch_size for k, _ in kinds}
     rates = {k: [] for k, _ in kinds}
     for _ in range(args.repeats):
         for kind, _ in kinds:
@@ -221,7 +225,7 @@ def main():
     width = max(34, max(len(label) for _, label in kinds))
     print("%-*s %9s %9s  %s" % (width, "run", "steps/s", "pairs/s", "all repeats"))
     for kind, label in kinds:
-        print("%-*s %9.2f %9.0f  %s" % (width, label, med[kind], med[kind] * args.batch_size,
+        print("%-*s %9.2f %9.0f  %s" % (width, label, med[kind], med[kind] * batch[kind],
                                         " ".join("%.2f" % r for r in rates[kind])))
     if "cached" in med:
         for kind in ("records", "cache"):
@@ -229,7 +233,8 @@ def main():
                 print("input overhead, pairs from %s (1 - %s / cached batch): %.1f%%"
                       % (kind, kind, 100 * (1 - med[kind] / med["cached"])))
         if "variant" in med:
-            print("variant / default, cached batch: %.3fx the steps/s" % (med["variant"] / med["cached"]))
+            print("variant / default, cached batch: %.3fx the steps/s, %.3fx the pairs/s" % (
+                med["variant"] / med["cached"], med["variant"] * variant_batch / (med["cached"] * args.batch_size)))
     if "variant" in med and "variant_cache" in med:
         print("input overhead, variant (1 - variant from cache / variant cached batch): %.1f%%"
               % (100 * (1 - med["variant_cache"] / med["variant"])))

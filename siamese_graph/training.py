@@ -69,6 +69,8 @@ class TrainConfig:
     # the objective
     margin: float = _field(1.0, "Contrastive-loss margin m (> 0).")
     weight_decay: float = _field(0.0, "L2 weight decay (0: none).")
+    keep_probability: float = _field(1.0, "convnet: in training, keep each flattened conv feature with "
+                                     "this probability (dropout before the embedding; 1: off).")
     loss_pairs: str = _field("given", "given: the contrastive loss over the batch's pairs; all: over every "
                              "(image_a[i], image_b[j]) pair of the batch, labelled by identity, same and "
                              "different pairs averaged apart (siamese.contrastive_loss_all_pairs); "
@@ -137,7 +139,7 @@ class TrainConfig:
         if self.shuffle_buffer < 1:
             raise ArgumentError("shuffle_buffer", self.shuffle_buffer, "must be at least 1")
         preprocessing.parse_crop(self.crop)
-        nets_factory.network_fn_from_config(self.model_config())
+        nets_factory.network_fn_from_config(self.model_config(), keep_probability=self.keep_probability)
 
 
     def memory_floor(self):
@@ -224,7 +226,8 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
     Returns:
       A TrainGraph of tensors and ops.
     """
-    tower_fn = nets_factory.network_fn_from_config(config.model_config(), config.weight_decay)
+    tower_fn = nets_factory.network_fn_from_config(config.model_config(), config.weight_decay,
+                                                   config.keep_probability)
     v1.set_random_seed(config.seed)
     global_step = v1.train.get_or_create_global_step()
     with tf.name_scope("inputs"):
