@@ -61,7 +61,7 @@ def session_rate(records_dirs, flag_args, steps, kind):
                       "label": tf.constant([0, 1] * (config.batch_size // 2)),
                       "identity_a": tf.constant(ids), "identity_b": tf.constant(ids + ids % 2)}
         graph = training.build_training_graph(splits, config, inputs=inputs)
-        with v1.Session() as sess:
+        with v1.Session(config=training.session_config(config)) as sess:
             sess.run(v1.global_variables_initializer())
             for _ in range(5):
                 sess.run(graph.train_op)

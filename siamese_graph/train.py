@@ -275,13 +275,17 @@ def train():
                                                  graph.global_step)
             hooks.append(validation)
             logging.info("validating on %s every %d steps", val_info, FLAGS.validate_every_n_steps)
+    if config.mixed_precision == "bfloat16" and training.native_bf16() is False:
+        logging.warning("--mixed_precision=bfloat16: this CPU has none of %s; oneDNN emulates bfloat16 "
+                        "and the step may be slower than in float32", ", ".join(training.NATIVE_BF16_FLAGS))
     logging.info("training %s/%s on %s%s", config.net, config.head, ", ".join(str(s) for s in splits),
                  " as %s of %d workers%s" % (conf.task_device(), conf.num_workers, " (chief)" if is_chief else "")
                  if conf else "")
     try:
         training.run_loop(graph, FLAGS.train_dir, hooks, FLAGS.max_steps, FLAGS.save_checkpoint_steps,
                           FLAGS.save_summaries_steps, master=server.target if server else "",
-                          is_chief=is_chief, session_config=cluster.session_config(conf) if conf else None)
+                          is_chief=is_chief,
+                          session_config=training.session_config(config, cluster.session_config(conf) if conf else None))
     except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError) as e:
         if not conf:
             raise

@@ -17,6 +17,7 @@ import time
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from tensorflow.core.protobuf import rewriter_config_pb2
 
 from siamese_graph import metrics, pairs, preprocessing, schedules, siamese
 from siamese_graph.errors import ArgumentError
@@ -35,6 +36,9 @@ RECORDS_SEED_STRIDE = 1000
 MAX_BATCH_SIZE = 4096
 MAX_IMAGE_SIZE = 512
 LOSS_PAIRS = ("given", "all", "active")  # TrainConfig.loss_pairs
+MIXED_PRECISION = ("none", "bfloat16")  # TrainConfig.mixed_precision
+# CPU flags (/proc/cpuinfo) of native bfloat16 arithmetic; without them oneDNN emulates it
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # Pairs shown in TensorBoard's image and text summaries.
 SUMMARY_PAIRS = 6
 
@@ -94,6 +98,11 @@ class TrainConfig:
     shared_anchors: bool = _field(False, "With --cache: one render of each anchor for its same and its different "
                                          "pair, and one tower pass on it: 3/4 of the tower's work a step.")
     seed: int = _field(0, "Seed for shuffling, pairing, augmentation and initial weights.")
+    # the arithmetic
+    mixed_precision: str = _field("none", "bfloat16: grappler's oneDNN auto mixed precision computes the "
+                                  "training step's convolutions and matmuls in bfloat16 (float32 weights "
+                                  "and checkpoints; fast on CPUs with AVX512_BF16 or AMX).",
+                                  list(MIXED_PRECISION))
     # the optimizer
     lr_schedule: str = _field("cyclic", "Learning-rate schedule.", ["cyclic", "constant"])
     learning_rate: float = _field(1e-3, "constant schedule: the learning rate.")
@@ -117,6 +126,9 @@ class TrainConfig:
             raise ArgumentError("moving_average_decay", self.moving_average_decay, "must be in [0, 1)")
         if self.head not in siamese.HEADS:
             raise ArgumentError("head", self.head, "choose from %s" % ", ".join(siamese.HEADS))
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ArgumentError("mixed_precision", self.mixed_precision,
+                                "choose from %s" % ", ".join(MIXED_PRECISION))
         if self.loss_pairs not in LOSS_PAIRS:
             raise ArgumentError("loss_pairs", self.loss_pairs, "choose from %s" % ", ".join(LOSS_PAIRS))
         if self.head_units < 1:
@@ -434,6 +446,31 @@ class StopHook(v1.train.SessionRunHook):
         elif self.deadline and time.time() > self.deadline:
             logging.info("max_minutes reached: saving a checkpoint and stopping")
             run_context.request_stop()
+
+
+def session_config(config, base=None):
+    """The training session's ConfigProto: base (a cluster worker's, or None) with
+    grappler's auto_mixed_precision_onednn_bfloat16 rewrite turned on when
+    config.mixed_precision is bfloat16 (TF's CPU counterpart of mixed_float16:
+    variables, the optimizer and checkpoints stay float32)."""
+    if config.mixed_precision == "none":
+        return base
+    out = v1.ConfigProto()
+    if base is not None:
+        out.CopyFrom(base)
+    out.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
+    return out
+
+
+def native_bf16(cpuinfo="/proc/cpuinfo"):
+    """True when the CPU has bfloat16 arithmetic (NATIVE_BF16_FLAGS), False when not,
+    None when cpuinfo cannot be read."""
+    try:
+        with open(cpuinfo) as f:
+            words = set(f.read().split())
+    except OSError:
+        return None
+    return any(flag in words for flag in NATIVE_BF16_FLAGS)
 
 
 def _wait_for_chief(master, session_config, poll_seconds=0.5, max_wait_seconds=600):

@@ -194,3 +194,58 @@ def test_shared_anchors_give_the_same_loss_and_gradients_with_a_quarter_fewer_to
     assert shared[0] == pytest.approx(plain[0], rel=1e-5)
     for name, g0, g1 in zip(names, plain[1:], shared[1:]):  # equal up to float rounding
         np.testing.assert_allclose(g1, g0, rtol=0, atol=1e-4 * np.abs(g0).max() + 1e-9, err_msg=name)
+
+
+def test_bfloat16_session_config_keeps_a_cluster_workers_settings(tmp_path):
+    from siamese_graph import training
+
+    v1 = tf.compat.v1
+    base = v1.ConfigProto(device_filters=["/job:ps"], operation_timeout_in_ms=5000)
+    assert training.session_config(training.TrainConfig(), base) is base
+    assert training.session_config(training.TrainConfig()) is None
+    out = training.session_config(training.TrainConfig(mixed_precision="bfloat16"), base)
+    assert list(out.device_filters) == ["/job:ps"] and out.operation_timeout_in_ms == 5000
+    assert out.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 == 1  # ON
+    assert not base.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16
+    (tmp_path / "yes").write_text("flags\t\t: fpu avx512f avx512_bf16 amx_tile\n")
+    (tmp_path / "no").write_text("flags\t\t: fpu avx2 avx512f\n")
+    assert training.native_bf16(str(tmp_path / "yes")) is True
+    assert training.native_bf16(str(tmp_path / "no")) is False
+    assert training.native_bf16(str(tmp_path / "missing")) is None
+
+
+def test_bfloat16_step_runs_the_convolutions_in_bfloat16_and_keeps_float32_weights():
+    """The rewrite casts the step's convolutions to bfloat16 (checked where the CPU has
+    bfloat16 arithmetic); the variables stay float32 and the first loss is the float32
+    graph's to bfloat16's precision."""
+    import numpy as np
+
+    from siamese_graph import training
+
+    v1 = tf.compat.v1
+    rng = np.random.RandomState(0)
+    batch = {"image_a": rng.normal(size=(8, 16, 16, 3)).astype("float32"),
+             "image_b": rng.normal(size=(8, 16, 16, 3)).astype("float32"),
+             "label": np.array([0, 1] * 4, np.int32), "identity_a": np.arange(8),
+             "identity_b": np.array([0, 9, 2, 11, 4, 13, 6, 15])}
+    out = {}
+    for precision in ("none", "bfloat16"):
+        config = training.TrainConfig(image_size=16, batch_size=8, loss_pairs="active", mixed_precision=precision)
+        with tf.Graph().as_default():
+            graph = training.build_training_graph([], config, inputs={k: tf.constant(v) for k, v in batch.items()})
+            assert {v.dtype.base_dtype for v in v1.global_variables()} <= {tf.float32, tf.int64}
+            meta = v1.RunMetadata()
+            with v1.Session(config=training.session_config(config)) as sess:
+                sess.run(v1.global_variables_initializer())
+                first = sess.run(graph.total_loss, options=v1.RunOptions(output_partition_graphs=True),
+                                 run_metadata=meta)
+                for _ in range(5):
+                    _, loss = sess.run([graph.train_op, graph.total_loss])
+            bf16_convs = [n.name for g in meta.partition_graphs for n in g.node
+                          if "Conv2D" in n.op and n.attr["T"].type == tf.bfloat16.as_datatype_enum]
+            out[precision] = first, loss, bf16_convs
+    assert out["none"][2] == []
+    if training.native_bf16():
+        assert out["bfloat16"][2], "no convolution was rewritten to bfloat16"
+    assert np.isfinite(out["bfloat16"][1])
+    assert out["bfloat16"][0] == pytest.approx(out["none"][0], rel=0.03)
