@@ -277,7 +277,7 @@ def train():
             logging.info("validating on %s every %d steps", val_info, FLAGS.validate_every_n_steps)
     if config.mixed_precision == "bfloat16" and training.native_bf16() is False:
         logging.warning("--mixed_precision=bfloat16: this CPU has none of %s; oneDNN emulates bfloat16 "
-                        "and the step may be slower than in float32", ", ".join(training.NATIVE_BF16_FLAGS))
+                        "and the step may be slower than in float32", ", ".join(training.BF16_CPU_FEATURES))
     logging.info("training %s/%s on %s%s", config.net, config.head, ", ".join(str(s) for s in splits),
                  " as %s of %d workers%s" % (conf.task_device(), conf.num_workers, " (chief)" if is_chief else "")
                  if conf else "")

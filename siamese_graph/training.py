@@ -38,7 +38,7 @@ MAX_IMAGE_SIZE = 512
 LOSS_PAIRS = ("given", "all", "active")  # TrainConfig.loss_pairs
 MIXED_PRECISION = ("none", "bfloat16")  # TrainConfig.mixed_precision
 # CPU flags (/proc/cpuinfo) of native bfloat16 arithmetic; without them oneDNN emulates it
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+BF16_CPU_FEATURES = ("avx512_bf16", "amx_bf16")
 # Pairs shown in TensorBoard's image and text summaries.
 SUMMARY_PAIRS = 6
 
@@ -463,14 +463,14 @@ def session_config(config, base=None):
 
 
 def native_bf16(cpuinfo="/proc/cpuinfo"):
-    """True when the CPU has bfloat16 arithmetic (NATIVE_BF16_FLAGS), False when not,
+    """True when the CPU has bfloat16 arithmetic (BF16_CPU_FEATURES), False when not,
     None when cpuinfo cannot be read."""
     try:
         with open(cpuinfo) as f:
             words = set(f.read().split())
     except OSError:
         return None
-    return any(flag in words for flag in NATIVE_BF16_FLAGS)
+    return any(flag in words for flag in BF16_CPU_FEATURES)
 
 
 def _wait_for_chief(master, session_config, poll_seconds=0.5, max_wait_seconds=600):
