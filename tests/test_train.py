@@ -216,7 +216,7 @@ def test_bfloat16_session_config_keeps_a_cluster_workers_settings(tmp_path):
 
 def test_bfloat16_step_runs_the_convolutions_in_bfloat16_and_keeps_float32_weights():
     """The rewrite casts the step's convolutions to bfloat16 (checked where the CPU has
-    bfloat16 arithmetic); the variables stay float32 and the first loss is the float32
+    bfloat16 arithmetic), not the matmuls of the embedding and the head; the variables stay float32 and the first loss is the float32
     graph's to bfloat16's precision."""
     import numpy as np
 
@@ -241,11 +241,13 @@ def test_bfloat16_step_runs_the_convolutions_in_bfloat16_and_keeps_float32_weigh
                                  run_metadata=meta)
                 for _ in range(5):
                     _, loss = sess.run([graph.train_op, graph.total_loss])
-            bf16_convs = [n.name for g in meta.partition_graphs for n in g.node
-                          if "Conv2D" in n.op and n.attr["T"].type == tf.bfloat16.as_datatype_enum]
-            out[precision] = first, loss, bf16_convs
+            bf16 = tf.bfloat16.as_datatype_enum
+            bf16_ops = [n.op for g in meta.partition_graphs for n in g.node if n.attr["T"].type == bf16]
+            out[precision] = first, loss, bf16_ops
     assert out["none"][2] == []
     if training.native_bf16():
-        assert out["bfloat16"][2], "no convolution was rewritten to bfloat16"
+        assert any("Conv2D" in op for op in out["bfloat16"][2]), "no convolution was rewritten to bfloat16"
+        # the embedding and the head stay float32
+        assert not any("MatMul" in op for op in out["bfloat16"][2]), out["bfloat16"][2]
     assert np.isfinite(out["bfloat16"][1])
     assert out["bfloat16"][0] == pytest.approx(out["none"][0], rel=0.03)
