@@ -102,8 +102,8 @@ class TrainConfig:
     seed: int = _field(0, "Seed for shuffling, pairing, augmentation and initial weights.")
     # the arithmetic
     mixed_precision: str = _field("none", "bfloat16: grappler's oneDNN auto mixed precision computes the "
-                                  "training step's convolutions and matmuls in bfloat16 (float32 weights "
-                                  "and checkpoints; fast on CPUs with AVX512_BF16 or AMX).",
+                                  "training step's convolutions and batch norms in bfloat16 (matmuls, "
+                                  "weights and checkpoints stay float32; fast on CPUs with AVX512_BF16 or AMX).",
                                   list(MIXED_PRECISION))
     # the optimizer
     lr_schedule: str = _field("cyclic", "Learning-rate schedule.", ["cyclic", "constant"])
