@@ -38,6 +38,7 @@ MAX_BATCH_SIZE = 4096
 MAX_IMAGE_SIZE = 512
 LOSS_PAIRS = ("given", "all", "active")  # TrainConfig.loss_pairs
 MIXED_PRECISION = ("none", "bfloat16")  # TrainConfig.mixed_precision
+WEIGHT_DECAY_MODES = ("l2", "decoupled")  # TrainConfig.weight_decay_mode
 # CPU flags (/proc/cpuinfo) of native bfloat16 arithmetic; without them oneDNN emulates it
 BF16_CPU_FEATURES = ("avx512_bf16", "amx_bf16")
 AMP_ALLOWLIST_REMOVE = "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_ALLOWLIST_REMOVE"
@@ -74,7 +75,12 @@ class TrainConfig:
                                          "and inference; 0: off.")
     # the objective
     margin: float = _field(1.0, "Contrastive-loss margin m (> 0).")
-    weight_decay: float = _field(0.0, "L2 weight decay (0: none).")
+    weight_decay: float = _field(0.0, "Weight decay of the conv and dense weights (0: none); how it applies: "
+                                 "--weight_decay_mode.")
+    weight_decay_mode: str = _field("l2", "l2: weight_decay * l2_loss(w) added to the loss (TF-Slim's and "
+                                    "FaceNet's; Adam then rescales its gradient like any other); decoupled: "
+                                    "AdamW's decay, w -= learning_rate * weight_decay * w after each Adam step "
+                                    "(values near 0.1-1, not 1e-4).", list(WEIGHT_DECAY_MODES))
     keep_probability: float = _field(1.0, "convnet: in training, keep each flattened conv feature with "
                                      "this probability (dropout before the embedding; 1: off).")
     loss_pairs: str = _field("given", "given: the contrastive loss over the batch's pairs; all: over every "
@@ -137,6 +143,9 @@ class TrainConfig:
             raise ArgumentError("head_units", self.head_units, "must be at least 1")
         if self.weight_decay < 0:
             raise ArgumentError("weight_decay", self.weight_decay, "must be >= 0")
+        if self.weight_decay_mode not in WEIGHT_DECAY_MODES:
+            raise ArgumentError("weight_decay_mode", self.weight_decay_mode,
+                                "choose from %s" % ", ".join(WEIGHT_DECAY_MODES))
         if self.batch_size < 2 or self.batch_size % 2:
             raise ArgumentError("batch_size", self.batch_size, "must be even and at least 2 (half same, "
                                 "half different pairs)")
@@ -263,7 +272,9 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
         dw = siamese.distance(features_a, features_b, config.head, config.head_units, config.epsilon,
                               config.weight_decay, head_identity=config.head_identity)
         loss = siamese.contrastive_loss(dw, labels, config.margin)
-    total_loss = loss + tf.add_n([loss * 0] + v1.losses.get_regularization_losses())
+    decoupled = config.weight_decay_mode == "decoupled"
+    regularization = v1.losses.get_regularization_losses()
+    total_loss = loss + tf.add_n([loss * 0] + ([] if decoupled else regularization))
     if config.lr_schedule == "cyclic":
         # Adam's beta1_power variable starts from beta1, so its initializer reads the step.
         # Initializers run in parallel: on a cluster it could read global_step on the ps
@@ -283,8 +294,15 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
         optimizer = sync_optimizer = v1.train.SyncReplicasOptimizer(
             optimizer, replicas_to_aggregate=sync_replicas[0], total_num_replicas=sync_replicas[1],
             variable_averages=ema, variables_to_average=v1.trainable_variables() if ema else None)
-    with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS)):
+    decay = decoupled_decay(regularization, lr) if decoupled else []
+    if decay and sync_replicas:  # each worker's step would decay the shared weights again
+        raise ArgumentError("weight_decay_mode", config.weight_decay_mode,
+                            "decoupled decay is not supported with synchronous replicas (use l2)")
+    with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS) + [d for _, d in decay]):
         train_op = optimizer.minimize(total_loss, global_step=global_step)
+    if decay:  # AdamW: w_t = w_{t-1} - lr (adam_step + weight_decay w_{t-1}), decay read before the step
+        with tf.control_dependencies([train_op]):
+            train_op = tf.group(*[v.assign_sub(d) for v, d in decay])
     averaged = None
     if ema:
         if not sync_optimizer:  # SyncReplicasOptimizer applies them itself, once an update
@@ -302,6 +320,17 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
         "labels {} distances {}", (labels[:SUMMARY_PAIRS], tf.round(dw[:SUMMARY_PAIRS] * 1000) / 1000)))
     return TrainGraph(global_step, image_a, image_b, labels, loss, total_loss, dw, lr, beta1, train_op,
                       tower_fn, averaged, sync_optimizer)
+
+
+def decoupled_decay(regularization, lr):
+    """[(variable, lr * d(regularization)/d(variable))] for AdamW's decoupled weight decay
+    (Loshchilov and Hutter): the layers' regularization losses, weight_decay *
+    l2_loss(w - centre), give each decayed weight's weight_decay * (w - centre)."""
+    if not regularization:
+        return []
+    variables = v1.trainable_variables()
+    grads = tf.gradients(tf.add_n(regularization), variables)
+    return [(v, lr * g) for v, g in zip(variables, grads) if g is not None]
 
 
 def build_validation_graph(split, tower_fn, config, custom_getter=None, num_pairs=2000):

@@ -251,3 +251,52 @@ def test_bfloat16_step_runs_the_convolutions_in_bfloat16_and_keeps_float32_weigh
         assert not any("MatMul" in op for op in out["bfloat16"][2]), out["bfloat16"][2]
     assert np.isfinite(out["bfloat16"][1])
     assert out["bfloat16"][0] == pytest.approx(out["none"][0], rel=0.03)
+
+
+def test_decoupled_weight_decay_is_adams_step_plus_lr_times_the_decay():
+    """--weight_decay_mode=decoupled (AdamW): the loss carries no L2 term, and one step moves
+    each decayed weight by Adam's step on the loss alone plus lr * weight_decay * w; batch
+    norm's scale and offset are not decayed. Synchronous replicas refuse it."""
+    import numpy as np
+
+    from siamese_graph import training
+    from siamese_graph.errors import ArgumentError
+
+    v1 = tf.compat.v1
+    rng = np.random.RandomState(0)
+    batch = {"image_a": rng.normal(size=(8, 16, 16, 3)).astype("float32"),
+             "image_b": rng.normal(size=(8, 16, 16, 3)).astype("float32"),
+             "label": np.array([0, 1] * 4, np.int32), "identity_a": np.arange(8),
+             "identity_b": np.array([0, 9, 2, 11, 4, 13, 6, 15])}
+    lr, wd = 0.01, 0.5
+    out = {}
+    for mode, decay in (("decoupled", 0.0), ("decoupled", wd), ("l2", 1e-3)):
+        config = training.TrainConfig(image_size=16, batch_size=8, loss_pairs="active", lr_schedule="constant",
+                                      learning_rate=lr, weight_decay=decay, weight_decay_mode=mode)
+        with tf.Graph().as_default():
+            graph = training.build_training_graph([], config, inputs={k: tf.constant(v) for k, v in batch.items()})
+            variables = v1.trainable_variables()
+            with v1.Session() as sess:
+                sess.run(v1.global_variables_initializer())
+                before = sess.run(variables)
+                losses = sess.run([graph.loss, graph.total_loss])
+                sess.run(graph.train_op)
+                out[mode, decay] = ([v.name for v in variables], before, sess.run(variables), losses)
+    names, before, plain, _ = out["decoupled", 0.0]
+    _, before_d, decayed, (loss, total) = out["decoupled", wd]
+    assert total == pytest.approx(loss)  # no L2 term in the loss
+    l2_loss, l2_total = out["l2", 1e-3][3]
+    assert l2_total > l2_loss * 1.001  # the L2 term is there in the other mode
+    decayed_names = 0
+    for name, w0, w0d, w_plain, w_dec in zip(names, before, before_d, plain, decayed):
+        np.testing.assert_array_equal(w0, w0d, err_msg=name)  # the same start
+        if name.endswith("/weights:0"):
+            decayed_names += 1
+            np.testing.assert_allclose(w_dec, w_plain - lr * wd * w0, rtol=0, atol=1e-6, err_msg=name)
+        else:  # batch norm's scale and offset, the biases: Adam's step alone
+            np.testing.assert_allclose(w_dec, w_plain, rtol=0, atol=1e-7, err_msg=name)
+    assert decayed_names >= 6  # five convolutions, the embedding... and the head
+    config = training.TrainConfig(image_size=16, batch_size=8, weight_decay=wd, weight_decay_mode="decoupled")
+    with tf.Graph().as_default(), pytest.raises(ArgumentError, match="weight_decay_mode"):
+        training.build_training_graph([], config, inputs={k: tf.constant(v) for k, v in batch.items()},
+                                      sync_replicas=(2, 2))
