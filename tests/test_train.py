@@ -35,6 +35,19 @@ def losses(train_dir, tag="loss"):
     return [v for _, v in sorted(out)]
 
 
+def fixed_inputs():
+    """A batch of 8 random 16x16 pairs (4 same, 4 different), as numpy arrays: build_training_graph's
+    inputs= once made constants in the graph being built."""
+    import numpy as np
+
+    rng = np.random.RandomState(0)
+    batch = {"image_a": rng.normal(size=(8, 16, 16, 3)).astype("float32"),
+             "image_b": rng.normal(size=(8, 16, 16, 3)).astype("float32"),
+             "label": np.array([0, 1] * 4, np.int32), "identity_a": np.arange(8),
+             "identity_b": np.array([0, 9, 2, 11, 4, 13, 6, 15])}
+    return batch
+
+
 def test_loss_falls_checkpoint_and_saved_flags(synthetic_records, tmp_path):
     r = train(synthetic_records[0], tmp_path / "run", "--max_steps=80")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -223,11 +236,7 @@ def test_bfloat16_step_runs_the_convolutions_in_bfloat16_and_keeps_float32_weigh
     from siamese_graph import training
 
     v1 = tf.compat.v1
-    rng = np.random.RandomState(0)
-    batch = {"image_a": rng.normal(size=(8, 16, 16, 3)).astype("float32"),
-             "image_b": rng.normal(size=(8, 16, 16, 3)).astype("float32"),
-             "label": np.array([0, 1] * 4, np.int32), "identity_a": np.arange(8),
-             "identity_b": np.array([0, 9, 2, 11, 4, 13, 6, 15])}
+    batch = fixed_inputs()
     out = {}
     for precision in ("none", "bfloat16"):
         config = training.TrainConfig(image_size=16, batch_size=8, loss_pairs="active", mixed_precision=precision)
@@ -263,11 +272,7 @@ def test_decoupled_weight_decay_is_adams_step_plus_lr_times_the_decay():
     from siamese_graph.errors import ArgumentError
 
     v1 = tf.compat.v1
-    rng = np.random.RandomState(0)
-    batch = {"image_a": rng.normal(size=(8, 16, 16, 3)).astype("float32"),
-             "image_b": rng.normal(size=(8, 16, 16, 3)).astype("float32"),
-             "label": np.array([0, 1] * 4, np.int32), "identity_a": np.arange(8),
-             "identity_b": np.array([0, 9, 2, 11, 4, 13, 6, 15])}
+    batch = fixed_inputs()
     lr, wd = 0.01, 0.5
     out = {}
     for mode, decay in (("decoupled", 0.0), ("decoupled", wd), ("l2", 1e-3)):
