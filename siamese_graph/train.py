@@ -211,9 +211,6 @@ def cluster_from_flags():
         n = FLAGS.replicas_to_aggregate or conf.num_workers
         if not 1 <= n <= conf.num_workers:
             raise UserError("--replicas_to_aggregate=%d: must be 1..%d (the workers)" % (n, conf.num_workers))
-        if FLAGS.weight_decay_mode == "decoupled" and FLAGS.weight_decay > 0:
-            raise UserError("--weight_decay_mode=decoupled: not supported with --sync_replicas (each worker's "
-                            "step would decay the shared weights again); use --weight_decay_mode=l2")
     elif FLAGS.sync_replicas:
         raise UserError("--sync_replicas needs a cluster (--ps_hosts, --worker_hosts, --job_name or TF_CONFIG)")
     return conf
@@ -230,6 +227,8 @@ def train():
         logging.info("parameter server %d: workers done: %s", conf.task_index, sorted(done))
         return [], []
     config = check_flags()
+    if conf and FLAGS.sync_replicas:  # before anything is written or any server starts
+        training.check_sync_replicas(config)
     service = check_data_service(FLAGS.data_service)
     split = FLAGS.split or DEFAULT_SPLIT
     record_dirs = FLAGS.records_dir.split(",")

@@ -294,10 +294,9 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
         optimizer = sync_optimizer = v1.train.SyncReplicasOptimizer(
             optimizer, replicas_to_aggregate=sync_replicas[0], total_num_replicas=sync_replicas[1],
             variable_averages=ema, variables_to_average=v1.trainable_variables() if ema else None)
+    if sync_replicas:
+        check_sync_replicas(config)
     decay = decoupled_decay(regularization, lr) if decoupled else []
-    if decay and sync_replicas:  # each worker's step would decay the shared weights again
-        raise ArgumentError("weight_decay_mode", config.weight_decay_mode,
-                            "decoupled decay is not supported with synchronous replicas (use l2)")
     with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS) + [d for _, d in decay]):
         train_op = optimizer.minimize(total_loss, global_step=global_step)
     if decay:  # AdamW: w_t = w_{t-1} - lr (adam_step + weight_decay w_{t-1}), decay read before the step
@@ -320,6 +319,15 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
         "labels {} distances {}", (labels[:SUMMARY_PAIRS], tf.round(dw[:SUMMARY_PAIRS] * 1000) / 1000)))
     return TrainGraph(global_step, image_a, image_b, labels, loss, total_loss, dw, lr, beta1, train_op,
                       tower_fn, averaged, sync_optimizer)
+
+
+def check_sync_replicas(config):
+    """ArgumentError for a config that synchronous replicas cannot train: with decoupled
+    weight decay each worker's step would decay the shared weights again."""
+    if config.weight_decay_mode == "decoupled" and config.weight_decay > 0:
+        raise ArgumentError("weight_decay_mode", config.weight_decay_mode,
+                            "not supported with synchronous replicas (each worker's step would decay the "
+                            "shared weights again); use l2")
 
 
 def decoupled_decay(regularization, lr):

@@ -192,7 +192,7 @@ def test_sync_replicas_refuse_decoupled_weight_decay_before_anything_starts(tmp_
                 "--ps_hosts=127.0.0.1:1", "--worker_hosts=127.0.0.1:2,127.0.0.1:3", "--job_name=worker",
                 "--task_index=0", "--sync_replicas", "--weight_decay=0.3", "--weight_decay_mode=decoupled")
     last = r.stderr.strip().splitlines()[-1]
-    assert r.returncode == 1 and "--weight_decay_mode=decoupled: not supported with --sync_replicas" in last
+    assert r.returncode == 1 and "--weight_decay_mode=decoupled: not supported with synchronous replicas" in last
     assert "Traceback" not in r.stderr and not (tmp_path / "r").exists()
 
 

@@ -36,8 +36,8 @@ def losses(train_dir, tag="loss"):
 
 
 def fixed_inputs():
-    """A batch of 8 random 16x16 pairs (4 same, 4 different), as numpy arrays: build_training_graph's
-    inputs= once made constants in the graph being built."""
+    """build_training_graph's inputs= in the current graph: the same 8 random 16x16 pairs
+    (4 same, 4 different) on every call."""
     import numpy as np
 
     rng = np.random.RandomState(0)
@@ -45,7 +45,7 @@ def fixed_inputs():
              "image_b": rng.normal(size=(8, 16, 16, 3)).astype("float32"),
              "label": np.array([0, 1] * 4, np.int32), "identity_a": np.arange(8),
              "identity_b": np.array([0, 9, 2, 11, 4, 13, 6, 15])}
-    return batch
+    return {k: tf.constant(v) for k, v in batch.items()}
 
 
 def test_loss_falls_checkpoint_and_saved_flags(synthetic_records, tmp_path):
@@ -236,12 +236,11 @@ def test_bfloat16_step_runs_the_convolutions_in_bfloat16_and_keeps_float32_weigh
     from siamese_graph import training
 
     v1 = tf.compat.v1
-    batch = fixed_inputs()
     out = {}
     for precision in ("none", "bfloat16"):
         config = training.TrainConfig(image_size=16, batch_size=8, loss_pairs="active", mixed_precision=precision)
         with tf.Graph().as_default():
-            graph = training.build_training_graph([], config, inputs={k: tf.constant(v) for k, v in batch.items()})
+            graph = training.build_training_graph([], config, inputs=fixed_inputs())
             assert {v.dtype.base_dtype for v in v1.global_variables()} <= {tf.float32, tf.int64}
             meta = v1.RunMetadata()
             with v1.Session(config=training.session_config(config)) as sess:
@@ -272,14 +271,13 @@ def test_decoupled_weight_decay_is_adams_step_plus_lr_times_the_decay():
     from siamese_graph.errors import ArgumentError
 
     v1 = tf.compat.v1
-    batch = fixed_inputs()
     lr, wd = 0.01, 0.5
     out = {}
     for mode, decay in (("decoupled", 0.0), ("decoupled", wd), ("l2", 1e-3)):
         config = training.TrainConfig(image_size=16, batch_size=8, loss_pairs="active", lr_schedule="constant",
                                       learning_rate=lr, weight_decay=decay, weight_decay_mode=mode)
         with tf.Graph().as_default():
-            graph = training.build_training_graph([], config, inputs={k: tf.constant(v) for k, v in batch.items()})
+            graph = training.build_training_graph([], config, inputs=fixed_inputs())
             variables = v1.trainable_variables()
             with v1.Session() as sess:
                 sess.run(v1.global_variables_initializer())
@@ -300,8 +298,7 @@ def test_decoupled_weight_decay_is_adams_step_plus_lr_times_the_decay():
             np.testing.assert_allclose(w_dec, w_plain - lr * wd * w0, rtol=0, atol=1e-6, err_msg=name)
         else:  # batch norm's scale and offset, the biases: Adam's step alone
             np.testing.assert_allclose(w_dec, w_plain, rtol=0, atol=1e-7, err_msg=name)
-    assert decayed_names >= 6  # five convolutions, the embedding... and the head
+    assert decayed_names == 6  # five convolutions and the head (no embedding layer by default)
     config = training.TrainConfig(image_size=16, batch_size=8, weight_decay=wd, weight_decay_mode="decoupled")
     with tf.Graph().as_default(), pytest.raises(ArgumentError, match="weight_decay_mode"):
-        training.build_training_graph([], config, inputs={k: tf.constant(v) for k, v in batch.items()},
-                                      sync_replicas=(2, 2))
+        training.build_training_graph([], config, inputs=fixed_inputs(), sync_replicas=(2, 2))
