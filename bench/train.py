@@ -7,6 +7,9 @@ Rows:
   default run, pairs from records  the same graph fed by the pair graph decoding from the
                                    records (--nocache)
   default run, pairs from cache    ... fed by the pair graph decoding once (--cache, the default)
+                                   Input-fed rows run the input threads at idle CPU priority, as
+                                   train does by default (--input_priority=idle)
+  ... input at normal priority     the cache row with --input_priority=normal
   plain net: session, cached       the convnet tower with its embedding, Euclidean head,
                                    contrastive loss, Adam, as a session graph
   plain net: keras tf.function     the same network as Keras 3 layers, a tf.function step
@@ -48,7 +51,7 @@ def session_rate(records_dirs, flag_args, steps, kind):
     from siamese_graph import pairs, training
 
     v1 = tf.compat.v1
-    config = default_config(*flag_args, "--cache" if kind in ("cache", "variant_cache") else "--nocache")
+    config = default_config(*flag_args, "--cache" if kind in ("cache", "cache_normal", "variant_cache") else "--nocache")
     with tf.Graph().as_default():
         splits = [pairs.pairable_split(d, "train") for d in records_dirs]
         inputs = None
@@ -61,10 +64,16 @@ def session_rate(records_dirs, flag_args, steps, kind):
                       "label": tf.constant([0, 1] * (config.batch_size // 2)),
                       "identity_a": tf.constant(ids), "identity_b": tf.constant(ids + ids % 2)}
         graph = training.build_training_graph(splits, config, inputs=inputs)
+        # train's default (--input_priority=idle): the hook train runs, called as its session would
+        priority = None if kind in ("cached", "variant") or kind.endswith("_normal") else training.InputPriorityHook()
         with v1.Session(config=training.session_config(config)) as sess:
             sess.run(v1.global_variables_initializer())
+            if priority:
+                priority.after_create_session(sess, None)
             for _ in range(5):
                 sess.run(graph.train_op)
+                if priority:
+                    priority.after_run(None, None)
             start = time.time()
             for _ in range(steps):
                 sess.run(graph.train_op)
@@ -164,6 +173,7 @@ def variant_flags(text):
 
 KINDS = [("cached", "default run, cached batch"), ("records", "default run, pairs from records"),
          ("cache", "default run, pairs from cache"),
+         ("cache_normal", "default run, pairs from cache, input at normal priority"),
          ("plain", "plain net: session, cached"), ("keras", "plain net: keras tf.function"),
          ("variant", "variant, cached batch"), ("variant_cache", "variant, pairs from cache")]
 
@@ -228,7 +238,7 @@ def main():
         print("%-*s %9.2f %9.0f  %s" % (width, label, med[kind], med[kind] * batch[kind],
                                         " ".join("%.2f" % r for r in rates[kind])))
     if "cached" in med:
-        for kind in ("records", "cache"):
+        for kind in ("records", "cache", "cache_normal"):
             if kind in med:
                 print("input overhead, pairs from %s (1 - %s / cached batch): %.1f%%"
                       % (kind, kind, 100 * (1 - med[kind] / med["cached"])))

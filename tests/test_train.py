@@ -70,6 +70,8 @@ def test_all_pairs_loss_falls_on_pairs_from_the_cache(synthetic_records, tmp_pat
               "--validate_every_n_steps=0", "--cache")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "cache: 38 photos decoded once" in r.stderr
+    if hasattr(os, "SCHED_IDLE"):  # train's default --input_priority=idle found tf.data's threads
+        assert int(re.search(r"input threads at idle CPU priority: (\d+)", r.stderr).group(1)) >= 1
     ls = losses(tmp_path / "run")
     assert len(ls) >= 8
     assert sum(ls[-3:]) / 3 < 0.7 * sum(ls[:3]) / 3, ls
@@ -302,3 +304,37 @@ def test_decoupled_weight_decay_is_adams_step_plus_lr_times_the_decay():
     config = training.TrainConfig(image_size=16, batch_size=8, weight_decay=wd, weight_decay_mode="decoupled")
     with tf.Graph().as_default(), pytest.raises(ArgumentError, match="weight_decay_mode"):
         training.build_training_graph([], config, inputs=fixed_inputs(), sync_replicas=(2, 2))
+
+
+@pytest.mark.skipif(not (hasattr(os, "SCHED_IDLE") and os.path.isdir("/proc/self/task")),
+                    reason="idle input priority is Linux's SCHED_IDLE, read through /proc/self/task")
+def test_input_threads_go_to_idle_priority_and_the_batches_do_not_change():
+    import threading
+
+    from siamese_graph import training
+
+    v1 = tf.compat.v1
+
+    class Snapshot(v1.train.SessionRunHook):  # the threads and their policies as the session starts
+        def after_create_session(self, session, coord):
+            self.policies = {t: os.sched_getscheduler(t) for t in training.thread_ids()}
+
+    def run(priority):
+        with tf.Graph().as_default():
+            ds = tf.data.Dataset.range(400).map(lambda x: tf.cast(x, tf.float32) ** 2, num_parallel_calls=4)
+            batch = v1.data.make_one_shot_iterator(ds.batch(8).prefetch(2)).get_next()
+            snap = Snapshot()
+            with v1.train.MonitoredSession(hooks=[snap] + ([priority] if priority else [])) as sess:
+                out = [sess.run(batch) for _ in range(20)]
+                policies = {t: os.sched_getscheduler(t) for t in training.thread_ids()}
+        return out, snap.policies, policies
+
+    hook = training.InputPriorityHook()
+    out, before, during = run(hook)
+    assert hook.lowered and not hook.lowered & set(before)  # only threads started after the session
+    assert all(during[t] == os.SCHED_IDLE for t in hook.lowered if t in during)
+    assert any(t in during for t in hook.lowered)
+    assert all(during[t] == before[t] for t in before if t in during)  # the session's own pools keep theirs
+    assert during[threading.get_native_id()] != os.SCHED_IDLE
+    plain, _, _ = run(None)
+    assert all((a == b).all() for a, b in zip(out, plain)) and len(out) == len(plain) == 20
