@@ -55,7 +55,8 @@ flags.DEFINE_integer("log_every_n_steps", 50, "Progress line every this many ste
 flags.DEFINE_integer("validate_every_n_steps", 1000, "Validation every this many steps (0: never).")
 flags.DEFINE_integer("val_pairs", 2000, "Pairs in each validation.")
 flags.DEFINE_enum("input_priority", "idle", ["idle", "normal"], "CPU priority of the input "
-                  "pipeline's threads: idle (Linux SCHED_IDLE: they use the cycles the step leaves) or normal.")
+                  "pipeline's threads: idle (Linux SCHED_IDLE: they use the cycles the step leaves) or normal. "
+                  "One-process training with its own input only (not on a cluster or with --data_service).")
 # A cluster (TensorFlow's parameter-server runtime); or the TF_CONFIG environment variable
 flags.DEFINE_string("ps_hosts", None, "Cluster: parameter servers, host:port[,host:port...].")
 flags.DEFINE_string("worker_hosts", None, "Cluster: workers, host:port[,...]; worker 0 is the chief.")
@@ -269,7 +270,7 @@ def train():
         progress = training.ProgressHook(graph, FLAGS.log_every_n_steps, FLAGS.max_steps, config.batch_size)
         counter = training.CountHook()
         hooks = [progress, counter, training.StopHook(FLAGS.max_minutes)]
-        if FLAGS.input_priority == "idle":
+        if FLAGS.input_priority == "idle" and not conf and not service:  # else the new threads include gRPC's
             hooks.append(training.InputPriorityHook())
         if graph.sync_optimizer:
             hooks.append(graph.sync_optimizer.make_session_run_hook(is_chief))
