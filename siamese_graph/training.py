@@ -291,11 +291,10 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
     ema = siamese.moving_averages(config.moving_average_decay, global_step) if config.moving_average_decay else None
     sync_optimizer = None
     if sync_replicas:
+        check_sync_replicas(config)
         optimizer = sync_optimizer = v1.train.SyncReplicasOptimizer(
             optimizer, replicas_to_aggregate=sync_replicas[0], total_num_replicas=sync_replicas[1],
             variable_averages=ema, variables_to_average=v1.trainable_variables() if ema else None)
-    if sync_replicas:
-        check_sync_replicas(config)
     decay = decoupled_decay(regularization, lr) if decoupled else []
     with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS) + [d for _, d in decay]):
         train_op = optimizer.minimize(total_loss, global_step=global_step)
