@@ -9,9 +9,11 @@ default run's grayscale and low-resolution augmentation), from the records
 records (parse, decode, resize to the same size, batch), and the naive pipeline
 of the article (two record-level shuffles zipped, a random filter that keeps
 every same pair and enough different pairs to balance), run for a bounded time.
-Each set runs in its own subprocess; peak RSS is that subprocess's.
+Each set runs in its own subprocess; peak RSS is that subprocess's. Each pairs/s
+(and decode/s) is the median of --repeats timings of --pairs pairs, the rows
+timed in turns, every row's graph built once and kept open.
 
-  python bench/pairs.py [--pairs=10000] [--sets=mini,lowres,celeba-scale] [--image_size=64]
+  python bench/pairs.py [--pairs=10000] [--repeats=3] [--sets=mini,lowres,celeba-scale] [--image_size=64]
 
 Sets: mini = ../shared/data/celeba-mini, lowres = ../shared/data/celeba-10k-lowres
 (records written to a temp folder first), celeba-scale = tiny generated photos
@@ -31,47 +33,55 @@ sys.path.insert(0, REPO)
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
 
 
-def _timed_rate(nxt, n, batch):
-    """Items/s over n // batch runs of nxt after three warm-up runs. The batches are
-    made and dropped in the graph (tf.group), as a training step consumes them:
-    fetching them into numpy would time a copy the training loop never makes."""
-    import tensorflow as tf
+class _Rate:
+    """A graph and an open session whose items/s can be timed again and again: the
+    rows of one set are timed in turns (repeats), so a slow spell of the machine
+    falls on every row alike. The batches are made and dropped in the graph
+    (tf.group), as a training step consumes them: fetching them into numpy would
+    time a copy the training loop never makes."""
 
-    nxt = tf.group(*tf.nest.flatten(nxt))
-    with tf.compat.v1.Session() as sess:
-        for _ in range(3):
-            sess.run(nxt)
+    def __init__(self, build, batch):
+        import tensorflow as tf
+
+        self.graph, self.batch = tf.Graph(), batch
+        with self.graph.as_default():
+            self.op = tf.group(*tf.nest.flatten(build()))
+        self.sess = tf.compat.v1.Session(graph=self.graph)
+        for _ in range(3):  # warm-up (with the cache: the first batch decodes the split)
+            self.sess.run(self.op)
+
+    def __call__(self, n):
+        time.sleep(0.5)  # the row timed before refills its prefetch buffer in the background: let it finish
+        self.sess.run(self.op)
         start = time.time()
-        for _ in range(n // batch):
-            sess.run(nxt)
-        return (n // batch) * batch / (time.time() - start)
+        for _ in range(n // self.batch):
+            self.sess.run(self.op)
+        return (n // self.batch) * self.batch / (time.time() - start)
 
 
-def decode_rate(info, n, image_size, batch=100):
+def decode_rate(info, image_size, batch=100):
     import tensorflow as tf
 
     from siamese_graph import preprocessing, records
 
-    with tf.Graph().as_default():
+    def build():
         ds = tf.data.TFRecordDataset(info.files).repeat()
         ds = ds.map(lambda s: tf.image.resize(preprocessing.decode(records.parse_image_bytes(s)),
                                               [image_size, image_size]),
                     num_parallel_calls=tf.data.AUTOTUNE).batch(batch).prefetch(tf.data.AUTOTUNE)
-        return _timed_rate(tf.compat.v1.data.make_one_shot_iterator(ds).get_next(), n, batch)
+        return tf.compat.v1.data.make_one_shot_iterator(ds).get_next()
+
+    return _Rate(build, batch)
 
 
-def pair_rate(records_dir, n, image_size, rotation_deg, cache=False, gray_lowres=0.0, batch=100):
+def pair_rate(records_dir, image_size, rotation_deg, cache=False, gray_lowres=0.0, batch=100):
     """pairs/s as training sees them: images and labels only, no read counter. With the
     cache, the first (warm-up) batch decodes the split; the rate is the steady state."""
-    import tensorflow as tf
-
     from siamese_graph import pairs
 
-    with tf.Graph().as_default():
-        nxt = pairs.inputs(records_dir, "train", batch, image_size, augment=True,
-                           rotation_deg=rotation_deg, cache=cache, gray_prob=gray_lowres,
-                           lowres_prob=gray_lowres)
-        return _timed_rate(nxt, n, batch)
+    return _Rate(lambda: pairs.inputs(records_dir, "train", batch, image_size, augment=True,
+                                      rotation_deg=rotation_deg, cache=cache, gray_prob=gray_lowres,
+                                      lowres_prob=gray_lowres), batch)
 
 
 def naive(info, image_size, seconds=60.0, max_pairs=1000, batch=10, seed=0):
@@ -115,14 +125,15 @@ def naive(info, image_size, seconds=60.0, max_pairs=1000, batch=10, seed=0):
     return len(labels), reads, float((labels == 0).mean()) if len(labels) else 0.0, len(labels) / elapsed
 
 
-def one(name, records_dir, n_pairs, image_size):
+def one(name, records_dir, n_pairs, image_size, repeats):
+    import numpy as np
     import tensorflow as tf
 
     from siamese_graph import inspect_pairs, pairs
 
     tf.compat.v1.disable_eager_execution()
     info = pairs.pairable_split(records_dir, "train")
-    rows = []
+    rows, timers = [], []
     for label, rot, cache, gray_lowres in (
             ("records (augment)", 0.0, False, 0.0), ("records (augment+rot8)", 8.0, False, 0.0),
             ("records (train.flags)", 0.0, False, 0.2),
@@ -130,11 +141,18 @@ def one(name, records_dir, n_pairs, image_size):
             ("cache (train.flags)", 0.0, True, 0.2)):
         rep, _ = inspect_pairs.inspect(records_dir, "train", n_pairs, 100, image_size=image_size,
                                        augment=True, rotation_deg=rot, cache=cache)
-        rate = pair_rate(records_dir, n_pairs, image_size, rot, cache, gray_lowres)
+        timers.append(pair_rate(records_dir, image_size, rot, cache, gray_lowres))
         rows.append([label, rep["pairs"], rep["same_fraction"], rep["records_read_per_pair"],
-                     rate, rep["identities_in_same_pairs"],
+                     None, rep["identities_in_same_pairs"],
                      rep["identities_in_different_pairs"]])
-    images_per_s = decode_rate(info, n_pairs, image_size)
+    timers.append(decode_rate(info, image_size))
+    rates = [[] for _ in timers]
+    for _ in range(repeats):  # every row in turn, repeats times: medians
+        for timer, got in zip(timers, rates):
+            got.append(timer(n_pairs))
+    for row, got in zip(rows, rates):
+        row[4] = float(np.median(got))
+    images_per_s = float(np.median(rates[-1]))
     npairs, reads, same, rate = naive(info, image_size)
     rows.append(["naive zip+filter", npairs, same, reads / max(npairs, 1), rate, None, None])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -148,10 +166,12 @@ def main():
     ap.add_argument("--pairs", type=int, default=10000)
     ap.add_argument("--image_size", type=int, default=64)
     ap.add_argument("--sets", default="mini,lowres,celeba-scale")
+    ap.add_argument("--repeats", type=int, default=3, help="each row's pairs/s: the median of this many "
+                    "timings, the rows timed in turns")
     ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        return one(args.one[0], args.one[1], args.pairs, args.image_size)
+        return one(args.one[0], args.one[1], args.pairs, args.image_size, args.repeats)
     from absl import logging
     logging.set_verbosity(logging.WARNING)
     from siamese_graph import record_writer
@@ -169,7 +189,8 @@ def main():
                 records_dir = out
                 record_writer.convert(celeba.read(src), records_dir, num_workers=2)
             r = subprocess.run([sys.executable, __file__, "--one", name, records_dir,
-                                "--pairs=%d" % args.pairs, "--image_size=%d" % args.image_size],
+                                "--pairs=%d" % args.pairs, "--image_size=%d" % args.image_size,
+                                "--repeats=%d" % args.repeats],
                                capture_output=True, text=True)
             if r.returncode:
                 sys.exit(r.stderr[-3000:])

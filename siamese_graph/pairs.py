@@ -55,11 +55,13 @@ epoch, every photo of a multi-photo identity is an anchor once, its positive
 the next photo of a seeded random permutation of its identity's photos (as
 above); the other photos are a seeded permutation of the whole split; triplets
 whose other photo has the anchor's identity are dropped and the rest shuffled
-(full shuffles, no buffers). A batch gathers its photos with one
-crop_and_resize over the cache (the jittered and mirrored boxes, mapped into
-the enlarged box) and finishes them as one batch (preprocessing.finish): the
-same augmentation, two small resamplings instead of one. Records are read once
-per run, not about 1.5 per pair.
+(full shuffles, no buffers). A batch crops its photos from the cache
+(preprocessing.crop_resize_many: the jittered and mirrored boxes, mapped into
+the enlarged box and snapped to its whole pixels, each a slice and one bilinear
+resize) and finishes them as one batch (preprocessing.finish): the same
+augmentation, two small resamplings instead of one. Where the jitter reaches
+past the photo's edge, the enlarged box does too and holds black there, as a
+crop from the photo would. Records are read once per run, not about 1.5 per pair.
 """
 import re
 
@@ -230,9 +232,9 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
         return batch
 
     if cache:
-        def finish_all(images, rnd):  # image_a and image_b as one batch: half the ops
+        def finish_all(images, rnd):  # image_a and image_b as one batch: half the ops; pixels in [0, 255]
             return preprocessing.finish(images, tf.stack([rnd, 11]) if augment else None, rotation_deg,
-                                        gray_prob, lowres_prob, saturation)
+                                        gray_prob, lowres_prob, saturation, scale=255.0)
 
         return _cached_pair_dataset(info, batch_size, image_size, box, augment, seed, counter, finish_all,
                                     service_shard, scale_jitter, identity_runs, shared_anchors)
@@ -275,7 +277,8 @@ def cache_geometry(crop, image_size, augment, scale_jitter=preprocessing.SCALE_J
     crop, enlarged by the jitter when augmenting) and its size in pixels, at the
     output's resolution (image_size pixels across the crop)."""
     h, w = crop[2], crop[3]
-    outer = preprocessing.jitter_extent(crop, scale_jitter) if augment else tuple(crop)
+    # past the photo's edge the region is black, so every jittered box lies inside it
+    outer = preprocessing.jitter_extent(crop, scale_jitter, clip=False) if augment else tuple(crop)
     return outer, (max(1, int(round(image_size * outer[2] / h))), max(1, int(round(image_size * outer[3] / w))))
 
 
@@ -384,9 +387,8 @@ def _cached_pair_dataset(info, batch_size, image_size, box, augment, seed, count
         which = tf.concat([triplet[:, 0] if shared_anchors else a, b], axis=0)
         boxes = preprocessing.boxes(box, renders_a + batch_size, tf.stack([rnd, 7]) if augment else None,
                                     scale_jitter)
-        images = tf.image.crop_and_resize(photos, preprocessing.within(boxes, outer), tf.cast(which, tf.int32),
-                                          [image_size, image_size], extrapolation_value=0.0) / 255.0
-        images = finish(images, rnd)
+        images = finish(preprocessing.crop_resize_many(photos, which, preprocessing.within(boxes, outer), image_size),
+                        rnd)
         image_a = images[:renders_a]
         return {"image_a": tf.repeat(image_a, 2, axis=0) if shared_anchors else image_a,
                 "image_b": images[renders_a:],

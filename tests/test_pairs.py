@@ -114,17 +114,19 @@ def test_cached_epochs_make_every_anchor_once_with_a_positive_of_its_identity(sy
     assert not np.array_equal(first, second)  # reshuffled each epoch
 
 
-@pytest.mark.parametrize("scale_jitter", [preprocessing.SCALE_JITTER, 0.25])
-def test_cache_region_holds_every_jittered_box_and_crops_like_the_photo(scale_jitter):
+@pytest.mark.parametrize("crop,scale_jitter", [("celeba", preprocessing.SCALE_JITTER), ("celeba", 0.25),
+                                               ("none", preprocessing.SCALE_JITTER)])
+def test_cache_region_holds_every_jittered_box_and_crops_like_the_photo(crop, scale_jitter):
     from tests.conftest import face
 
-    box = preprocessing.CROPS["celeba"]
+    box = preprocessing.CROPS[crop]
     outer, size = pairs.cache_geometry(box, 48, augment=True, scale_jitter=scale_jitter)
     t, l, h, w = outer
     jittered = preprocessing.boxes(box, 4000, tf.constant([1, 2]), scale_jitter).numpy()
     heights = np.abs(jittered[:, 2] - jittered[:, 0]) / box[2]  # the scale factors drawn
     assert heights.min() < 1 - 0.9 * scale_jitter and heights.max() > 1 + 0.9 * scale_jitter
-    jittered = np.clip(jittered, 0, 1)  # past the photo's edge both crops are black (extrapolation)
+    # the region reaches past the photo where the jitter does (there both crops are black)
+    assert (t < 0) == (jittered[:, 0].min() < 0) and (l < 0) == (jittered[:, [1, 3]].min() < 0)
     inside = (np.minimum(jittered[:, [0, 2]], jittered[:, [2, 0]])[:, 0] >= t - 1e-6) & \
              (np.maximum(jittered[:, 0], jittered[:, 2]) <= t + h + 1e-6) & \
              (np.minimum(jittered[:, 1], jittered[:, 3]) >= l - 1e-6) & \
@@ -138,9 +140,14 @@ def test_cache_region_holds_every_jittered_box_and_crops_like_the_photo(scale_ji
     b = preprocessing.boxes(box, 16, tf.constant([5, 6]), scale_jitter)
     direct = preprocessing.crop_resize(photo, 48, b)
     region = tf.image.crop_and_resize(tf.cast(photo, tf.float32)[None], [[t, l, t + h, l + w]], [0], size)
-    cached = tf.image.crop_and_resize(tf.cast(tf.round(region), tf.uint8), preprocessing.within(b, outer),
-                                      tf.zeros([16], tf.int32), [48, 48]) / 255.0
+    cached = preprocessing.crop_resize_many(tf.cast(tf.round(region), tf.uint8), tf.zeros([16], tf.int32),
+                                            preprocessing.within(b, outer), 48) / 255.0
     assert float(tf.reduce_mean(tf.abs(direct - cached))) < 0.03
+    # mirrored crops stay mirrored, black borders stay where the box leaves the photo
+    np.testing.assert_array_equal(tf.reduce_mean(direct, [1, 2, 3]).numpy() < 0.02,
+                                  tf.reduce_mean(cached, [1, 2, 3]).numpy() < 0.02)
+    left_dark = lambda x: tf.reduce_mean(x[:, :, :2], [1, 2, 3]).numpy() < 0.01
+    np.testing.assert_array_equal(left_dark(direct), left_dark(cached))
     # without augmentation the cache holds the crop itself, at the output's size: no resampling
     assert pairs.cache_geometry(box, 48, augment=False) == (box, (48, 48))
 

@@ -56,6 +56,39 @@ def test_mirror_box_flips():
     np.testing.assert_allclose(a[:, ::-1], b, atol=1e-5)
 
 
+def test_crop_resize_many_is_crop_and_resize_of_the_snapped_boxes():
+    """Slices plus ResizeBilinear give crop_and_resize's crops of the boxes snapped to
+    whole pixels, mirrored ones included; snapping moves a corner by at most half a pixel."""
+    rng = np.random.RandomState(4)
+    images = tf.constant(rng.randint(0, 256, (5, 40, 30, 3)).astype(np.uint8))
+    which = tf.constant([0, 4, 2, 2, 1, 3, 0, 4])
+    boxes = preprocessing.boxes((0.2, 0.15, 0.6, 0.7), 8, tf.constant([3, 9]), scale_jitter=0.2).numpy()
+    assert (boxes[:, 1] > boxes[:, 3]).any() and (boxes[:, 1] < boxes[:, 3]).any()  # both orientations
+    snapped = preprocessing.snap(tf.constant(boxes), 40, 30).numpy()
+    pixels = np.array([39, 29, 39, 29], np.float32)
+    assert np.abs(snapped - boxes).max() > 0  # the boxes did move
+    assert (np.abs(snapped - boxes) * pixels).max() <= 0.5 + 1e-4
+    np.testing.assert_allclose(snapped * pixels, np.round(snapped * pixels), atol=1e-3)
+    got = preprocessing.crop_resize_many(images, which, tf.constant(boxes), 24).numpy()
+    want = tf.image.crop_and_resize(images, snapped, which, [24, 24]).numpy()
+    assert got.shape == (8, 24, 24, 3)
+    np.testing.assert_allclose(got, want, atol=2e-3)
+    mirrored = boxes[:, [0, 3, 2, 1]]
+    flipped = preprocessing.crop_resize_many(images, which, tf.constant(mirrored), 24).numpy()
+    np.testing.assert_allclose(flipped, got[:, :, ::-1], atol=2e-3)
+
+
+def test_finish_of_pixels_in_0_255_is_finish_of_pixels_in_0_1():
+    """finish(scale=255) folds the division into the contrast step: the same images."""
+    x = batch(6, 24)
+    seed = tf.constant([5, 6])
+    for kw in ({}, {"seed": seed}, {"seed": seed, "gray_prob": 0.5, "lowres_prob": 0.5, "rotation_deg": 8}):
+        a = preprocessing.finish(x, **kw).numpy()
+        b = preprocessing.finish(x * 255.0, scale=255.0, **kw).numpy()
+        np.testing.assert_allclose(a, b, atol=2e-4)
+        assert np.abs(a).max() > 0.5
+
+
 # --- grayscale and low-resolution augmentation, and evaluate's --degrade ----------------
 
 def batch(n=6, size=32):
