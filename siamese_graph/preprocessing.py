@@ -160,7 +160,9 @@ def crop_resize_many(images, which, crop_boxes, image_size):
     crops = [tf.raw_ops.ResizeBilinear(images=tf.reverse(tf.slice(images, b, s), a), size=[image_size, image_size],
                                        align_corners=True)
              for b, s, a in zip(begins, sizes, axes)]
-    return tf.concat(crops, axis=0)
+    out = tf.concat(crops, axis=0)
+    out.set_shape([n, image_size, image_size, images.shape[-1]])
+    return out
 
 
 def _rotate(images, angles):

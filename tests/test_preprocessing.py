@@ -72,6 +72,7 @@ def test_crop_resize_many_is_crop_and_resize_of_the_snapped_boxes():
     got = preprocessing.crop_resize_many(images, which, tf.constant(boxes), 24).numpy()
     want = tf.image.crop_and_resize(images, snapped, which, [24, 24]).numpy()
     assert got.shape == (8, 24, 24, 3)
+    assert preprocessing.crop_resize_many(images, which, tf.constant(boxes), 24).shape.as_list() == [8, 24, 24, 3]
     np.testing.assert_allclose(got, want, atol=2e-3)
     mirrored = boxes[:, [0, 3, 2, 1]]
     flipped = preprocessing.crop_resize_many(images, which, tf.constant(mirrored), 24).numpy()
