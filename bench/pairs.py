@@ -85,7 +85,7 @@ def pair_rate(records_dir, image_size, rotation_deg, cache=False, gray_lowres=0.
                                       lowres_prob=gray_lowres), batch)
 
 
-def cache_difference(info, image_size, n=512, scale_jitter=None):
+def cache_difference(info, image_size, n=512):
     """Mean absolute difference (0-1 pixels) between n of the split's photos cropped
     directly (preprocessing.crop_resize, jittered and mirrored boxes) and the same
     boxes cropped from their cached region (the training graph's second resampling,
@@ -96,19 +96,17 @@ def cache_difference(info, image_size, n=512, scale_jitter=None):
     from siamese_graph import pairs, preprocessing, records
 
     box = preprocessing.CROPS[preprocessing.DEFAULT_CROP]
-    jitter = preprocessing.SCALE_JITTER if scale_jitter is None else scale_jitter
-    outer, size = pairs.cache_geometry(box, image_size, True, jitter)
-    t, l, h, w = outer
+    outer, size = pairs.cache_geometry(box, image_size, True)
     with tf.Graph().as_default():
         ds = tf.data.TFRecordDataset(info.files).take(n).enumerate()
 
         def both(i, s):
             photo = preprocessing.decode(records.parse_image_bytes(s))
-            b = preprocessing.boxes(box, 1, tf.stack([i, 3]), jitter)
+            b = preprocessing.boxes(box, 1, tf.stack([i, 3]))
             direct = preprocessing.crop_resize(photo, image_size, b)
-            region = tf.image.crop_and_resize(photo[tf.newaxis], [[t, l, t + h, l + w]], [0], size)
-            cached = preprocessing.crop_resize_many(tf.cast(tf.round(region), tf.uint8), tf.zeros([1], tf.int32),
-                                                    preprocessing.within(b, outer), image_size) / 255.0
+            cached = preprocessing.crop_resize_many(pairs.cached_region(photo, outer, size)[tf.newaxis],
+                                                    tf.zeros([1], tf.int32), preprocessing.within(b, outer),
+                                                    image_size) / 255.0
             return tf.reduce_mean(tf.abs(direct - cached))
 
         diffs = tf.compat.v1.data.make_one_shot_iterator(ds.map(both).batch(n)).get_next()

@@ -301,19 +301,25 @@ def record_blocks(info):
     return identities, starts, counts
 
 
+def cached_region(image, outer, size):
+    """What the cache holds of one photo: uint8 [H, W, 3] -> uint8 [size[0], size[1], 3],
+    the box outer (top, left, height, width fractions; black where it reaches past
+    the photo), resized (cache_geometry gives both)."""
+    t, l, h, w = outer
+    region = tf.image.crop_and_resize(image[tf.newaxis], [[t, l, t + h, l + w]], [0], size, extrapolation_value=0.0)
+    return tf.cast(tf.round(region[0]), tf.uint8)
+
+
 def _photo_cache(info, ids, outer, size, counter):
     """A dataset repeating one element, decoded once: (photos uint8 [N, H, W, 3] of
     the region outer, filenames [N] string). ids [N]: the identity of each record
     by the manifest, checked against the records'."""
-    t, l, h, w = outer
-    region = tf.constant([[t, l, t + h, l + w]], tf.float32)
     ds = _counted(tf.data.TFRecordDataset(info.files), counter)
 
     def load(s):
         p = tf.io.parse_single_example(s, _META)
-        image = preprocessing.decode(p["image/encoded"])
-        photo = tf.image.crop_and_resize(image[tf.newaxis], region, [0], size, extrapolation_value=0.0)[0]
-        return tf.cast(tf.round(photo), tf.uint8), p["image/filename"], p["image/identity"]
+        photo = cached_region(preprocessing.decode(p["image/encoded"]), outer, size)
+        return photo, p["image/filename"], p["image/identity"]
 
     def checked(photos, names, identities):
         check = tf.debugging.assert_equal(

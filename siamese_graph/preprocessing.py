@@ -98,14 +98,11 @@ def jitter_extent(crop, scale_jitter=SCALE_JITTER, clip=True):
 
 def within(crop_boxes, outer):
     """crop_boxes ([n, 4] y1, x1, y2, x2 in fractions of the photo) in fractions of
-    the box outer (top, left, height, width): for cropping from an image of outer alone."""
+    the box outer (top, left, height, width): for cropping from an image of outer alone
+    (crop_resize_many, whose snapping to whole pixels also absorbs the rounding error
+    of a box on outer's own edge)."""
     t, l, h, w = [float(v) for v in outer]
-    inner = (crop_boxes - tf.constant([t, l, t, l], tf.float32)) / tf.constant([h, w, h, w], tf.float32)
-    # an edge of outer itself lands a rounding error past 0 or 1, where crop_and_resize
-    # would sample its black extrapolation value for a whole row or column: snap it
-    for edge in (0.0, 1.0):
-        inner = tf.where(tf.abs(inner - edge) < 1e-5, edge, inner)
-    return inner
+    return (crop_boxes - tf.constant([t, l, t, l], tf.float32)) / tf.constant([h, w, h, w], tf.float32)
 
 
 def crop_resize(image, image_size, crop_boxes):
@@ -138,30 +135,30 @@ def crop_resize_many(images, which, crop_boxes, image_size):
     one crop_and_resize of the batch (bench/crop.py).
 
     Args:
-      images: uint8 [N, H, W, 3] tensor, H and W static.
+      images: uint8 [N, H, W, C] tensor, H, W and C static.
       which: int [B] tensor, the image each box crops; B static.
       crop_boxes: float32 [B, 4] (y1, x1, y2, x2) in fractions of an image, inside
         it; x1 > x2 mirrors the crop (as in boxes()).
       image_size: side of the square output.
     Returns:
-      float32 [B, image_size, image_size, 3] in [0, 255]: crop_and_resize of snap(crop_boxes).
+      float32 [B, image_size, image_size, C] in [0, 255]: crop_and_resize of snap(crop_boxes).
     """
-    _, height, width, _ = images.shape.as_list()
+    _, height, width, channels = images.shape.as_list()
     n = crop_boxes.shape[0]
-    if height is None or width is None or n is None:
+    if None in (height, width, channels, n):
         raise ValueError("crop_resize_many needs static image sides and a static number of boxes")
     corners = tf.cast(_pixel_corners(crop_boxes, height, width)[0], tf.int32)
     y1, x1, y2, x2 = tf.unstack(corners, axis=1)
     top, left = tf.minimum(y1, y2), tf.minimum(x1, x2)
-    zeros, ones, threes = tf.zeros_like(top), tf.ones_like(top), tf.fill(tf.shape(top), 3)
+    zeros, ones = tf.zeros_like(top), tf.ones_like(top)
     begins = tf.unstack(tf.stack([tf.cast(which, tf.int32), top, left, zeros], axis=1), n)
-    sizes = tf.unstack(tf.stack([ones, tf.abs(y2 - y1) + 1, tf.abs(x2 - x1) + 1, threes], axis=1), n)
+    sizes = tf.unstack(tf.stack([ones, tf.abs(y2 - y1) + 1, tf.abs(x2 - x1) + 1, ones * channels], axis=1), n)
     axes = tf.unstack(tf.where(x1 > x2, 2, 0)[:, tf.newaxis], n)  # reversing axis 0 (size 1) is a copy
     crops = [tf.raw_ops.ResizeBilinear(images=tf.reverse(tf.slice(images, b, s), a), size=[image_size, image_size],
                                        align_corners=True)
              for b, s, a in zip(begins, sizes, axes)]
     out = tf.concat(crops, axis=0)
-    out.set_shape([n, image_size, image_size, images.shape[-1]])
+    out.set_shape([n, image_size, image_size, channels])
     return out
 
 
