@@ -6,8 +6,12 @@ with augmentation), the jittered and mirrored boxes of preprocessing.boxes:
 
   before: crop_and_resize          one tf.image.crop_and_resize of the batch
   now: crop_resize_many            a slice and one ResizeBilinear a photo, boxes snapped
-  before: crop_and_resize, /255, finish   then preprocessing.finish (augmentation on)
-  now: crop_resize_many, finish    finish with the division folded in (scale=255)
+  before: crop_and_resize, /255, finish   then finish as it was (augmentation on): the
+                                   brightness and contrast clipped to [0, 1], then
+                                   tf.image.per_image_standardization
+  now: crop_resize_many, finish    preprocessing.finish (scale=255: the division folded
+                                   into the contrast's gain; the clip and the
+                                   standardization in fewer passes)
   now: the same, train.flags       with train.flags' grayscale and low resolution (0.2 each)
 
 Milliseconds per batch on one thread (intra- and inter-op pools of 1), medians of
@@ -22,6 +26,22 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+
+def finish_before(images, seed):
+    """preprocessing.finish with a seed as it was before the fewer-pass standardization:
+    brightness and contrast, clipped, then per_image_standardization."""
+    import tensorflow as tf
+
+    from siamese_graph import preprocessing
+
+    u = tf.random.stateless_uniform(tf.stack([3, tf.shape(images)[0]]), tf.cast(seed, tf.int64), -1.0, 1.0)
+    lo, hi = preprocessing.CONTRAST_RANGE
+    factor = tf.reshape(lo + (u[1] + 1) / 2 * (hi - lo), [-1, 1, 1, 1])
+    shift = tf.reshape(u[2] * preprocessing.MAX_BRIGHTNESS, [-1, 1, 1, 1])
+    mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+    images = tf.clip_by_value((images - mean) * factor + mean + shift, 0.0, 1.0)
+    return tf.image.per_image_standardization(images)
 
 
 def rows(image_size, batch, repeats, photos=4595, runs=30):
@@ -45,7 +65,7 @@ def rows(image_size, batch, repeats, photos=4595, runs=30):
         new = preprocessing.crop_resize_many(images, which, boxes, image_size)
         seed = tf.stack([step, 11])
         ops = {"before: crop_and_resize": old, "now: crop_resize_many": new,
-               "before: crop_and_resize, /255, finish": preprocessing.finish(old / 255.0, seed),
+               "before: crop_and_resize, /255, finish": finish_before(old / 255.0, seed),
                "now: crop_resize_many, finish": preprocessing.finish(new, seed, scale=255.0),
                "now: the same, train.flags": preprocessing.finish(new, seed, gray_prob=0.2, lowres_prob=0.2,
                                                                   scale=255.0)}
