@@ -35,10 +35,7 @@ def finish_before(images, seed):
 
     from siamese_graph import preprocessing
 
-    u = tf.random.stateless_uniform(tf.stack([3, tf.shape(images)[0]]), tf.cast(seed, tf.int64), -1.0, 1.0)
-    lo, hi = preprocessing.CONTRAST_RANGE
-    factor = tf.reshape(lo + (u[1] + 1) / 2 * (hi - lo), [-1, 1, 1, 1])
-    shift = tf.reshape(u[2] * preprocessing.MAX_BRIGHTNESS, [-1, 1, 1, 1])
+    _, factor, shift = preprocessing.exposure_draws(seed, tf.shape(images)[0])
     mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
     images = tf.clip_by_value((images - mean) * factor + mean + shift, 0.0, 1.0)
     return tf.image.per_image_standardization(images)

@@ -209,6 +209,16 @@ def _low_resolution(images, which, factor):
     return tf.tensor_scatter_nd_update(images, index, tf.image.resize(small, size, method="bilinear"))
 
 
+def exposure_draws(seed, n):
+    """finish's first per-image draws for a seed ([2] int tensor) and n images: the
+    rotation in [-1, 1] ([n], times rotation_deg), the contrast factor in CONTRAST_RANGE
+    and the brightness shift in [-MAX_BRIGHTNESS, MAX_BRIGHTNESS] ([n, 1, 1, 1] each)."""
+    u = tf.random.stateless_uniform(tf.stack([3, n]), tf.cast(seed, tf.int64), -1.0, 1.0)
+    lo, hi = CONTRAST_RANGE
+    return (u[0], tf.reshape(lo + (u[1] + 1) / 2 * (hi - lo), [-1, 1, 1, 1]),
+            tf.reshape(u[2] * MAX_BRIGHTNESS, [-1, 1, 1, 1]))
+
+
 def finish(images, seed=None, rotation_deg=DEFAULT_ROTATION_DEG, gray_prob=0.0, lowres_prob=0.0,
            saturation=0.0, scale=1.0):
     """Stage 2, on a batch: float [B, S, S, 3] in [0, scale] -> standardized float [B, S, S, 3].
@@ -230,10 +240,9 @@ def finish(images, seed=None, rotation_deg=DEFAULT_ROTATION_DEG, gray_prob=0.0, 
     plain; the two agree within 1e-4 (a test checks it).
     """
     if seed is not None:
-        u = tf.random.stateless_uniform(tf.stack([3, tf.shape(images)[0]]), tf.cast(seed, tf.int64),
-                                        -1.0, 1.0)
+        turn, factor, shift = exposure_draws(seed, tf.shape(images)[0])
         if rotation_deg:
-            images = _rotate(images, u[0] * rotation_deg * math.pi / 180)
+            images = _rotate(images, turn * rotation_deg * math.pi / 180)
         # independent draws, stateless like the others
         v = tf.random.stateless_uniform(tf.stack([2, tf.shape(images)[0]]),
                                         tf.cast(seed, tf.int64) + tf.constant([0, 1], tf.int64))
@@ -244,17 +253,13 @@ def finish(images, seed=None, rotation_deg=DEFAULT_ROTATION_DEG, gray_prob=0.0, 
             jitter = 1.0 + saturation * tf.random.stateless_uniform(
                 tf.shape(images)[:1], tf.cast(seed, tf.int64) + tf.constant([0, 2], tf.int64), -1.0, 1.0)
             images = _saturate(images, tf.where(v[1] < gray_prob, 0.0, jitter))
-        lo, hi = CONTRAST_RANGE
-        factor = tf.reshape(lo + (u[1] + 1) / 2 * (hi - lo), [-1, 1, 1, 1])
-        shift = tf.reshape(u[2] * MAX_BRIGHTNESS, [-1, 1, 1, 1])
         mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
         # clip(((x - mean) * factor + mean) / scale + shift, 0, 1) is gain * clip(x, low, high)
         # + offset with gain > 0, and standardization removes the gain and the offset:
         # the clip is two passes over the batch, not four
         gain = factor / scale
         offset = mean * (1.0 / scale - gain) + shift
-        images = tf.minimum(tf.maximum(images, -offset / gain), (1.0 - offset) / gain)
-        return _standardize(images, gain)
+        return _standardize(tf.clip_by_value(images, -offset / gain, (1.0 - offset) / gain), gain)
     if scale != 1.0:
         images = images / scale
     return tf.image.per_image_standardization(images)

@@ -89,6 +89,7 @@ def test_finish_of_pixels_in_0_255_is_finish_of_pixels_in_0_1():
         np.testing.assert_allclose(a, b, atol=2e-4)
         assert np.abs(a).max() > 0.5
 
+
 def test_training_finish_is_the_brightness_contrast_clip_then_per_image_standardization():
     """finish with a seed clips and standardizes in fewer passes: the result is
     brightness and contrast, clipped to [0, 1], then tf.image.per_image_standardization,
@@ -100,10 +101,11 @@ def test_training_finish_is_the_brightness_contrast_clip_then_per_image_standard
     for scale in (1.0, 255.0):
         images = tf.constant(x * scale)
         seed = tf.constant([3, 4])
-        u = tf.random.stateless_uniform([3, 10], tf.cast(seed, tf.int64), -1.0, 1.0)
-        lo, hi = preprocessing.CONTRAST_RANGE
-        factor = tf.reshape(lo + (u[1] + 1) / 2 * (hi - lo), [-1, 1, 1, 1])
-        shift = tf.reshape(u[2] * preprocessing.MAX_BRIGHTNESS, [-1, 1, 1, 1])
+        _, factor, shift = preprocessing.exposure_draws(seed, 10)
+        # the draws are what their docstring says
+        assert np.all((factor.numpy() >= preprocessing.CONTRAST_RANGE[0]) &
+                      (factor.numpy() <= preprocessing.CONTRAST_RANGE[1]))
+        assert np.all(np.abs(shift.numpy()) <= preprocessing.MAX_BRIGHTNESS) and np.ptp(factor.numpy()) > 0.1
         plain = images / scale
         mean = tf.reduce_mean(plain, axis=[1, 2, 3], keepdims=True)
         adjusted = tf.clip_by_value((plain - mean) * factor + mean + shift, 0.0, 1.0)
@@ -113,7 +115,6 @@ def test_training_finish_is_the_brightness_contrast_clip_then_per_image_standard
         assert np.abs(got).max() > 1 and not np.any(got[-1])
         # most pixels of the dark and bright photos are clipped: the clip is exercised
         assert (adjusted.numpy()[5:9] == 0).mean() + (adjusted.numpy()[5:9] == 1).mean() > 0.3
-
 
 
 # --- grayscale and low-resolution augmentation, and evaluate's --degrade ----------------
