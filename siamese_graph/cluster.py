@@ -9,8 +9,10 @@ What this module adds is bookkeeping only:
   variable (the standard {"cluster": {...}, "task": {"type", "index"}}), checked.
 - A done-queue on each parameter server (a FIFOQueue with a shared name): every
   worker enqueues its index when it stops, and a parameter server exits once all
-  workers are done, or `grace_seconds` after the chief is (its last checkpoint is
-  then written; the others are at most a step from stopping). No server.join().
+  workers are done. Once the chief is done (its last checkpoint is written), a
+  worker that has not reported is waited for while its server accepts
+  connections, and given up `grace_seconds` after it stops accepting them (a
+  killed worker); every wait is bounded. No server.join().
 """
 import dataclasses
 import json
@@ -161,23 +163,39 @@ def signal_done(target, ops, config):
         logging.warning("could not tell the parameter servers this worker is done (%s)", str(e).splitlines()[0])
 
 
-def serve_parameters(config, grace_seconds=30.0, poll_seconds=2.0):
-    """A parameter server's life: serve until every worker is done, or until
-    grace_seconds after the chief is. Returns the worker indices seen done."""
+def serve_parameters(config, grace_seconds=30.0, poll_seconds=2.0, max_wait_factor=10):
+    """A parameter server's life: serve until every worker is done. Once the chief
+    is done, a worker that has not reported is waited for while its server still
+    accepts connections (it is finishing its last step or closing its session,
+    which can take many seconds on a loaded machine); it is given up once its
+    server has refused connections for grace_seconds (killed, or gone without a
+    word), and every wait ends max_wait_factor * grace_seconds after the chief.
+
+    Returns the worker indices seen done."""
     srv = server(config)
     graph = tf.Graph()
     with graph.as_default():
         queue = done_queues(config)[config.task_index]
         token = queue.dequeue()
-    done, chief_done_at = set(), None
+    done, chief_done_at, silent_since = set(), None, {}
     sess_config = v1.ConfigProto(device_filters=["/job:ps/task:%d" % config.task_index])
     with v1.Session(srv.target, graph=graph, config=sess_config) as sess:
         logging.info("parameter server %d serving %d workers", config.task_index, config.num_workers)
         while len(done) < config.num_workers:
-            if chief_done_at is not None and time.time() - chief_done_at > grace_seconds:
-                logging.info("chief done %.0f s ago; workers %s did not report: stopping",
-                             grace_seconds, sorted(set(range(config.num_workers)) - done))
-                break
+            if chief_done_at is not None:
+                now = time.time()
+                waiting = sorted(set(range(config.num_workers)) - done)
+                for i in waiting:
+                    if listening(config.worker_hosts[i], timeout=min(poll_seconds, 1.0)):
+                        silent_since.pop(i, None)
+                    else:
+                        silent_since.setdefault(i, now)
+                why = stop_waiting(now, chief_done_at, {i: silent_since.get(i) for i in waiting},
+                                   grace_seconds, max_wait_factor * grace_seconds)
+                if why:
+                    logging.info("chief done %.0f s ago; workers %s did not report: stopping (%s)",
+                                 now - chief_done_at, waiting, why)
+                    break
             try:
                 index = sess.run(token, options=v1.RunOptions(timeout_in_ms=int(poll_seconds * 1000)))
             except tf.errors.DeadlineExceededError:
@@ -187,6 +205,32 @@ def serve_parameters(config, grace_seconds=30.0, poll_seconds=2.0):
             if index == 0:
                 chief_done_at = time.time()
     return done
+
+
+def stop_waiting(now, chief_done_at, silent_since, grace_seconds, max_wait_seconds):
+    """Why a parameter server stops waiting for the workers that have not reported
+    done, or None to wait on.
+
+    Args:
+      silent_since: {worker index: since when its server has refused connections,
+        or None while it accepts them}, for each worker not done.
+    """
+    if all(t is not None and now - t > grace_seconds for t in silent_since.values()):
+        return "their servers have refused connections for %.0f s" % grace_seconds
+    if now - chief_done_at > max_wait_seconds:
+        return "waited %.0f s; their servers still accept connections" % max_wait_seconds
+    return None
+
+
+def listening(host, timeout=2.0):
+    """Whether host:port accepts a TCP connection now (a task's tf.distribute.Server
+    listens there for as long as its process runs)."""
+    name, _, port = host.rpartition(":")
+    try:
+        socket.create_connection((name, int(port)), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def _ephemeral_range():
@@ -298,19 +342,11 @@ def watch_parameter_servers(config, on_lost, interval_seconds=2.0, patience_seco
     word and without end; a short outage, such as a restart, still recovers.)"""
     import threading
 
-    def reachable(host):
-        name, _, port = host.rpartition(":")
-        try:
-            socket.create_connection((name, int(port)), timeout=interval_seconds).close()
-            return True
-        except OSError:
-            return False
-
     def watch():
         lost_since = {}
         while True:
             for host in config.ps_hosts:
-                if reachable(host):
+                if listening(host, timeout=interval_seconds):
                     lost_since.pop(host, None)
                 elif time.time() - lost_since.setdefault(host, time.time()) > patience_seconds:
                     on_lost(host)

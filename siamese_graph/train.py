@@ -66,8 +66,9 @@ flags.DEFINE_bool("sync_replicas", False, "Cluster: synchronous updates (SyncRep
                   "global step averages --replicas_to_aggregate workers' gradients.")
 flags.DEFINE_integer("replicas_to_aggregate", None, "Cluster with --sync_replicas: gradients an update "
                      "(default: the number of workers).")
-flags.DEFINE_float("ps_grace_seconds", 30, "Cluster: a parameter server exits this long after the chief "
-                   "is done even if other workers have not reported done.")
+flags.DEFINE_float("ps_grace_seconds", 30, "Cluster: once the chief is done, a parameter server gives up "
+                   "a worker that has not reported done this long after its server stops accepting "
+                   "connections, and waits at most 10 times this long in all.")
 # Input on other machines' CPUs (TensorFlow's tf.data service; see data_service.py)
 flags.DEFINE_integer("cache_limit_mb", 4096, "With --cache: the most memory the decoded training photos "
                      "may take; above it the run is refused.")

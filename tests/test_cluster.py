@@ -57,6 +57,70 @@ def test_free_ports_are_distinct_loopback_ports():
     assert sorted(args) == [("ps", 0), ("worker", 0), ("worker", 1)]
 
 
+def test_a_parameter_server_waits_for_live_workers_and_gives_up_silent_ones():
+    # {worker: since when its server refuses connections, None while it accepts them}
+    chief_done, grace, cap = 100.0, 5.0, 50.0
+    assert cluster.stop_waiting(120.0, chief_done, {1: None}, grace, cap) is None  # alive: finishing
+    assert cluster.stop_waiting(103.0, chief_done, {1: 101.0}, grace, cap) is None  # closed 2 s: not yet
+    assert "refused connections for 5 s" in cluster.stop_waiting(107.0, chief_done, {1: 101.0}, grace, cap)
+    # every silent worker must be gone; one live one keeps the wait
+    assert cluster.stop_waiting(107.0, chief_done, {1: 101.0, 2: None}, grace, cap) is None
+    assert "still accept connections" in cluster.stop_waiting(151.0, chief_done, {1: None}, grace, cap)
+
+
+def test_listening_tells_an_open_port_from_a_closed_one():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        host = "127.0.0.1:%d" % s.getsockname()[1]
+        assert cluster.listening(host, timeout=1.0)
+    assert not cluster.listening(host, timeout=1.0)
+
+
+# A cluster task that only starts its server, stays quiet for a while, then reports done.
+QUIET_WORKER = """
+import sys, time
+import tensorflow as tf
+from siamese_graph import cluster
+conf = cluster.resolve(sys.argv[1], sys.argv[2], "worker", int(sys.argv[3]), None)
+srv = cluster.server(conf)
+with tf.Graph().as_default():
+    ops = cluster.signal_done_ops(conf)
+    time.sleep(float(sys.argv[4]))
+    cluster.signal_done(srv.target, ops, conf)
+print("reported", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_parameter_server_outwaits_a_worker_that_reports_long_after_the_chief(tmp_path):
+    # The chief reports at once; worker 1 stays quiet 4 times --ps_grace_seconds (as
+    # a worker slow to close its session on a loaded machine does), then reports.
+    ports = cluster.free_ports(3)
+    ps, workers = "127.0.0.1:%d" % ports[0], "127.0.0.1:%d,127.0.0.1:%d" % tuple(ports[1:])
+    env = dict(os.environ, PYTHONPATH=REPO)
+    log = open(tmp_path / "ps0.log", "w")
+    procs = [subprocess.Popen([sys.executable, "-m", "siamese_graph.train", "--ps_hosts=" + ps,
+                               "--worker_hosts=" + workers, "--job_name=ps", "--task_index=0",
+                               "--ps_grace_seconds=2"], cwd=REPO, env=env, stdout=log, stderr=log)]
+    procs += [subprocess.Popen([sys.executable, "-c", QUIET_WORKER, ps, workers, str(i), str(quiet)],
+                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for i, quiet in ((0, 0), (1, 8))]
+    try:
+        codes = [p.wait(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        log.close()
+    text = open(tmp_path / "ps0.log").read()
+    assert codes == [0, 0, 0], (codes, text[-2000:])
+    assert "worker 0 done (1 of 2)" in text and "parameter server 0: workers done: [0, 1]" in text, text[-2000:]
+    assert all("reported" in p.stdout.read() for p in procs[1:])
+
+
 # --- 1 ps + 2 workers on 127.0.0.1 ----------------------------------------------------------
 
 ARGS = ["--image_size=32", "--batch_size=8", "--validate_every_n_steps=0", "--shuffle_buffer=64",
