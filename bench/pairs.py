@@ -2,8 +2,9 @@
 
 For each record set: balance, records read per pair and identities seen over
 10,000 pairs (inspect_pairs), pairs/s emitted by pairs.inputs as training sees
-them (decoded, augmented, batched; with and without rotation, and with the
-default run's grayscale and low-resolution augmentation), from the records
+them (decoded, augmented, batched; with and without rotation, and with
+grayscale and low-resolution augmentation at 0.2 each: the "gray+lowres" rows;
+train.flags has grayscale at 0.4), from the records
 (the record-by-record graph) and from the cache (decoding once, --cache; the
 "x records" column is the ratio to the first row), how much the cache's crops
 differ from direct ones (cache_difference), images/s for simply decoding the same
@@ -166,9 +167,9 @@ def one(name, records_dir, n_pairs, image_size, repeats):
     rows, timers = [], []
     for label, rot, cache, gray_lowres in (
             ("records (augment)", 0.0, False, 0.0), ("records (augment+rot8)", 8.0, False, 0.0),
-            ("records (train.flags)", 0.0, False, 0.2),
+            ("records (gray+lowres)", 0.0, False, 0.2),
             ("cache (augment)", 0.0, True, 0.0), ("cache (augment+rot8)", 8.0, True, 0.0),
-            ("cache (train.flags)", 0.0, True, 0.2)):
+            ("cache (gray+lowres)", 0.0, True, 0.2)):
         rep, _ = inspect_pairs.inspect(records_dir, "train", n_pairs, 100, image_size=image_size,
                                        augment=True, rotation_deg=rot, cache=cache)
         timers.append(pair_rate(records_dir, image_size, rot, cache, gray_lowres))
