@@ -29,6 +29,9 @@ JOBS = ("ps", "worker")
 # A worker's step that waits this long on a parameter server fails (DeadlineExceeded)
 # instead of hanging: a lost parameter server ends the run with a message.
 OPERATION_TIMEOUT_MS = 30000
+# Once the chief is done, a parameter server waits at most this many grace periods
+# for the other workers, even while their servers still accept connections.
+MAX_WAIT_GRACES = 10
 
 
 @dataclasses.dataclass
@@ -163,13 +166,13 @@ def signal_done(target, ops, config):
         logging.warning("could not tell the parameter servers this worker is done (%s)", str(e).splitlines()[0])
 
 
-def serve_parameters(config, grace_seconds=30.0, poll_seconds=2.0, max_wait_factor=10):
+def serve_parameters(config, grace_seconds=30.0, poll_seconds=2.0):
     """A parameter server's life: serve until every worker is done. Once the chief
     is done, a worker that has not reported is waited for while its server still
     accepts connections (it is finishing its last step or closing its session,
     which can take many seconds on a loaded machine); it is given up once its
     server has refused connections for grace_seconds (killed, or gone without a
-    word), and every wait ends max_wait_factor * grace_seconds after the chief.
+    word), and every wait ends MAX_WAIT_GRACES * grace_seconds after the chief.
 
     Returns the worker indices seen done."""
     srv = server(config)
@@ -191,7 +194,7 @@ def serve_parameters(config, grace_seconds=30.0, poll_seconds=2.0, max_wait_fact
                     else:
                         silent_since.setdefault(i, now)
                 why = stop_waiting(now, chief_done_at, {i: silent_since.get(i) for i in waiting},
-                                   grace_seconds, max_wait_factor * grace_seconds)
+                                   grace_seconds, MAX_WAIT_GRACES * grace_seconds)
                 if why:
                     logging.info("chief done %.0f s ago; workers %s did not report: stopping (%s)",
                                  now - chief_done_at, waiting, why)

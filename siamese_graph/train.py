@@ -68,7 +68,7 @@ flags.DEFINE_integer("replicas_to_aggregate", None, "Cluster with --sync_replica
                      "(default: the number of workers).")
 flags.DEFINE_float("ps_grace_seconds", 30, "Cluster: once the chief is done, a parameter server gives up "
                    "a worker that has not reported done this long after its server stops accepting "
-                   "connections, and waits at most 10 times this long in all.")
+                   "connections, and waits at most %d times this long in all." % cluster.MAX_WAIT_GRACES)
 # Input on other machines' CPUs (TensorFlow's tf.data service; see data_service.py)
 flags.DEFINE_integer("cache_limit_mb", 4096, "With --cache: the most memory the decoded training photos "
                      "may take; above it the run is refused.")

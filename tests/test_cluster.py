@@ -100,25 +100,26 @@ def test_a_parameter_server_outwaits_a_worker_that_reports_long_after_the_chief(
     ports = cluster.free_ports(3)
     ps, workers = "127.0.0.1:%d" % ports[0], "127.0.0.1:%d,127.0.0.1:%d" % tuple(ports[1:])
     env = dict(os.environ, PYTHONPATH=REPO)
-    log = open(tmp_path / "ps0.log", "w")
-    procs = [subprocess.Popen([sys.executable, "-m", "siamese_graph.train", "--ps_hosts=" + ps,
-                               "--worker_hosts=" + workers, "--job_name=ps", "--task_index=0",
-                               "--ps_grace_seconds=2"], cwd=REPO, env=env, stdout=log, stderr=log)]
-    procs += [subprocess.Popen([sys.executable, "-c", QUIET_WORKER, ps, workers, str(i), str(quiet)],
-                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-              for i, quiet in ((0, 0), (1, 8))]
+    tasks = {"ps0": ["-m", "siamese_graph.train", "--ps_hosts=" + ps, "--worker_hosts=" + workers,
+                     "--job_name=ps", "--task_index=0", "--ps_grace_seconds=2"],
+             "worker0": ["-c", QUIET_WORKER, ps, workers, "0", "0"],
+             "worker1": ["-c", QUIET_WORKER, ps, workers, "1", "8"]}
+    procs = {}
     try:
-        codes = [p.wait(timeout=120) for p in procs]
+        for name, args in tasks.items():
+            with open(tmp_path / (name + ".log"), "w") as log:  # the child keeps its own descriptor
+                procs[name] = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=log,
+                                               stderr=subprocess.STDOUT)
+        codes = [p.wait(timeout=120) for p in procs.values()]
     finally:
-        for p in procs:
+        for p in procs.values():
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        log.close()
     text = open(tmp_path / "ps0.log").read()
     assert codes == [0, 0, 0], (codes, text[-2000:])
     assert "worker 0 done (1 of 2)" in text and "parameter server 0: workers done: [0, 1]" in text, text[-2000:]
-    assert all("reported" in p.stdout.read() for p in procs[1:])
+    assert all("reported" in open(tmp_path / (w + ".log")).read() for w in ("worker0", "worker1"))
 
 
 # --- 1 ps + 2 workers on 127.0.0.1 ----------------------------------------------------------
