@@ -14,6 +14,10 @@ from siamese_graph import cluster
 from siamese_graph.errors import ArgumentError
 from tests.conftest import REPO, face, run_cli
 
+# With the README's `-n 2 --dist loadgroup`, this file's tests run one at a time in one
+# worker: two clusters of three processes each would share 2 cores.
+pytestmark = pytest.mark.xdist_group("cluster")
+
 # --- the cluster from flags or TF_CONFIG --------------------------------------------------
 
 PS, WORKERS = "127.0.0.1:2220", "127.0.0.1:2221,127.0.0.1:2222"
@@ -221,7 +225,7 @@ def test_a_killed_worker_does_not_stop_the_run(six_shard_records, tmp_path):
     # no step target: the chief stops after a minute (--max_minutes), whatever the machine's speed
     proc = launch(run, 2, "--records_dir=%s" % six_shard_records, "--max_steps=10000000", "--max_minutes=1")
     # both workers have logged a loss (either may be first): the run is under way on both
-    wait_until(proc, run, lambda: logged_steps(run, 0) and logged_steps(run, 1), "both workers train", 120)
+    wait_until(proc, run, lambda: logged_steps(run, 0) and logged_steps(run, 1), "both workers train", 300)
     pids = json.load(open(os.path.join(run, "logs", "pids.json")))
     os.kill(pids["worker1"], signal.SIGKILL)
     at_kill = max(logged_steps(run, 0) + logged_steps(run, 1))
@@ -235,13 +239,13 @@ def test_a_killed_worker_does_not_stop_the_run(six_shard_records, tmp_path):
 @pytest.mark.slow
 def test_sync_replicas(six_shard_records, tmp_path):
     run = str(tmp_path / "run")
-    out = finish(launch(run, 2, "--records_dir=%s" % six_shard_records, "--max_steps=600", "--sync_replicas",
+    out = finish(launch(run, 2, "--records_dir=%s" % six_shard_records, "--max_steps=200", "--sync_replicas",
                         "--moving_average_decay=0.99"))
     assert "exit codes: ps0 0, worker0 0, worker1 0" in out, out[-3000:]
     step = global_step(run)
     ran = steps_ran(run)
     # a global step is one update from 2 workers' gradients: about 2 local steps each
-    assert 600 <= step <= 602 and ran[0] > 0 and ran[1] > 0 and ran[0] + ran[1] >= 2 * 600 - 2, (step, ran)
+    assert 200 <= step <= 202 and ran[0] > 0 and ran[1] > 0 and ran[0] + ran[1] >= 2 * 200 - 2, (step, ran)
     assert_no_process_left(run)
 
 
