@@ -28,7 +28,7 @@ setup(
     extras_require={
         # pytest-xdist: the README's test command runs two tests at a time. Most tests
         # start a command in a subprocess, and importing TensorFlow there is one core's work:
-        # on one file at a time the suite kept 1.1 of the 2 cores busy (45 min on the
+        # one test at a time, the suite kept 1.1 of the 2 cores busy (45 min on the
         # slowest machine seen).
         "test": ["pytest", "pytest-xdist"],
         # make_records --runner=beam. apache-beam 2.77 needs protobuf < 7 and TensorFlow 2.21
