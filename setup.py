@@ -26,10 +26,7 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        # pytest-xdist: the README's test command runs two tests at a time. Most tests
-        # start a command in a subprocess, and importing TensorFlow there is one core's work:
-        # one test at a time, the suite kept 1.1 of the 2 cores busy (45 min on the
-        # slowest machine seen).
+        # pytest-xdist: the README's test command runs two tests at a time (README: Set-up says why).
         "test": ["pytest", "pytest-xdist"],
         # make_records --runner=beam. apache-beam 2.77 needs protobuf < 7 and TensorFlow 2.21
         # protobuf >= 6.31.1, < 8; left alone, pip takes protobuf 7.x for TensorFlow, so the
