@@ -24,6 +24,9 @@ setup(
         "tensorboard",
         # evaluate draws roc.png and distances.png.
         "matplotlib",
+        # Face detection and 5 landmarks (siamese_graph/align): MTCNN, MIT, its three networks'
+        # weights inside the wheel (runs offline); brings joblib and lz4.
+        "mtcnn",
     ],
     extras_require={
         # pytest-xdist: the README's test command runs two tests at a time (README: Set-up says why).
@@ -33,6 +36,8 @@ setup(
         # pin names the range both accept.
         "beam": ["apache-beam==2.77.0", "protobuf>=6.31.1,<7"],
     },
+    package_data={"siamese_graph.align": ["template.json"]},
     entry_points={"console_scripts": [
-        "siamese-%s = siamese_graph.%s:run" % (c.replace("_", "-"), c) for c in COMMANDS]},
+        "siamese-%s = siamese_graph.%s:run" % (c.replace("_", "-"), c) for c in COMMANDS]
+        + ["siamese-align = siamese_graph.align.__main__:run"]},
 )

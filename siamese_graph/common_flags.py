@@ -35,6 +35,12 @@ flags.DEFINE_bool("flip_average", True,
                   "Average each photo's features with its mirror image's (two tower passes a photo).")
 flags.DEFINE_float("threshold", None, "Distance at or below which a pair is the same person; "
                    "default: the one saved by evaluate --calibrate.")
+# Photos in, faces out (score, evaluate, gallery, embed)
+flags.DEFINE_enum("align", "mtcnn", ["mtcnn", "none"], "mtcnn: detect the face in each photo file and "
+                  "align it to CelebA's 178x218 layout before the model's crop (no face: no verdict); "
+                  "none: photo files are already framed like the training photos (aligned crops).")
+flags.DEFINE_float("min_face_probability", 0.5, "A photo whose face box MTCNN's ONet scores below this gets "
+                   "no verdict (face_gate.py); 0 turns the check off.")
 # Photos and files
 flags.DEFINE_string("pairs", None, "A pairs file: `path_a path_b label [fold]` lines (evaluate; or LFW's "
                     "pairs.txt with --pairs_format=lfw); score reads `path_a path_b` and ignores the rest.")
@@ -72,6 +78,16 @@ def restored_model():
         hint = ("; restore an earlier one with --checkpoint_path=%s" % e.earlier[-1] if e.earlier
                 else "; no earlier checkpoint is kept: train again")
         raise UserError(str(e) + hint)
+
+
+def photo_loader():
+    """faces.PhotoLoader for --align (the photo-taking commands)."""
+    from siamese_graph import faces
+    from siamese_graph.errors import UserError
+
+    if not 0 <= FLAGS.min_face_probability <= 1:
+        raise UserError("--min_face_probability=%g: must be in [0, 1]" % FLAGS.min_face_probability)
+    return faces.PhotoLoader(FLAGS.align)
 
 
 def threshold_for(model):

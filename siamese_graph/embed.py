@@ -5,6 +5,8 @@ r"""Exports per-photo embeddings of a folder-per-person directory for TensorBoar
 Writes embeddings.npy ([N, D] float32: the tower output, L2-normalized when the
 model was trained so), embeddings.tsv (the same as tab-separated rows, what the
 projector loads) and metadata.tsv (a header, then person and file per row).
+Photos go through --align (default mtcnn); photos without a face are left out
+and listed in the printed summary.
 With --head=euclidean models the embedding distance is the model's distance;
 with absdiff models it is the tower feature the head compares.
 """
@@ -12,14 +14,14 @@ import json
 import os
 
 import numpy as np
-import tensorflow as tf
 from absl import flags
 
-from siamese_graph import common_flags, fileio, inference
+from siamese_graph import common_flags, fileio
 from siamese_graph.datasets import folder as folder_layout
-from siamese_graph.errors import UserError
+from siamese_graph.errors import DataError, UserError
 
-common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "folder", "output_dir")
+common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "folder", "output_dir", "align",
+                     "min_face_probability")
 FLAGS = flags.FLAGS
 
 
@@ -30,13 +32,18 @@ def tsv_field(text):
 
 def main(argv):
     del argv
-    tf.compat.v1.disable_eager_execution()
     if not (FLAGS.folder and FLAGS.output_dir):
         raise UserError("--checkpoint_dir, --folder and --output_dir are required")
     fileio.check_writable_dir(FLAGS.output_dir, "output_dir")
     items = [(path, person) for person, paths in folder_layout.walk(FLAGS.folder) for path in paths]
     model = common_flags.restored_model()
-    feats = model.embed([inference.load_photo(p) for p, _ in items]).astype(np.float32)
+    load = common_flags.photo_loader()
+    feats, probs = model.embed([load(p) for p, _ in items], with_faces=True)
+    keep = probs >= FLAGS.min_face_probability
+    no_face = [p for (p, _), k in zip(items, keep) if not k]
+    items, feats = [it for it, k in zip(items, keep) if k], feats[keep].astype(np.float32)
+    if not items:
+        raise DataError("%s: no face found in any photo" % FLAGS.folder)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     with fileio.atomic_write(os.path.join(FLAGS.output_dir, "embeddings.npy"), "wb") as f:
         np.save(f, feats)
@@ -46,7 +53,7 @@ def main(argv):
                       "person\tfile\n" + "".join("%s\t%s\n" % (person, tsv_field(os.path.relpath(p, FLAGS.folder)))
                                                  for p, person in items))
     print(json.dumps({"photos": len(items), "dimensions": int(feats.shape[1]),
-                      "output_dir": FLAGS.output_dir, "head": model.config["head"]}))
+                      "output_dir": FLAGS.output_dir, "head": model.config["head"], "no_face": no_face}))
 
 
 def run():

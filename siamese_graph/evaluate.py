@@ -11,7 +11,11 @@ r"""Evaluates a trained checkpoint on a verification protocol, or K-shot N-way i
 Verification writes OUTPUT_DIR/report.json (ROC AUC, EER, best accuracy and its
 threshold, k-fold accuracy with thresholds chosen on the other folds, TAR at
 FAR 1e-2 and 1e-3), roc.png and distances.png (with matplotlib installed), and
-a TensorBoard PR curve. --calibrate saves the best-accuracy threshold next to
+a TensorBoard PR curve, and pairs.tsv (the pairs scored, in the form --pairs reads:
+records' pairs can be scored again from the photo files they came from, e.g.
+through --align). Photo files (--pairs, --folder) go through --align (default
+mtcnn: detect and align each face); a pair with a photo where no face is found
+is left out of the figures and counted (no_face_pairs). --calibrate saves the best-accuracy threshold next to
 the checkpoint for `score` and `gallery`. Each distinct photo's tower output is
 computed once and reused across pairs.
 """
@@ -28,7 +32,7 @@ from siamese_graph.datasets import folder as folder_layout
 from siamese_graph.errors import UserError
 
 common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "records_dir", "split", "pairs",
-                     "image_root", "folder", "num_pairs", "output_dir")
+                     "image_root", "folder", "num_pairs", "output_dir", "align", "min_face_probability")
 flags.DEFINE_enum("pairs_format", "list", ["lfw", "list"], "lfw: LFW's pairs.txt; list: path_a path_b label [fold].")
 flags.DEFINE_integer("pairs_seed", 0, "Seed for the pairs drawn from --records_dir and for episodes.")
 flags.DEFINE_integer("folds", 10, "Folds for k-fold accuracy when the pairs carry none.")
@@ -125,12 +129,10 @@ def _save(fig, path):
 
 
 def write_pr_curve(out_dir, distances, labels, step, num_thresholds=201):
-    """A TensorBoard PR curve of "same" with score 1 - Dw / max(Dw).
+    """A TensorBoard PR curve of "same" with score 1 - Dw / max(Dw), written with
+    TensorBoard's own pr_curve summary (tensorboard.plugins.pr_curve.summary)."""
+    from tensorboard.plugins.pr_curve import summary as pr_summary
 
-    Written as the pr_curves plugin's tensor summary ([6, T]: TP, FP, TN, FN,
-    precision, recall per threshold) without importing tensorboard, which
-    tensorflow-cpu does not install.
-    """
     d = np.asarray(distances, np.float64)
     score = 1 - d / max(d.max(), 1e-12)
     positive = np.asarray(labels) == 0
@@ -140,37 +142,36 @@ def write_pr_curve(out_dir, distances, labels, step, num_thresholds=201):
     fp = (called & ~positive).sum(1).astype(np.float32)
     fn = positive.sum() - tp
     tn = (~positive).sum() - fp
-    precision = tp / np.maximum(tp + fp, 1)
-    recall = tp / np.maximum(tp + fn, 1)
-    data = np.stack([tp, fp, tn, fn, precision, recall]).astype(np.float32)
-    content = b"\x10" + _varint(num_thresholds)  # PrCurvePluginData{num_thresholds}
-    metadata = tf.compat.v1.SummaryMetadata(
-        plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="pr_curves", content=content))
-    summary = tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(
-        tag="verification/pr_curves", metadata=metadata, tensor=tf.make_tensor_proto(data))])
-    writer = tf.compat.v1.summary.FileWriter(out_dir)
-    writer.add_summary(summary, step or 0)
-    writer.close()
+    summary = pr_summary.raw_data_pb(
+        "verification", true_positive_counts=tp, false_positive_counts=fp, true_negative_counts=tn,
+        false_negative_counts=fn, precision=tp / np.maximum(tp + fp, 1), recall=tp / np.maximum(tp + fn, 1),
+        num_thresholds=num_thresholds)
+    with tf.Graph().as_default():  # the v1 writer, in its own graph whether eager is on or not
+        writer = tf.compat.v1.summary.FileWriter(out_dir)
+        writer.add_summary(summary, step or 0)
+        writer.close()
 
 
-def _varint(n):
-    out = b""
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
-
-
-def verify_pairs(model, pairs, load, out_dir, source):
-    """Scores (a, b, label, fold) pairs and writes report.json, the plots and a PR curve."""
-    distances, distinct = model.pair_distances(pairs, load)
+def verify_pairs(model, pairs, load, out_dir, source, min_face_probability=0.5):
+    """Scores (a, b, label, fold) pairs and writes report.json, the plots, a PR curve and
+    pairs.tsv. Pairs with a photo where no face was found (load gave None) are left
+    out and counted."""
+    distances, distinct, face_a, face_b = model.pair_distances(pairs, load, with_faces=True)
+    found = np.isfinite(distances)
+    no_face = [p for p, ok in zip(pairs, found) if not ok]
+    pairs, distances = [p for p, ok in zip(pairs, found) if ok], distances[found]
+    if not pairs or len({y for _, _, y, _ in pairs}) < 2:
+        raise UserError("no face found in the photos of %d of %d pairs: too few pairs left to measure"
+                        % (len(no_face), len(no_face) + len(pairs)))
+    low = np.concatenate([face_a[found], face_b[found]]) < min_face_probability
     labels = [y for _, _, y, _ in pairs]
     folds = [f for _, _, _, f in pairs]
     report = verification_report(distances, labels, folds)
     report.update(source=source, checkpoint=model.checkpoint, distinct_photos=distinct,
-                  crop=list(model.crop), flip_average=model.flip_average)
+                  crop=list(model.crop), flip_average=model.flip_average, no_face_pairs=len(no_face),
+                  photo_sides_below_face_probability=int(low.sum()))
     os.makedirs(out_dir, exist_ok=True)
+    fileio.write_text(os.path.join(out_dir, "pairs.tsv"), pair_lists.format_list(pairs))
     report["plots"] = save_plots(out_dir, distances, labels, report)
     write_pr_curve(out_dir, distances, labels, model.step)
     fileio.write_json(os.path.join(out_dir, "report.json"), report, sort_keys=False)
@@ -191,7 +192,6 @@ def episode_pool(items, k, n):
 
 def main(argv):
     del argv
-    tf.compat.v1.disable_eager_execution()
     if not FLAGS.checkpoint_dir:
         raise UserError("--checkpoint_dir is required")
     sources = [bool(FLAGS.pairs), bool(FLAGS.records_dir), bool(FLAGS.folder)]
@@ -232,7 +232,7 @@ def main(argv):
         read = pair_lists.read_lfw if FLAGS.pairs_format == "lfw" else pair_lists.read_list
         pairs = read(FLAGS.pairs, FLAGS.image_root)
         pair_lists.check_photos(pairs)
-        load = inference.load_photo
+        load = common_flags.photo_loader()
         source = FLAGS.pairs
         default_out = "eval-%s" % os.path.splitext(os.path.basename(FLAGS.pairs))[0]
     if degrade:
@@ -243,7 +243,7 @@ def main(argv):
     fileio.check_writable_dir(out_dir, "output_dir")
     if FLAGS.calibrate:
         fileio.check_writable_dir(FLAGS.checkpoint_dir, "checkpoint_dir")
-    report, _ = verify_pairs(model, pairs, load, out_dir, source)
+    report, _ = verify_pairs(model, pairs, load, out_dir, source, FLAGS.min_face_probability)
     if FLAGS.calibrate:
         report["threshold_file"] = model.save_threshold(report["best_threshold"], source)
     report["output_dir"] = out_dir
@@ -254,6 +254,8 @@ def degraded(model, load, steps):
     """load, with every photo degraded (photo_files.degrade) after decoding as scoring does."""
     def load_degraded(key):
         photo = load(key)
+        if photo is None:
+            return None
         return photo_files.degrade(model.decode(photo) if isinstance(photo, bytes) else photo, steps)
     return load_degraded
 
@@ -264,7 +266,7 @@ def run_kshot(model):
     identity with the smallest mean distance. Mean and std over episodes."""
     if FLAGS.folder:
         items = folder_photos(FLAGS.folder)
-        load = inference.load_photo
+        load = common_flags.photo_loader()
         source = FLAGS.folder
     elif FLAGS.records_dir:
         photos = records_photos(FLAGS.records_dir, FLAGS.split or DEFAULT_SPLIT)
@@ -275,9 +277,11 @@ def run_kshot(model):
     else:
         raise UserError("--kshot needs --folder or --records_dir")
     k, n = FLAGS.kshot, FLAGS.nway
+    index, feats = model.embed_unique([key for key, _ in items], load)
+    found = np.isfinite(feats).all(axis=1)
+    no_face = [key for key, _ in items if not found[index[key]]]
+    items = [(key, i) for key, i in items if found[index[key]]]  # no face found: left out, counted
     eligible, by_id = episode_pool(items, k, n)
-    keys = [key for i in eligible for key in by_id[i]]
-    index, feats = model.embed_unique(keys, load)
     rng = np.random.RandomState(FLAGS.pairs_seed)
     accs = []
     for _ in range(FLAGS.episodes):
@@ -294,7 +298,8 @@ def run_kshot(model):
         accs.append(float(np.mean(d.argmin(axis=1) == np.arange(n))))
     return {"source": source, "kshot": k, "nway": n, "episodes": FLAGS.episodes,
             "identities": len(eligible), "accuracy_mean": float(np.mean(accs)),
-            "accuracy_std": float(np.std(accs)), "chance": 1.0 / n, "checkpoint": model.checkpoint}
+            "accuracy_std": float(np.std(accs)), "chance": 1.0 / n, "checkpoint": model.checkpoint,
+            "no_face_photos": len(no_face)}
 
 
 def run():

@@ -24,7 +24,7 @@ import tempfile
 
 from absl import flags, logging
 
-from siamese_graph import common_flags, fileio, serving
+from siamese_graph import common_flags, face_gate, fileio, serving
 from siamese_graph.errors import UserError
 
 common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "threshold", "output_dir",
@@ -57,9 +57,13 @@ def metadata(model, threshold):
     return {"threshold": threshold, "flip_average": model.flip_average,
             "crop": list(model.crop), "image_size": model.image_size, "head": model.config["head"],
             "net": model.config["net"], "checkpoint": model.checkpoint, "step": model.step,
-            "weights": model.weights_id, "signatures": {
-                "embed": "images [N] string -> features [N, D]",
-                "verify": "image_a [N] string, image_b [N] string -> distance [N] float32, same [N] bool"}}
+            "weights": model.weights_id, "input": "aligned faces: photos in CelebA's 178x218 aligned layout "
+            "(siamese-align, or siamese_graph.align.Detector + warp_face, makes them from any photo)",
+            "max_photo_pixels": serving.MAX_PHOTO_PIXELS, "max_photo_side": serving.MAX_PHOTO_SIDE,
+            "min_face_probability": face_gate.MIN_FACE_PROBABILITY, "signatures": {
+                "embed": "images [N] string -> features [N, D], face [N] float32",
+                "verify": "image_a [N] string, image_b [N] string -> distance [N] float32, face_a [N], "
+                          "face_b [N] float32, same [N] bool (false without a face)"}}
 
 
 def write_tflite(folder, model):

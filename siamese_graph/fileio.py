@@ -152,6 +152,18 @@ def check_writable_dir(path, name):
         raise ArgumentError(name, path, "cannot write in %s (%s)" % (base, reason))
 
 
+def check_output_outside(data_dir, out_dir, name="output_dir"):
+    """ArgumentError(name, out_dir) when the output folder is the data folder, inside it,
+    or holds it; then check_writable_dir. (An output URL, gs://bucket/folder, is
+    another filesystem: nothing to check here.)"""
+    if is_url(out_dir):
+        return
+    data, out = os.path.realpath(data_dir), os.path.realpath(out_dir)
+    if out == data or out.startswith(data + os.sep) or data.startswith(out + os.sep):
+        raise ArgumentError(name, out_dir, "must be outside --data_dir=%s and not contain it" % data_dir)
+    check_writable_dir(out_dir, name)
+
+
 def check_writable_file(path, name):
     """ArgumentError(name, path) unless path's folder exists and a file can be written there."""
     folder = os.path.dirname(os.path.abspath(path))

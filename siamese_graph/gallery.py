@@ -10,35 +10,60 @@ setting. Identification compares a probe with every enrolled photo through the
 model's head, scores each person by the mean distance to their photos, and
 answers the nearest person, or "unknown" when that distance is above the
 threshold saved by `evaluate --calibrate` (or --threshold).
+
+Photos go through --align (default mtcnn: detect and align each face). No
+verdict without a face: a probe with no face found answers "no_face" (exit status
+3 when any probe does); enrollment takes each person's first k photos with a
+face and lists the photos it passed over.
 """
 import json
 import os
+import sys
 import zipfile
 
 import numpy as np
-import tensorflow as tf
 from absl import flags
 
 from siamese_graph import common_flags, fileio, inference
 from siamese_graph.datasets import folder as folder_layout
 from siamese_graph.errors import DataError, UserError
 
-common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "threshold")
+common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "threshold", "align",
+                     "min_face_probability")
 flags.DEFINE_string("enroll", None, "Folder-per-person photos to enroll.")
 flags.DEFINE_integer("k", 5, "Photos enrolled per person (fewer if a person has fewer).")
 flags.DEFINE_string("gallery", None, "Gallery file (.npz) to write with --enroll or to read.")
 FLAGS = flags.FLAGS
+NO_FACE_EXIT = 3
 
 
-def enroll(model, root, k):
-    """Returns (names [P], person index per row [R], features [R, D], files [R])."""
-    names, rows, files = [], [], []
+def enroll(model, root, k, load=inference.load_photo, min_face_probability=0.5):
+    """Each person's first k photos with a face.
+
+    Returns (names [P], person index per row [R], features [R, D], files [R],
+    passed over [photo paths without a face]). Raises DataError naming a person
+    with no photo with a face."""
+    names, rows, files, feats, skipped = [], [], [], [], []
     for person, paths in folder_layout.walk(root):
+        kept = []
+        for i in range(0, len(paths), k):
+            if len(kept) >= k:
+                break
+            chunk = paths[i:i + k]
+            f, probs = model.embed([load(p) for p in chunk], with_faces=True)
+            for path, row, prob in zip(chunk, f, probs):
+                if prob >= min_face_probability and len(kept) < k:
+                    kept.append((path, row))
+                elif prob < min_face_probability:
+                    skipped.append(path)
+        if not kept:
+            raise DataError("%s: no face found in any of %d photos; nothing to enroll for %s"
+                            % (os.path.join(root, person), len(paths), person))
         names.append(person)
-        rows += [len(names) - 1] * len(paths[:k])
-        files += paths[:k]
-    feats = model.embed([inference.load_photo(f) for f in files])
-    return names, np.array(rows), feats, files
+        rows += [len(names) - 1] * len(kept)
+        files += [p for p, _ in kept]
+        feats += [r for _, r in kept]
+    return names, np.array(rows), np.array(feats, np.float32), files, skipped
 
 
 def save_gallery(path, model, names, rows, feats, files):
@@ -72,10 +97,16 @@ def load_gallery(path, model):
     return names, rows, feats
 
 
-def identify(model, names, rows, feats, probe_features, threshold):
-    """[(name or "unknown", nearest name, mean distance)] for each probe row."""
+def identify(model, names, rows, feats, probe_features, threshold, probe_faces=None, min_face_probability=0.5):
+    """[(name, "unknown" or "no_face", nearest name, mean distance)] for each probe row.
+
+    probe_faces: the probes' face probabilities; a probe below min_face_probability
+    (or with NaN features) answers "no_face", never a name."""
     out = []
-    for f in probe_features:
+    for i, f in enumerate(probe_features):
+        if (probe_faces is not None and not probe_faces[i] >= min_face_probability) or not np.isfinite(f).all():
+            out.append(("no_face", "-", float("nan")))
+            continue
         d = model.distance(np.repeat(f[None], len(feats), axis=0), feats)
         per_person = np.array([d[rows == p].mean() for p in range(len(names))])
         best = int(per_person.argmin())
@@ -85,7 +116,6 @@ def identify(model, names, rows, feats, probe_features, threshold):
 
 
 def main(argv):
-    tf.compat.v1.disable_eager_execution()
     probes = argv[1:]
     if not FLAGS.gallery:
         raise UserError("--gallery is required")
@@ -99,17 +129,25 @@ def main(argv):
         if not os.path.isfile(p):
             raise DataError("%s: photo not found" % p)
     model = common_flags.restored_model()
+    load = common_flags.photo_loader()
     if FLAGS.enroll:
-        names, rows, feats, files = enroll(model, FLAGS.enroll, FLAGS.k)
+        names, rows, feats, files, skipped = enroll(model, FLAGS.enroll, FLAGS.k, load, FLAGS.min_face_probability)
         save_gallery(FLAGS.gallery, model, names, rows, feats, files)
-        print(json.dumps({"gallery": FLAGS.gallery, "people": len(names), "photos": len(files)}))
+        print(json.dumps({"gallery": FLAGS.gallery, "people": len(names), "photos": len(files),
+                          "no_face": skipped}))
         if not probes:
             return
     names, rows, feats = load_gallery(FLAGS.gallery, model)
     threshold = common_flags.threshold_for(model)
-    probe_feats = model.embed([inference.load_photo(p) for p in probes])
-    for p, (answer, nearest, dist) in zip(probes, identify(model, names, rows, feats, probe_feats, threshold)):
-        print("%s\t%s\tnearest %s\tdistance %.4f" % (p, answer, nearest, dist))
+    probe_feats, probe_faces = model.embed([load(p) for p in probes], with_faces=True)
+    answers = identify(model, names, rows, feats, probe_feats, threshold, probe_faces, FLAGS.min_face_probability)
+    for p, (answer, nearest, dist) in zip(probes, answers):
+        if answer == "no_face":
+            print("%s\tno_face\tno face found: no answer" % p)
+        else:
+            print("%s\t%s\tnearest %s\tdistance %.4f" % (p, answer, nearest, dist))
+    if any(a == "no_face" for a, _, _ in answers):
+        sys.exit(NO_FACE_EXIT)
 
 
 def run():

@@ -18,7 +18,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from siamese_graph import fileio, photos, preprocessing, records, siamese
+from siamese_graph import face_gate, fileio, photos, preprocessing, records, siamese
 from siamese_graph.errors import DataError
 from siamese_graph.nets import nets_factory
 
@@ -53,6 +53,21 @@ def load_config(checkpoint_dir):
     if missing:
         raise DataError("%s: not a valid model.json (missing %s)" % (path, ", ".join(missing)))
     return config
+
+
+def _tuple(x):
+    return x if isinstance(x, tuple) else (x,)
+
+
+def verdict(distance, threshold, face_a=1.0, face_b=1.0, min_face_probability=face_gate.MIN_FACE_PROBABILITY):
+    """A pair's answer: "no_face" when either photo's face probability is below
+    min_face_probability (no verdict without a face), else "same" when the distance is
+    at or below the threshold, "different" above it, "uncalibrated" without one."""
+    if not (face_a >= min_face_probability and face_b >= min_face_probability) or not np.isfinite(distance):
+        return "no_face"
+    if threshold is None:
+        return "uncalibrated"
+    return "same" if distance <= threshold else "different"
 
 
 class DamagedCheckpoint(DataError):
@@ -154,6 +169,8 @@ class Model:
           crop: a crop spec for these photos (preprocessing.parse_crop); None: the model's own.
           batch_size: photos a tower pass.
           flip_average: features are the mean of a photo's and its mirror image's.
+        Every photo's face probability (face_gate: MTCNN's ONet on the box where
+        the crop puts the face) is computed beside its features.
         Raises DataError for a missing folder, checkpoint or model.json, or a
         checkpoint that does not match model.json; DamagedCheckpoint for one
         that cannot be read back.
@@ -175,6 +192,10 @@ class Model:
             self.cropped = preprocessing.crop_resize(self.photo, self.image_size, box)
             self.decoded = preprocessing.decode(self.encoded)
             self.cropped_jpeg = preprocessing.crop_resize(self.decoded, self.image_size, box)
+            onet = face_gate.onet_weights()
+            face_box = face_gate.face_box(self.crop)
+            self.face_prob = face_gate.face_probability(self.photo, face_box, onet)
+            self.face_prob_jpeg = face_gate.face_probability(self.decoded, face_box, onet)
             self.batch = v1.placeholder(tf.float32, [None, self.image_size, self.image_size, 3], "batch")
             self.features = self._features(preprocessing.finish(self.batch), tower_fn)
             dim = self.features.shape[-1]
@@ -191,12 +212,17 @@ class Model:
         return features(images, tower_fn, self.config["l2_normalize"], self.flip_average)
 
     def _crop(self, photo):
+        """(crop [S, S, 3], face probability) of one photo; (None, 0.0) for None (no face)."""
+        if photo is None:
+            return None, 0.0
         if isinstance(photo, bytes):
             try:
-                return self.sess.run(self.cropped_jpeg, {self.encoded: photo})[0]
+                crop, prob = self.sess.run([self.cropped_jpeg, self.face_prob_jpeg], {self.encoded: photo})
             except tf.errors.InvalidArgumentError as e:
                 raise DataError("unreadable JPEG (%s)" % str(e).splitlines()[0][:80])
-        return self.sess.run(self.cropped, {self.photo: photo})[0]
+        else:
+            crop, prob = self.sess.run([self.cropped, self.face_prob], {self.photo: photo})
+        return crop[0], float(prob)
 
     def decode(self, jpeg):
         """JPEG bytes -> uint8 [H, W, 3], decoded as embed decodes them."""
@@ -205,34 +231,48 @@ class Model:
         except tf.errors.InvalidArgumentError as e:
             raise DataError("unreadable JPEG (%s)" % str(e).splitlines()[0][:80])
 
-    def embed(self, photos):
-        """Photos from load_photo (JPEG bytes or uint8 [H, W, 3], any sizes) -> features [N, D]."""
-        out = []
+    def embed(self, photos, with_faces=False):
+        """Photos from load_photo or faces.PhotoLoader (JPEG bytes, uint8 [H, W, 3] of any
+        size, or None for a photo without a face) -> features [N, D] (NaN rows for None);
+        with_faces: (features, face probabilities [N], 0 for None)."""
+        out, probs = [], []
+        dim = self.features.shape[-1]
         for i in range(0, len(photos), self.batch_size):
             crops = [self._crop(p) for p in photos[i:i + self.batch_size]]
-            out.append(self.sess.run(self.features, {self.batch: np.stack(crops)}))
-        return np.concatenate(out) if out else np.zeros([0, self.features.shape[-1]], np.float32)
+            probs += [p for _, p in crops]
+            real = [c for c, _ in crops if c is not None]
+            feats = np.full([len(crops), dim], np.nan, np.float32)
+            if real:
+                feats[[j for j, (c, _) in enumerate(crops) if c is not None]] = self.sess.run(
+                    self.features, {self.batch: np.stack(real)})
+            out.append(feats)
+        feats = np.concatenate(out) if out else np.zeros([0, dim], np.float32)
+        return (feats, np.array(probs, np.float32)) if with_faces else feats
 
-    def embed_unique(self, keys, load):
+    def embed_unique(self, keys, load, with_faces=False):
         """Features of each distinct key, computed once.
 
         Args:
           keys: photo keys (paths, record file names), repeats allowed.
-          load: key -> photo for embed (load_photo, or a dict's get for record bytes).
+          load: key -> photo for embed (load_photo, faces.PhotoLoader, or a dict's get for
+            record bytes).
         Returns:
-          ({key: row}, features [distinct keys, D]).
+          ({key: row}, features [distinct keys, D]), and face probabilities [distinct keys]
+          with_faces.
         """
         unique = sorted(set(keys))
-        return {k: i for i, k in enumerate(unique)}, self.embed([load(k) for k in unique])
+        return ({k: i for i, k in enumerate(unique)},) + _tuple(
+            self.embed([load(k) for k in unique], with_faces))
 
-    def pair_distances(self, pairs, load):
+    def pair_distances(self, pairs, load, with_faces=False):
         """Dw [N] of (key_a, key_b) pairs, each distinct photo embedded once.
 
-        Returns (distances, number of distinct photos)."""
-        index, feats = self.embed_unique([k for pair in pairs for k in pair[:2]], load)
-        fa = feats[[index[p[0]] for p in pairs]]
-        fb = feats[[index[p[1]] for p in pairs]]
-        return self.distance(fa, fb), len(index)
+        Returns (distances, number of distinct photos), and with_faces the face
+        probabilities of the a and b photos [N] each."""
+        index, feats, probs = self.embed_unique([k for pair in pairs for k in pair[:2]], load, True)
+        ia, ib = [index[p[0]] for p in pairs], [index[p[1]] for p in pairs]
+        d = self.distance(feats[ia], feats[ib])
+        return (d, len(index), probs[ia], probs[ib]) if with_faces else (d, len(index))
 
     def distance(self, features_a, features_b):
         """Dw [N] for paired rows of two feature arrays."""

@@ -55,18 +55,6 @@ def _summary(manifest):
     return "\n".join(lines)
 
 
-def check_folders(data_dir, out_dir):
-    """UserError when the output folder is the data folder, inside it, or holds it.
-    (An output URL, gs://bucket/folder, is another filesystem: nothing to check here.)"""
-    if fileio.is_url(out_dir):
-        return
-    data, out = os.path.realpath(data_dir), os.path.realpath(out_dir)
-    if out == data or out.startswith(data + os.sep) or data.startswith(out + os.sep):
-        raise UserError("--output_dir=%s: must be outside --data_dir=%s and not contain it"
-                        % (out_dir, data_dir))
-    fileio.check_writable_dir(out_dir, "output_dir")
-
-
 def main(argv):
     del argv
     if not FLAGS.data_dir:
@@ -82,7 +70,7 @@ def main(argv):
             raise UserError("--runner=beam needs Apache Beam: pip install '.[beam]'")
     data_dir = os.path.abspath(FLAGS.data_dir)
     out_dir = FLAGS.output_dir or os.path.join("tfrecords", os.path.basename(data_dir.rstrip("/")))
-    check_folders(data_dir, out_dir)
+    fileio.check_output_outside(data_dir, out_dir)
     if FLAGS.dataset == "celeba":
         try:
             listing = celeba.read(data_dir, allow_missing=FLAGS.allow_missing)

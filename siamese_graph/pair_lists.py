@@ -49,12 +49,14 @@ def read_lfw(path, image_root):
 def read_list(path, image_root="", labelled=True):
     """Lines `path_a path_b label [fold]` (label 0 same, 1 different); blank lines
     and lines starting with # are skipped; relative paths are under image_root.
+    A line with a tab is split at tabs only (paths with spaces: `path a<TAB>path
+    b<TAB>0`); any other line at runs of whitespace.
     Without folds, pairs are dealt into 10. With labelled=False (score's pair
     files) a line needs only `path_a path_b`, anything after is ignored, and
     label and fold are None. Every photo must exist; errors name file and line."""
     out = []
     for lineno, line in _lines(path):
-        parts = line.split()
+        parts = [p.strip() for p in line.split("\t")] if "\t" in line else line.split()
         if parts[0].startswith("#"):
             continue
         if labelled:
@@ -64,11 +66,14 @@ def read_list(path, image_root="", labelled=True):
         else:
             ok, expected = len(parts) >= 2, "path_a path_b"
         if not ok:
-            raise DataError("%s:%d: expected '%s', got %r" % (path, lineno, expected, line[:80]))
+            raise DataError("%s:%d: expected '%s', got %r (paths with spaces: separate the fields "
+                            "with tabs)" % (path, lineno, expected, line[:80]))
         a, b = (p if os.path.isabs(p) else os.path.join(image_root or "", p) for p in parts[:2])
         for photo in (a, b):
             if not os.path.isfile(photo):
-                raise DataError("%s:%d: photo %s not found" % (path, lineno, photo))
+                raise DataError("%s:%d: photo %s not found%s" % (
+                    path, lineno, photo, "" if "\t" in line or " " not in line.strip() else
+                    " (paths with spaces: separate the fields with tabs)"))
         if labelled:
             out.append((a, b, int(parts[2]), int(parts[3]) if len(parts) == 4 else None))
         else:
@@ -76,6 +81,11 @@ def read_list(path, image_root="", labelled=True):
     if not out:
         raise DataError("%s: no pairs" % path)
     return _deal_folds(out) if labelled else out
+
+
+def format_list(pairs):
+    """Pairs as read_list reads them: `path_a<TAB>path_b<TAB>label<TAB>fold` lines."""
+    return "".join("%s\t%s\t%d\t%d\n" % (a, b, y, f) for a, b, y, f in pairs)
 
 
 def check_photos(pairs):
@@ -127,6 +137,6 @@ def _lines(path):
         raise DataError("%s: pairs file not found" % path)
     try:
         with open(path, encoding="utf-8") as f:
-            return [(n, line.strip()) for n, line in enumerate(f, 1) if line.strip()]
+            return [(n, line.strip(" \r\n\ufeff")) for n, line in enumerate(f, 1) if line.strip(" \t\r\n\ufeff")]
     except UnicodeDecodeError as e:
         raise DataError("%s: not UTF-8 text (%s); save it as UTF-8" % (path, e.reason))

@@ -6,35 +6,51 @@ r"""Scores photo pairs with a trained checkpoint: distance and a same/different 
 
 The verdict uses the threshold saved by `evaluate --calibrate` (or --threshold):
 "same" when the distance is at or below it. Photos: any format and size Pillow
-reads, grayscale or RGB; --crop matches another framing to the training crop
-(e.g. center:0.6 for LFW's 250x250 photos); the default is the model's own.
-Each distinct photo goes through the tower once.
+reads, grayscale or RGB. By default (--align=mtcnn) each photo's face is detected
+and aligned to the training layout first; --align=none takes photos already
+framed like the training photos, and --crop matches another framing to the
+training crop (e.g. center:0.6 for LFW's 250x250 photos). Each distinct photo goes
+through the tower once.
+
+No verdict without a face: when no face is found in a photo (MTCNN finds none, or
+the face check of face_gate.py scores its face box below --min_face_probability)
+the verdict is "no_face": for two photos, a line on stderr naming the photo and
+exit status 3 (NO_FACE_EXIT); for --pairs, the row's verdict.
 """
 import json
 import os
 import sys
 
-import tensorflow as tf
 from absl import flags
 
 from siamese_graph import common_flags, fileio, inference, pair_lists
 from siamese_graph.errors import DataError, UserError
 
-common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "threshold", "pairs", "image_root")
+common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "threshold", "pairs", "image_root",
+                     "align", "min_face_probability")
 flags.DEFINE_enum("format", "tsv", ["tsv", "json"], "Output format for --pairs.")
 flags.DEFINE_string("output", None, "Write the scores here instead of stdout (written atomically).")
 FLAGS = flags.FLAGS
+NO_FACE_EXIT = 3
 
 
-def score(model, pairs, threshold):
-    """[{a, b, distance, verdict}] for (path_a, path_b, ...) pairs."""
-    d, _ = model.pair_distances(pairs, inference.load_photo)
-    verdict = lambda x: "uncalibrated" if threshold is None else ("same" if x <= threshold else "different")
-    return [{"a": p[0], "b": p[1], "distance": float(x), "verdict": verdict(x)} for p, x in zip(pairs, d)]
+def score(model, pairs, threshold, load=inference.load_photo, min_face_probability=0.5):
+    """[{a, b, distance, verdict, face_a, face_b}] for (path_a, path_b, ...) pairs.
+
+    face_a, face_b: each photo's face probability (0 where no face was found)."""
+    d, _, fa, fb = model.pair_distances(pairs, load, with_faces=True)
+    return [{"a": p[0], "b": p[1], "distance": float(x), "face_a": round(float(a), 4), "face_b": round(float(b), 4),
+             "verdict": inference.verdict(x, threshold, a, b, min_face_probability)}
+            for p, x, a, b in zip(pairs, d, fa, fb)]
+
+
+def no_face_line(row, min_face_probability):
+    """Which photos of a no_face row have no face."""
+    missing = [row[k] for k in ("a", "b") if not row["face_" + k] >= min_face_probability]
+    return "no face found in %s: no verdict" % " and ".join(missing or [row["a"]])
 
 
 def main(argv):
-    tf.compat.v1.disable_eager_execution()
     photos = argv[1:]
     if bool(FLAGS.pairs) == bool(photos):
         raise UserError("give two photos, or --pairs=FILE")
@@ -54,9 +70,13 @@ def main(argv):
     if threshold is None:
         print("warning: no calibrated threshold in %s (run evaluate --calibrate, or pass --threshold)"
               % FLAGS.checkpoint_dir, file=sys.stderr)
-    rows = score(model, pairs, threshold)
+    rows = score(model, pairs, threshold, common_flags.photo_loader(), FLAGS.min_face_probability)
     if not FLAGS.pairs:
         r = rows[0]
+        if r["verdict"] == "no_face":
+            print(no_face_line(r, FLAGS.min_face_probability), file=sys.stderr)
+            print("no_face")
+            sys.exit(NO_FACE_EXIT)
         print("distance %.4f  %s%s" % (r["distance"], r["verdict"],
                                        "" if threshold is None else " (threshold %.4f)" % threshold))
         return

@@ -1,11 +1,19 @@
 """Serving graphs: photo-in signatures for a SavedModel (TF Serving), face-in
 signatures for TFLite (a phone), and the Python reference of a phone's preprocessing.
 
-SavedModel signatures (encoded photos in; decoding, crop, resize, standardization
-and flip-averaging in the graph, exactly as inference.Model does for RGB JPEGs):
-  embed            images [N] string -> features [N, D] (the tower's features)
+SavedModel signatures (encoded aligned faces in: photos in CelebA's aligned
+178x218 layout, as `siamese-align` or align.Detector + align.warp_face make them
+from any photo; decoding, crop, resize, standardization, flip-averaging and the
+face check in the graph, exactly as inference.Model does for RGB JPEGs):
+  embed            images [N] string -> features [N, D] (the tower's features),
+                   face [N] float32 (face_gate's face probability)
   verify (default) image_a [N] string, image_b [N] string -> distance [N] float32,
-                   same [N] bool (distance <= the calibrated threshold)
+                   face_a, face_b [N] float32, same [N] bool (distance <= the
+                   calibrated threshold and both face probabilities >=
+                   MIN_FACE_PROBABILITY: never "same" without a face)
+Inputs are refused with InvalidArgumentError naming the input: an empty batch,
+bytes that are not a JPEG, PNG, GIF or BMP, and photos over MAX_PHOTO_PIXELS
+pixels or MAX_PHOTO_SIDE on a side, read from the header before decoding.
 
 TFLite signatures (the phone's camera pipeline decodes and crops; see
 phone_face): faces are float32 [N, S, S, 3], RGB in [0, 1], the crop box resized
@@ -19,13 +27,15 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from siamese_graph import inference, preprocessing, siamese
+from siamese_graph import face_gate, inference, preprocessing, siamese
 from siamese_graph.nets import nets_factory
 
 v1 = tf.compat.v1
 SERVE = v1.saved_model.tag_constants.SERVING
 DEFAULT_SIGNATURE = v1.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 FORMATS = "JPEG, PNG, GIF or BMP"
+MAX_PHOTO_PIXELS = 25_000_000  # a served photo's limit, checked in its header before decoding
+MAX_PHOTO_SIDE = 10_000
 
 
 def _is_image(encoded):
@@ -36,29 +46,72 @@ def _is_image(encoded):
         tf.equal(tf.strings.substr(encoded, 0, 2), b"BM")]))
 
 
+def _header_size(encoded):
+    """(height, width) int64 of an encoded photo from its header, without decoding it:
+    JPEG with tf.image.extract_jpeg_shape, PNG (IHDR), GIF (logical screen) and BMP
+    (BITMAPINFOHEADER) from their first 26 bytes."""
+    def from_bytes():
+        b = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, 0, 32), tf.uint8, fixed_length=32), tf.int64)
+        be32 = lambda i: b[i] * 16777216 + b[i + 1] * 65536 + b[i + 2] * 256 + b[i + 3]
+        le32 = lambda i: b[i + 3] * 16777216 + b[i + 2] * 65536 + b[i + 1] * 256 + b[i]
+        signed = lambda v: tf.where(v >= 2 ** 31, v - 2 ** 32, v)
+        head = tf.strings.substr(encoded, 0, 4)
+        png = tf.equal(head, b"\x89PNG")
+        gif = tf.equal(head, b"GIF8")
+        h = tf.where(png, be32(20), tf.where(gif, b[8] + 256 * b[9], tf.abs(signed(le32(22)))))
+        w = tf.where(png, be32(16), tf.where(gif, b[6] + 256 * b[7], tf.abs(signed(le32(18)))))
+        return tf.stack([h, w])
+
+    return tf.cond(tf.io.is_jpeg(encoded),
+                   lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64), from_bytes)
+
+
+def _first_bytes(encoded):
+    """The first 8 bytes as numbers (an error message must not echo raw bytes)."""
+    return tf.io.decode_raw(tf.strings.substr(encoded, 0, 8), tf.uint8, fixed_length=8)
+
+
 def decode_photo(encoded, input_name):
     """One encoded photo (scalar string) -> uint8 [H, W, 3].
 
     JPEG is decoded as the records are (preprocessing.decode); PNG, GIF (first
     frame) and BMP with tf.io.decode_image. Grayscale becomes three equal
-    channels, alpha is dropped. An empty or unknown string fails with an
+    channels, alpha is dropped. An empty or unknown string, or a photo over
+    MAX_PHOTO_PIXELS or MAX_PHOTO_SIDE (read from its header), fails with an
     InvalidArgumentError that names the input."""
     check = tf.debugging.Assert(_is_image(encoded), [
-        "%s: an element is empty or not a %s image; first bytes:" % (input_name, FORMATS),
-        tf.strings.substr(encoded, 0, 8)])
+        "%s: an element is empty or not a %s image; its first bytes:" % (input_name, FORMATS),
+        _first_bytes(encoded)])
     with tf.control_dependencies([check]):
+        size = _header_size(encoded)
+    small = tf.debugging.Assert(
+        tf.logical_and(tf.reduce_all(size >= 1), tf.logical_and(
+            tf.reduce_all(size <= MAX_PHOTO_SIDE), size[0] * size[1] <= MAX_PHOTO_PIXELS)),
+        ["%s: a photo is over the served limit of %d pixels (%d on a side) or has no pixels; "
+         "height, width:" % (input_name, MAX_PHOTO_PIXELS, MAX_PHOTO_SIDE), size])
+    with tf.control_dependencies([small]):
         return tf.cond(tf.io.is_jpeg(encoded), lambda: preprocessing.decode(encoded),
                        lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False))
 
 
-def photo_batch(encoded, image_size, crop, input_name):
-    """Encoded photos [N] string -> cropped, resized images float32 [N, S, S, 3] in [0, 1]."""
+def photo_batch(encoded, image_size, crop, input_name, onet=None):
+    """Encoded photos [N] string -> (cropped, resized images float32 [N, S, S, 3] in [0, 1],
+    face probabilities [N] (face_gate on the face box of the crop)). An empty batch
+    fails with an InvalidArgumentError that names the input."""
     box = preprocessing.boxes(crop)
+    fbox = face_gate.face_box(crop)
+    onet = onet if onet is not None else face_gate.onet_weights()
 
     def one(x):
-        return preprocessing.crop_resize(decode_photo(x, input_name), image_size, box)[0]
+        photo = decode_photo(x, input_name)
+        return (preprocessing.crop_resize(photo, image_size, box)[0],
+                face_gate.face_probability(photo, fbox, onet))
 
-    return tf.map_fn(one, encoded, fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32),
+    nonempty = tf.debugging.assert_positive(tf.size(encoded), message="%s: an empty batch" % input_name)
+    with tf.control_dependencies([nonempty]):
+        encoded = tf.identity(encoded)
+    return tf.map_fn(one, encoded, fn_output_signature=(tf.TensorSpec([image_size, image_size, 3], tf.float32),
+                                                        tf.TensorSpec([], tf.float32)),
                      parallel_iterations=16)
 
 
@@ -79,24 +132,30 @@ def build_photo_signatures(config, crop, flip_average, threshold):
     """
     tower_fn = nets_factory.network_fn_from_config(config)
     size, l2 = config["image_size"], config["l2_normalize"]
+    onet = face_gate.onet_weights()
     images = v1.placeholder(tf.string, [None], "images")
-    features = inference.features(preprocessing.finish(photo_batch(images, size, crop, "images")),
-                                  tower_fn, l2, flip_average)
+    crops, face = photo_batch(images, size, crop, "images", onet)
+    features = inference.features(preprocessing.finish(crops), tower_fn, l2, flip_average)
     image_a = v1.placeholder(tf.string, [None], "image_a")
     image_b = v1.placeholder(tf.string, [None], "image_b")
     same_length = tf.debugging.assert_equal(tf.size(image_a), tf.size(image_b), message=(
         "image_a and image_b must hold the same number of photos"))
     with tf.control_dependencies([same_length]):
-        both = tf.concat([photo_batch(image_a, size, crop, "image_a"),
-                          photo_batch(image_b, size, crop, "image_b")], 0)
-    pair_features = inference.features(preprocessing.finish(both), tower_fn, l2, flip_average, reuse=True)
+        crops_a, face_a = photo_batch(image_a, size, crop, "image_a", onet)
+        crops_b, face_b = photo_batch(image_b, size, crop, "image_b", onet)
+    pair_features = inference.features(preprocessing.finish(tf.concat([crops_a, crops_b], 0)), tower_fn, l2,
+                                       flip_average, reuse=True)
     n = tf.size(image_a)
     distance = siamese.distance(pair_features[:n], pair_features[n:], config["head"], config["head_units"],
                                 config["epsilon"])
-    same = tf.less_equal(distance, tf.constant(threshold, tf.float32), name="same")
+    min_face = tf.constant(face_gate.MIN_FACE_PROBABILITY, tf.float32)
+    same = tf.logical_and(tf.less_equal(distance, tf.constant(threshold, tf.float32)),
+                          tf.logical_and(face_a >= min_face, face_b >= min_face), name="same")
     verify = _signature({"image_a": image_a, "image_b": image_b},
-                        {"distance": tf.identity(distance, "distance"), "same": same})
-    return {"embed": _signature({"images": images}, {"features": tf.identity(features, "features")}),
+                        {"distance": tf.identity(distance, "distance"), "same": same,
+                         "face_a": tf.identity(face_a, "face_a"), "face_b": tf.identity(face_b, "face_b")})
+    return {"embed": _signature({"images": images}, {"features": tf.identity(features, "features"),
+                                                     "face": tf.identity(face, "face")}),
             "verify": verify, DEFAULT_SIGNATURE: verify}
 
 

@@ -1,4 +1,5 @@
-"""CelebA's own layout: img_align_celeba/, identity_CelebA.txt, list_eval_partition.txt.
+"""CelebA's own layout: img_align_celeba/ (or the in-the-wild img_celeba/, for the
+aligner), identity_CelebA.txt, list_eval_partition.txt.
 
 Partition codes: 0 train, 1 val, 2 test. The identity file may carry a header
 line and CRLF endings. The image folder may hold only part of the listed photos.
@@ -10,6 +11,7 @@ from siamese_graph.datasets import Listing, Photo
 from siamese_graph.errors import DataError
 
 IMAGES = "img_align_celeba"
+WILD_IMAGES = "img_celeba"  # CelebA's in-the-wild photos (whole pictures): align them first
 IDENTITY_FILE = "identity_CelebA.txt"
 PARTITION_FILE = "list_eval_partition.txt"
 PARTITIONS = {"0": "train", "1": "val", "2": "test"}
@@ -28,7 +30,7 @@ def _read_table(path, value_name, validate):
         raise DataError("%s: annotation file not found" % path)
     table = {}
     try:
-        with open(path, "r", encoding="utf-8", newline=None) as f:
+        with open(path, "r", encoding="utf-8-sig", newline=None) as f:  # -sig: a byte-order mark is not a name
             lines = list(f)
     except UnicodeDecodeError as e:
         raise DataError("%s: not UTF-8 text (%s); save it as UTF-8" % (path, e.reason))
@@ -66,12 +68,17 @@ def _is_partition(v):
     return v.isdigit() and len(v) < 4  # checked against PARTITIONS below, with its line
 
 
-def read(data_dir, allow_missing=False):
-    """Lists a CelebA-layout folder. Raises DataError on bad annotations."""
+def read(data_dir, allow_missing=False, images=IMAGES):
+    """Lists a CelebA-layout folder. Raises DataError on bad annotations.
+
+    images: the photo folder's name: IMAGES (aligned crops) or WILD_IMAGES."""
     if not os.path.isdir(data_dir):
         raise DataError("%s: data folder not found" % data_dir)
-    image_dir = os.path.join(data_dir, IMAGES)
+    image_dir = os.path.join(data_dir, images)
     if not os.path.isdir(image_dir):
+        if images == IMAGES and os.path.isdir(os.path.join(data_dir, WILD_IMAGES)):
+            raise DataError("%s: image folder not found; %s/ holds in-the-wild photos: align them first "
+                            "(siamese-align, or make_records --align=mtcnn)" % (image_dir, WILD_IMAGES))
         raise DataError("%s: image folder not found" % image_dir)
     id_path = os.path.join(data_dir, IDENTITY_FILE)
     part_path = os.path.join(data_dir, PARTITION_FILE)

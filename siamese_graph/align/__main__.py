@@ -1,0 +1,79 @@
+r"""Detects and aligns the faces of a photo folder (FaceNet's align_dataset_mtcnn).
+
+  python -m siamese_graph.align --data_dir=../shared/data/celeba-mini-wild --output_dir=aligned/celeba-mini-wild
+  python -m siamese_graph.align --dataset=folder --data_dir=PEOPLE --output_dir=aligned/people
+
+CelebA's in-the-wild layout (img_celeba/, identity_CelebA.txt,
+list_eval_partition.txt) becomes CelebA's aligned layout (img_align_celeba/ with
+178x218 faces, and the two files listing the photos aligned); a folder-per-person
+tree keeps its layout. The output is ready for make_records. One face a photo:
+the largest nearest the centre when there are several; photos without a face are
+skipped. OUTPUT_DIR/align_manifest.json lists every photo's outcome (box, 5
+points, confidence, faces found, why one was kept; no face; unusable). Workers in
+parallel, progress with ETA; a killed run resumes where it stopped.
+"""
+import json
+import os
+
+from absl import flags
+
+from siamese_graph import align, common_flags, fileio
+from siamese_graph.align import dataset
+from siamese_graph.datasets import celeba, folder
+from siamese_graph.errors import UserError
+
+common_flags.declare("output_dir", "seed", "overwrite")
+flags.DEFINE_enum("dataset", "celeba", ["celeba", "folder"], "Source layout: celeba (img_celeba/ in the wild, "
+                  "or img_align_celeba/) or folder (folder-per-person).")
+flags.DEFINE_string("data_dir", None, "Source folder.")
+flags.DEFINE_integer("num_workers", 2, "Detector processes.")
+flags.DEFINE_float("min_confidence", align.DEFAULT_MIN_CONFIDENCE, "MTCNN faces below this confidence do not count.")
+flags.DEFINE_integer("max_side", align.DEFAULT_MAX_SIDE, "Detect on photos downscaled to this longer side "
+                     "(0: full size); the warp always reads the full-size photo.")
+flags.DEFINE_integer("jpeg_quality", 95, "Quality of the aligned JPEGs.")
+flags.DEFINE_bool("allow_missing", False, "CelebA: align the photos present when some listed ones are missing.")
+flags.DEFINE_float("val_fraction", 0.0, "Folder layout without split folders: share of identities for val.")
+flags.DEFINE_float("test_fraction", 0.1, "Folder layout without split folders: share of identities for test.")
+FLAGS = flags.FLAGS
+
+
+def read_source(data_dir, dataset_kind, allow_missing, val_fraction, test_fraction, seed):
+    """The source Listing: CelebA's in-the-wild folder when present, else its aligned one."""
+    if dataset_kind == "celeba":
+        images = celeba.WILD_IMAGES if os.path.isdir(os.path.join(data_dir, celeba.WILD_IMAGES)) else celeba.IMAGES
+        try:
+            return celeba.read(data_dir, allow_missing=allow_missing, images=images)
+        except celeba.MissingPhotos as e:
+            raise UserError("%s; pass --allow_missing to align the photos present" % e)
+    return folder.read(data_dir, val_fraction, test_fraction, seed)
+
+
+def main(argv):
+    del argv
+    if not FLAGS.data_dir or not FLAGS.output_dir:
+        raise UserError("--data_dir and --output_dir are required")
+    if FLAGS.num_workers < 1:
+        raise UserError("--num_workers=%d: must be at least 1" % FLAGS.num_workers)
+    if not 0 <= FLAGS.min_confidence <= 1:
+        raise UserError("--min_confidence=%g: must be in [0, 1]" % FLAGS.min_confidence)
+    if FLAGS.max_side != 0 and FLAGS.max_side < 48:
+        raise UserError("--max_side=%d: must be 0 (full size) or at least 48" % FLAGS.max_side)
+    if not 1 <= FLAGS.jpeg_quality <= 100:
+        raise UserError("--jpeg_quality=%d: must be in 1..100" % FLAGS.jpeg_quality)
+    data_dir = os.path.abspath(FLAGS.data_dir)
+    fileio.check_output_outside(data_dir, FLAGS.output_dir)
+    listing = read_source(data_dir, FLAGS.dataset, FLAGS.allow_missing, FLAGS.val_fraction, FLAGS.test_fraction,
+                          FLAGS.seed)
+    listing.source.update({"dataset": FLAGS.dataset, "data_dir": data_dir})
+    manifest = dataset.align_listing(listing, FLAGS.output_dir, FLAGS.dataset, FLAGS.num_workers,
+                                     FLAGS.min_confidence, FLAGS.max_side, FLAGS.jpeg_quality, FLAGS.overwrite)
+    print(json.dumps({"output_dir": FLAGS.output_dir, "photos": manifest["photos_total"],
+                      **manifest["counts"], "seconds_this_run": manifest["seconds_this_run"]}))
+
+
+def run():
+    common_flags.run(main, __name__)
+
+
+if __name__ == "__main__":
+    run()

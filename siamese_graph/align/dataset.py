@@ -1,0 +1,173 @@
+"""Aligning a whole photo folder (FaceNet's align_dataset_mtcnn): a source listing
+(datasets.celeba or datasets.folder) in, the same layout with aligned 178x218
+faces out, ready for make_records.
+
+  CelebA's in-the-wild layout (img_celeba/ + identity and partition files)
+      -> OUT/img_align_celeba/NNNNNN.jpg + the two files, listing the aligned photos
+  folder-per-person (with or without train/val/test folders) -> the same tree
+
+Every photo's outcome goes into OUT/align_manifest.json: aligned (the kept face's
+box, 5 points and confidence, how many faces were found and why that one was
+kept), no_face (skipped) or unusable (the reason). Photos are written under a
+temporary name and renamed; each outcome is appended to a hidden journal as it
+arrives, so a killed run resumes where it stopped, and a finished run is
+complete already when run again with the same inputs and settings.
+"""
+import io
+import json
+import multiprocessing
+import os
+import time
+
+from absl import logging
+from PIL import Image
+
+from siamese_graph import align, fileio, photos
+from siamese_graph.datasets import celeba
+from siamese_graph.errors import DataError
+
+MANIFEST = "align_manifest.json"
+JOURNAL = ".align-journal.jsonl"
+CONFIG = ".align-config.json"
+
+
+def output_name(photo, layout):
+    """The aligned photo's path relative to the output folder (always a .jpg)."""
+    stem = os.path.splitext(photo.relname)[0] + ".jpg"
+    return os.path.join(celeba.IMAGES, stem) if layout == "celeba" else stem
+
+
+_DETECTOR = None
+
+
+def _init_worker(min_confidence, max_side):
+    global _DETECTOR
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _DETECTOR = align.Detector(min_confidence=min_confidence, max_side=max_side)
+
+
+def align_one(task):
+    """(source path, output path, relname, jpeg quality) -> the manifest entry of one photo."""
+    src, dst, relname, quality = task
+    entry = {"photo": relname}
+    try:
+        _, im, _ = photos.read(src)
+        rgb = photos.to_rgb(im)
+    except photos.PhotoError as e:
+        entry.update(status="unusable", reason=str(e))
+        return entry
+    faces = _DETECTOR.detect(rgb)
+    if not faces:
+        entry.update(status="no_face", faces=0)
+        return entry
+    _, why = align.choose(faces, rgb.shape[1], rgb.shape[0]) if len(faces) > 1 else (0, "one face")
+    aligned = align.warp_face(rgb, faces[0])
+    buf = io.BytesIO()
+    Image.fromarray(aligned, "RGB").save(buf, format="JPEG", quality=quality)
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    with fileio.atomic_write(dst, "wb") as f:
+        f.write(buf.getvalue())
+    entry.update(status="aligned", faces=len(faces), why=why, **align.describe(faces[0]))
+    return entry
+
+
+def _read_journal(path):
+    """{relname: entry} of the complete lines of a journal (a killed run may leave half a line)."""
+    done = {}
+    if not os.path.isfile(path):
+        return done
+    with open(path) as f:
+        for line in f:
+            try:
+                e = json.loads(line)
+                done[e["photo"]] = e
+            except (ValueError, KeyError, TypeError):
+                continue
+    return done
+
+
+def align_listing(listing, out_dir, layout, num_workers=2, min_confidence=align.DEFAULT_MIN_CONFIDENCE,
+                  max_side=align.DEFAULT_MAX_SIDE, jpeg_quality=95, overwrite=False):
+    """Aligns every photo of a listing into out_dir; returns the manifest.
+
+    Args:
+      listing: datasets.celeba.read or datasets.folder.read's Listing.
+      out_dir: the output folder (created; must not be inside the source).
+      layout: "celeba" or "folder" (how out_dir is laid out).
+      num_workers: detector processes (each loads MTCNN once).
+      min_confidence, max_side: align.Detector's.
+      jpeg_quality: of the aligned photos.
+      overwrite: start again even where a journal or manifest of other settings is.
+    Raises DataError when out_dir holds a run with other inputs or settings.
+    """
+    if not listing.photos:
+        raise DataError("%s: no photos found" % listing.source.get("data_dir", out_dir))
+    os.makedirs(out_dir, exist_ok=True)
+    template = align.load_template()
+    config = {"source": listing.source, "layout": layout, "min_confidence": min_confidence, "max_side": max_side,
+              "jpeg_quality": jpeg_quality, "template": template["points"].tolist(),
+              "photos": len(listing.photos)}
+    config_path, journal_path = os.path.join(out_dir, CONFIG), os.path.join(out_dir, JOURNAL)
+    if os.path.isfile(config_path) and not overwrite:
+        with open(config_path) as f:
+            if json.load(f) != json.loads(json.dumps(config)):
+                raise DataError("%s: aligned from other inputs or settings; pass --overwrite" % out_dir)
+    elif overwrite and os.path.exists(journal_path):
+        os.remove(journal_path)
+    fileio.write_json(config_path, config)
+    done = _read_journal(journal_path)
+    tasks = []
+    for p in listing.photos:
+        dst = os.path.join(out_dir, output_name(p, layout))
+        prior = done.get(p.relname)
+        if prior and (prior["status"] != "aligned" or os.path.isfile(dst)):
+            continue
+        done.pop(p.relname, None)
+        tasks.append((p.path, dst, p.relname, jpeg_quality))
+    logging.info("%s: %d photos to align (%d done by an earlier run), %d workers",
+                 out_dir, len(tasks), len(done), num_workers)
+    start, last = time.time(), time.time()
+    with open(journal_path, "a") as journal:
+        if tasks:
+            if num_workers <= 1:
+                _init_worker(min_confidence, max_side)
+                results = map(align_one, tasks)
+                pool = None
+            else:
+                pool = multiprocessing.get_context("spawn").Pool(
+                    min(num_workers, len(tasks)), initializer=_init_worker, initargs=(min_confidence, max_side))
+                results = pool.imap_unordered(align_one, tasks, chunksize=2)
+            try:
+                for k, entry in enumerate(results, 1):
+                    journal.write(json.dumps(entry) + "\n")
+                    journal.flush()
+                    done[entry["photo"]] = entry
+                    if time.time() - last >= 5 or k == len(tasks):
+                        last, rate = time.time(), k / max(time.time() - start, 1e-9)
+                        logging.info("%d/%d photos, %.1f photos/s, ETA %.0fs", k, len(tasks), rate,
+                                     (len(tasks) - k) / rate)
+            finally:
+                if pool is not None:
+                    pool.terminate()
+                    pool.join()
+    elapsed = time.time() - start
+    return _finish(listing, out_dir, layout, done, config, len(tasks), elapsed)
+
+
+def _finish(listing, out_dir, layout, done, config, aligned_now, elapsed):
+    entries = [done[p.relname] for p in listing.photos]
+    counts = {s: sum(e["status"] == s for e in entries) for s in ("aligned", "no_face", "unusable")}
+    counts["several_faces"] = sum(e.get("faces", 0) > 1 for e in entries)
+    if layout == "celeba":
+        aligned = [(p, e) for p, e in zip(listing.photos, entries) if e["status"] == "aligned"]
+        ids = "".join("%s %s\n" % (os.path.basename(output_name(p, layout)), p.identity_name) for p, _ in aligned)
+        codes = {v: k for k, v in celeba.PARTITIONS.items()}
+        parts = "".join("%s %s\n" % (os.path.basename(output_name(p, layout)), codes[p.split]) for p, _ in aligned)
+        fileio.write_text(os.path.join(out_dir, celeba.IDENTITY_FILE), ids)
+        fileio.write_text(os.path.join(out_dir, celeba.PARTITION_FILE), parts)
+    manifest = {"source": listing.source, "layout": layout, "settings": {k: config[k] for k in (
+        "min_confidence", "max_side", "jpeg_quality", "template")}, "counts": counts,
+        "photos_total": len(entries), "aligned_this_run": aligned_now,
+        "seconds_this_run": round(elapsed, 1), "photos": entries}
+    fileio.write_json(os.path.join(out_dir, MANIFEST), manifest, sort_keys=False)
+    return manifest
