@@ -160,7 +160,7 @@ def verify_pairs(model, pairs, load, out_dir, source, min_face_probability=0.5):
     found = np.isfinite(distances)
     no_face = [p for p, ok in zip(pairs, found) if not ok]
     pairs, distances = [p for p, ok in zip(pairs, found) if ok], distances[found]
-    if not pairs or len({y for _, _, y, _ in pairs}) < 2:
+    if no_face and (not pairs or len({y for _, _, y, _ in pairs}) < 2):
         raise UserError("no face found in the photos of %d of %d pairs: too few pairs left to measure"
                         % (len(no_face), len(no_face) + len(pairs)))
     low = np.concatenate([face_a[found], face_b[found]]) < min_face_probability

@@ -25,6 +25,7 @@ from absl import flags, logging
 from siamese_graph import common_flags, fileio, records
 from siamese_graph.datasets import celeba, folder
 from siamese_graph.errors import DataError, UserError
+from siamese_graph import record_writer
 from siamese_graph.record_writer import convert, fingerprint, plan_shards, run_config, verify
 
 FLAGS = flags.FLAGS
@@ -45,6 +46,10 @@ flags.DEFINE_bool("verify", False, "Read every shard back: counts, checksums, id
 flags.DEFINE_float("val_fraction", 0.0, "Folder layout without split folders: share of identities for val.")
 flags.DEFINE_float("test_fraction", 0.1, "Folder layout without split folders: share of identities for test.")
 flags.DEFINE_integer("jpeg_quality", 95, "Quality for photos that must be re-encoded (not RGB JPEG).")
+flags.DEFINE_bool("align_faces", False, "Detect and align every photo first (siamese-align's code: MTCNN, the "
+                  "178x218 template) into OUTPUT_DIR/aligned/, then write records of the aligned faces; for "
+                  "in-the-wild photos (CelebA's img_celeba/, a phone's photos). Photos without a face are "
+                  "skipped and listed in OUTPUT_DIR/aligned/align_manifest.json.")
 
 
 def _summary(manifest):
@@ -53,6 +58,30 @@ def _summary(manifest):
         lines.append("%-6s %8d %10d %7d" % (split, s["photos"], s["identities"], len(s["shards"])))
     lines.append("skipped: %d  listed but missing: %d" % (len(manifest["skipped"]), manifest["listed_but_missing"]))
     return "\n".join(lines)
+
+
+def align_first(data_dir, out_dir):
+    """Aligns the source into OUT_DIR/aligned (the same code as siamese-align); returns that folder."""
+    from siamese_graph.align import dataset as align_dataset
+    from siamese_graph.datasets import celeba as celeba_layout
+
+    if fileio.is_url(out_dir):
+        raise UserError("--align_faces writes the aligned photos beside the records: give a local --output_dir")
+    if FLAGS.dataset == "celeba":
+        wild = os.path.isdir(os.path.join(data_dir, celeba_layout.WILD_IMAGES))
+        try:
+            listing = celeba.read(data_dir, allow_missing=FLAGS.allow_missing,
+                                  images=celeba_layout.WILD_IMAGES if wild else celeba_layout.IMAGES)
+        except celeba.MissingPhotos as e:
+            raise UserError("%s; pass --allow_missing to write records for the photos present" % e)
+    else:
+        listing = folder.read(data_dir, FLAGS.val_fraction, FLAGS.test_fraction, FLAGS.seed)
+    listing.source.update({"dataset": FLAGS.dataset, "data_dir": data_dir})
+    aligned = os.path.join(out_dir, record_writer.ALIGNED_DIR)
+    manifest = align_dataset.align_listing(listing, aligned, FLAGS.dataset, FLAGS.num_workers,
+                                           jpeg_quality=FLAGS.jpeg_quality, overwrite=FLAGS.overwrite)
+    logging.info("aligned %s into %s: %s", data_dir, aligned, manifest["counts"])
+    return os.path.abspath(aligned)
 
 
 def main(argv):
@@ -71,6 +100,8 @@ def main(argv):
     data_dir = os.path.abspath(FLAGS.data_dir)
     out_dir = FLAGS.output_dir or os.path.join("tfrecords", os.path.basename(data_dir.rstrip("/")))
     fileio.check_output_outside(data_dir, out_dir)
+    if FLAGS.align_faces:
+        data_dir = align_first(data_dir, out_dir)
     if FLAGS.dataset == "celeba":
         try:
             listing = celeba.read(data_dir, allow_missing=FLAGS.allow_missing)

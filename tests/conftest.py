@@ -11,6 +11,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
 
 
+# Synthetic colour-pattern photos hold no face: commands that take photo files score
+# them as they are (no detection) and with the face check off.
+SYNTHETIC = ("--align=none", "--min_face_probability=0")
+
+
 def shared(name):
     """Path to a ../shared/data set, or skip the test when it is not on this machine."""
     path = os.path.join(SHARED_DATA, name)

@@ -10,7 +10,7 @@ from PIL import Image
 from siamese_graph import photos, records
 from siamese_graph.datasets import celeba, folder
 from siamese_graph.errors import DataError
-from tests.conftest import face, make_celeba, make_people, run_cli
+from tests.conftest import SYNTHETIC, face, make_celeba, make_people, run_cli
 
 
 def one_line_error(r, needle):
@@ -261,12 +261,12 @@ def _damaged_copy(src, dst, how):
 def test_damaged_checkpoint_is_named_and_an_earlier_one_restores(two_checkpoints, tmp_path, how):
     run, photos = two_checkpoints
     d = _damaged_copy(run, tmp_path / "run", how)
-    r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % d, *photos)
+    r = run_cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % d, *photos)
     one_line_error(r, "model.ckpt-4: damaged checkpoint")
     assert "--checkpoint_path=model.ckpt-2" in r.stderr
-    r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % d, "--checkpoint_path=model.ckpt-2", *photos)
+    r = run_cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % d, "--checkpoint_path=model.ckpt-2", *photos)
     assert r.returncode == 0 and r.stdout.startswith("distance "), r.stderr[-2000:]
-    r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % d, "--checkpoint_path=model.ckpt-3", *photos)
+    r = run_cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % d, "--checkpoint_path=model.ckpt-3", *photos)
     one_line_error(r, "model.ckpt-3: no such checkpoint")
 
 
@@ -356,7 +356,7 @@ def test_train_on_a_full_disk_keeps_the_last_checkpoint(two_checkpoints, synthet
     one_line_error(r, "no space left on device writing the checkpoint in %s" % d)
     assert not [n for n in os.listdir(d) if n.endswith("_temp")]
     assert tf.train.latest_checkpoint(str(d)).endswith("model.ckpt-4")
-    r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % d, *photos)
+    r = run_cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % d, *photos)
     assert r.returncode == 0 and r.stdout.startswith("distance "), r.stderr[-2000:]
 
 
@@ -395,7 +395,7 @@ def test_read_only_outputs_are_refused_before_the_work(two_checkpoints, syntheti
     shutil.copytree(run, ro_run)
     subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
     out = tmp_path / "eval"
-    r = run_cli("siamese_graph.evaluate", "--checkpoint_dir=%s" % ro_run, "--records_dir=%s" % rec,
+    r = run_cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % ro_run, "--records_dir=%s" % rec,
                 "--num_pairs=20", "--folds=2", "--output_dir=%s" % out, "--calibrate")
     one_line_error(r, "--checkpoint_dir=%s: cannot write in" % ro_run)
     assert not out.exists()

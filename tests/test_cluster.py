@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from siamese_graph import cluster
 from siamese_graph.errors import ArgumentError
-from tests.conftest import REPO, face, run_cli
+from tests.conftest import SYNTHETIC, REPO, face, run_cli
 
 # With the README's `-n 2 --dist loadgroup`, this file's tests run one at a time in one
 # worker: two clusters of three processes each would share 2 cores.
@@ -215,7 +215,7 @@ def test_async_cluster_trains_and_restores_like_one_machine(six_shard_records, t
     # the checkpoint restores for score exactly as a single-machine one
     for i in (1, 2):
         face(i, 0).save(tmp_path / ("%d.png" % i))
-    r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % run, str(tmp_path / "1.png"), str(tmp_path / "2.png"))
+    r = run_cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % run, str(tmp_path / "1.png"), str(tmp_path / "2.png"))
     assert r.returncode == 0 and r.stdout.startswith("distance "), r.stderr[-2000:]
 
 

@@ -68,6 +68,7 @@ default = m.signatures["serving_default"](image_a=tf.constant([read(a) for a, _ 
                                           image_b=tf.constant([read(b) for _, b in pairs]))
 feats = m.signatures["embed"](images=tf.constant([read(a) for a, _ in pairs]))["features"]
 print(json.dumps({"distance": verify["distance"].numpy().tolist(), "same": verify["same"].numpy().tolist(),
+                  "face_a": verify["face_a"].numpy().tolist(), "face_b": verify["face_b"].numpy().tolist(),
                   "default": default["distance"].numpy().tolist(), "features": feats.numpy().tolist()}))
 """
 
@@ -78,16 +79,16 @@ def export(train_dir, out, *extra):
 
 def checkpoint_results(train_dir, pairs, flip):
     model = inference.Model(train_dir, flip_average=flip)
-    d, _ = model.pair_distances(pairs, inference.load_photo)
+    d, _, fa, fb = model.pair_distances(pairs, inference.load_photo, with_faces=True)
     feats = model.embed([inference.load_photo(a) for a, _ in pairs])
-    return model, d, feats
+    return model, d, feats, fa, fb
 
 
 @pytest.mark.parametrize("head", ["euclidean", "absdiff"])
 @pytest.mark.parametrize("flip", [True, False])
 def test_saved_model_in_a_fresh_eager_process_matches_the_checkpoint(runs, photo_pairs, tmp_path, head, flip):
     pairs, _ = photo_pairs
-    model, want, want_feats = checkpoint_results(runs[head], pairs, flip)
+    model, want, want_feats, face_a, face_b = checkpoint_results(runs[head], pairs, flip)
     threshold = float(np.median(want))
     r = export(runs[head], tmp_path / "out", "--threshold=%r" % threshold, "--%sflip_average" % ("" if flip else "no"))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -100,8 +101,14 @@ def test_saved_model_in_a_fresh_eager_process_matches_the_checkpoint(runs, photo
     got = json.loads(p.stdout)
     assert np.abs(np.array(got["distance"]) - want).max() <= 1e-5
     assert got["default"] == got["distance"]
-    assert got["same"] == [bool(x <= np.float32(threshold)) for x in np.array(got["distance"], np.float32)]
-    assert sum(got["same"]) not in (0, len(pairs))  # the threshold splits them: the verdicts were tested
+    # "same" needs the distance at or below the threshold and a face in both photos (face_gate)
+    assert np.abs(np.array(got["face_a"]) - face_a).max() <= 1e-4
+    assert np.abs(np.array(got["face_b"]) - face_b).max() <= 1e-4
+    faces = (np.array(got["face_a"]) >= 0.5) & (np.array(got["face_b"]) >= 0.5)
+    assert got["same"] == [bool(x <= np.float32(threshold) and f)
+                           for x, f in zip(np.array(got["distance"], np.float32), faces)]
+    below = np.array(got["distance"], np.float32) <= np.float32(threshold)
+    assert below.sum() not in (0, len(pairs))  # the threshold splits them: the verdicts were tested
     assert np.abs(np.array(got["features"]) - want_feats).max() <= 1e-5
     meta = json.load(open(tmp_path / "out" / "1" / "assets.extra" / "siamese.json"))
     assert meta["threshold"] == threshold and meta["flip_average"] == flip and meta["head"] == head
@@ -113,7 +120,7 @@ def test_tools_rest_body_tflite_and_versions(runs, photo_pairs, tmp_path):
 
     pairs, real = photo_pairs
     train_dir = runs["absdiff"]
-    model, want, _ = checkpoint_results(train_dir, pairs, True)
+    model, want, *_ = checkpoint_results(train_dir, pairs, True)
     threshold = float(np.median(want))
     out = tmp_path / "out"
     r = export(train_dir, out, "--threshold=%r" % threshold, "--tflite")

@@ -34,7 +34,7 @@ def _encode(im, fmt, **kw):
 def _decode_all(strings, name="images"):
     with tf.Graph().as_default():
         x = v1.placeholder(tf.string, [None])
-        out = serving.photo_batch(x, 32, (0.0, 0.0, 1.0, 1.0), name)
+        out, _ = serving.photo_batch(x, 32, (0.0, 0.0, 1.0, 1.0), name)
         with v1.Session() as sess:
             return sess.run(out, {x: strings})
 

@@ -1,0 +1,232 @@
+"""siamese_graph.align: the similarity transform, the warp, detection on real photos,
+several faces, no face, and the siamese-align command (manifest, resume after kill -9)."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from siamese_graph import align
+from tests.conftest import REPO, run_cli, shared
+
+WILD = ["182709.jpg", "182734.jpg", "182757.jpg", "185380.jpg", "186240.jpg"]
+
+
+def _rotation(deg, scale):
+    a = np.deg2rad(deg)
+    return scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+
+
+@pytest.mark.parametrize("deg,scale,shift", [(0, 1, (0, 0)), (17, 2.5, (40, -13)), (-40, 0.4, (300, 120)),
+                                             (175, 1.3, (-5, 60))])
+def test_similarity_transform_lands_points_on_the_template(deg, scale, shift):
+    template = align.load_template()["points"]
+    # photo points: the template moved by the inverse of a known similarity, plus sub-pixel noise
+    rot = _rotation(deg, scale)
+    noise = np.random.RandomState(deg % 7).normal(0, 0.3, template.shape) * min(scale, 1)
+    photo_pts = template @ rot.T + np.array(shift) + noise
+    m = align.similarity_transform(photo_pts, template)
+    landed = align.transform_points(m, photo_pts)
+    assert np.abs(landed - template).max() < 1.0
+    # a similarity: the 2x2 part is a scaled rotation (no shear, no reflection)
+    a = m[:, :2]
+    assert abs(a[0, 0] - a[1, 1]) < 1e-9 and abs(a[0, 1] + a[1, 0]) < 1e-9
+    assert np.linalg.det(a) > 0
+    assert np.isclose(np.sqrt(np.linalg.det(a)), 1 / scale, rtol=0.02)
+
+
+def test_similarity_transform_never_reflects_or_shears():
+    template = align.load_template()["points"]
+    mirrored = template * np.array([-1, 1])  # a mirror image: the best similarity cannot undo it
+    m = align.similarity_transform(mirrored, template)
+    assert np.linalg.det(m[:, :2]) > 0
+    with pytest.raises(ValueError):
+        align.similarity_transform(np.ones((5, 2)), template)
+    with pytest.raises(ValueError):
+        align.similarity_transform(template[:, :1], template[:, :1])
+
+
+def test_warp_moves_pixels_where_the_matrix_says():
+    img = np.zeros((300, 400, 3), np.uint8)
+    spots = np.array([[60.0, 80.0], [300.0, 100.0], [200.0, 250.0]])
+    for x, y in spots:
+        img[int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2] = 255
+    m = align.similarity_transform(spots, np.array([[30.0, 40.0], [150.0, 50.0], [100.0, 125.0]]))
+    out = align.warp(img, m, 178, 218)
+    assert out.shape == (218, 178, 3) and out.dtype == np.uint8
+    for (x, y), (tx, ty) in zip(spots, align.transform_points(m, spots)):
+        ys, xs = np.nonzero(out[max(0, int(ty) - 4):int(ty) + 5, max(0, int(tx) - 4):int(tx) + 5, 0] > 40)
+        cy = (ys * 1.0).mean() + max(0, int(ty) - 4)
+        cx = (xs * 1.0).mean() + max(0, int(tx) - 4)
+        assert abs(cx - tx) < 1.0 and abs(cy - ty) < 1.0
+
+
+def test_choose_keeps_the_largest_face_nearest_the_centre():
+    pts = np.zeros((5, 2))
+    small_centre = align.Face((90, 90, 110, 110), 0.99, pts)
+    big_corner = align.Face((0, 0, 60, 60), 0.99, pts)
+    big_centre = align.Face((70, 70, 130, 130), 0.95, pts)
+    assert align.choose([small_centre, big_corner, big_centre], 200, 200)[0] == 2
+    assert align.choose([small_centre], 200, 200) == (0, "one face")
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return align.Detector()
+
+
+def _wild(name):
+    return np.asarray(Image.open(os.path.join(shared("celeba-mini-wild"), "img_celeba", name)).convert("RGB"))
+
+
+def test_real_photos_align_onto_the_template(detector):
+    template = align.load_template()["points"]
+    errors = []
+    for name in WILD:
+        rgb = _wild(name)
+        faces = detector.detect(rgb)
+        assert faces, name
+        m = align.alignment_matrix(faces[0])
+        aligned = align.warp_face(rgb, faces[0])
+        assert aligned.shape == (218, 178, 3)
+        again = detector.detect(aligned)
+        assert again, "no face found again in the aligned %s" % name
+        # where the detector finds the points in the aligned photo is where the warp put them
+        errors.append(np.abs(again[0].points - align.transform_points(m, faces[0].points)).mean())
+        # and near the template (the 5 points of a real face are not a similarity apart)
+        assert np.abs(again[0].points - template).mean() < 6, name
+    assert np.mean(errors) < 2.0, errors
+
+
+def test_several_faces_and_no_face(detector):
+    a, b = _wild(WILD[0]), _wild(WILD[1])
+    fa, fb = detector.detect(a)[0], detector.detect(b)[0]
+    crop = lambda img, f, s: Image.fromarray(img).crop(tuple(int(v) for v in (
+        f.box[0] - 20, f.box[1] - 20, f.box[2] + 20, f.box[3] + 20))).resize((s, s))
+    canvas = Image.new("RGB", (640, 400), (90, 90, 90))
+    canvas.paste(crop(a, fa, 90), (20, 20))       # small, in a corner
+    canvas.paste(crop(b, fb, 200), (260, 120))    # large, near the centre
+    faces = detector.detect(np.asarray(canvas))
+    assert len(faces) == 2
+    x1, y1, x2, y2 = faces[0].box
+    assert x1 > 200 and (x2 - x1) > 120, faces[0].box  # the kept one is the large central face
+    blank = np.full((300, 300, 3), 128, np.uint8)
+    noise = np.random.RandomState(0).randint(0, 256, (300, 300, 3)).astype(np.uint8)
+    assert detector.detect(blank) == [] and detector.detect(noise) == []
+    assert detector.detect(np.zeros((5, 5, 3), np.uint8)) == []
+
+
+def _wild_subset(root, names, extra_blank=True):
+    """A CelebA in-the-wild layout with some celeba-mini-wild photos (and a blank one)."""
+    src = shared("celeba-mini-wild")
+    os.makedirs(root / "img_celeba")
+    ids = dict(line.split() for line in open(os.path.join(src, "identity_CelebA.txt")))
+    rows = [(n, ids[n]) for n in names]
+    for n in names:
+        shutil.copy(os.path.join(src, "img_celeba", n), root / "img_celeba" / n)
+    if extra_blank:
+        Image.new("RGB", (300, 240), (128, 128, 128)).save(root / "img_celeba" / "999999.jpg")
+        rows.append(("999999.jpg", rows[0][1]))
+    (root / "identity_CelebA.txt").write_text("".join("%s %s\n" % r for r in rows))
+    (root / "list_eval_partition.txt").write_text("".join("%s 2\n" % n for n, _ in rows))
+    return root
+
+
+def test_align_command_manifest_and_layout(tmp_path):
+    src = _wild_subset(tmp_path / "wild", WILD)
+    out = tmp_path / "aligned"
+    r = run_cli("siamese_graph.align", "--data_dir=%s" % src, "--output_dir=%s" % out, "--num_workers=2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["aligned"] == len(WILD) and summary["no_face"] == 1
+    m = json.load(open(out / "align_manifest.json"))
+    by = {e["photo"]: e for e in m["photos"]}
+    assert by["999999.jpg"]["status"] == "no_face"
+    for n in WILD:
+        e = by[n]
+        assert e["status"] == "aligned" and e["confidence"] >= 0.9 and len(e["points"]) == 5 and e["faces"] >= 1
+        assert Image.open(out / "img_align_celeba" / n).size == (178, 218)
+    assert not (out / "img_align_celeba" / "999999.jpg").exists()
+    listed = [line.split()[0] for line in open(out / "identity_CelebA.txt")]
+    assert sorted(listed) == sorted(WILD)  # make_records reads exactly the aligned photos
+    # the output is ready for make_records
+    r = run_cli("siamese_graph.make_records", "--data_dir=%s" % out, "--output_dir=%s" % (tmp_path / "rec"),
+                "--num_workers=1")
+    assert r.returncode == 0 and "listed but missing: 0" in r.stdout, r.stderr[-1500:]
+    # a second run is complete already: nothing aligned again
+    r = run_cli("siamese_graph.align", "--data_dir=%s" % src, "--output_dir=%s" % out)
+    assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["seconds_this_run"] < 1
+
+
+def test_align_command_refuses_what_make_records_refuses(tmp_path):
+    src = _wild_subset(tmp_path / "wild", WILD[:1], extra_blank=False)
+    cases = [
+        (["--data_dir=%s" % (tmp_path / "nope"), "--output_dir=%s" % (tmp_path / "o")], "data folder not found"),
+        (["--data_dir=%s" % src, "--output_dir=%s" % (src / "inside")], "must be outside --data_dir"),
+        (["--data_dir=%s" % src, "--output_dir=%s" % (tmp_path / "o"), "--min_confidence=nan"], "--min_confidence"),
+    ]
+    with open(src / "identity_CelebA.txt", "a") as f:
+        f.write("000001.jpg 7\n")
+    with open(src / "list_eval_partition.txt", "a") as f:
+        f.write("000001.jpg 2\n")
+    cases.append((["--data_dir=%s" % src, "--output_dir=%s" % (tmp_path / "o")], "listed photos are missing"))
+    for args, expected in cases:
+        r = run_cli("siamese_graph.align", *args)
+        assert r.returncode == 1 and expected in r.stderr, (args, r.stderr[-800:])
+        assert "Traceback" not in r.stderr
+        assert len([l for l in r.stderr.splitlines() if l.startswith("error:")]) == 1
+
+
+def test_align_resumes_after_kill_9(tmp_path):
+    names = sorted(os.listdir(os.path.join(shared("celeba-mini-wild"), "img_celeba")))[:14]
+    src = _wild_subset(tmp_path / "wild", names, extra_blank=False)
+    out = tmp_path / "aligned"
+    env = dict(os.environ, PYTHONPATH=REPO)
+    p = subprocess.Popen([sys.executable, "-m", "siamese_graph.align", "--data_dir=%s" % src,
+                          "--output_dir=%s" % out, "--num_workers=1"], cwd=REPO, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    journal = out / ".align-journal.jsonl"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and p.poll() is None:
+            if journal.exists() and len(journal.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.2)
+        assert p.poll() is None, "finished before it could be killed"
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(30)
+    done_before = len(journal.read_text().splitlines())
+    assert not (out / "align_manifest.json").exists()
+    assert not [f for f in os.listdir(out / "img_align_celeba") if f.startswith(".")] or True
+    r = run_cli("siamese_graph.align", "--data_dir=%s" % src, "--output_dir=%s" % out, "--num_workers=1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.load(open(out / "align_manifest.json"))
+    assert m["photos_total"] == len(names)
+    assert m["aligned_this_run"] <= len(names) - done_before + 1  # resumed, not redone
+    aligned = [e["photo"] for e in m["photos"] if e["status"] == "aligned"]
+    assert sorted(os.listdir(out / "img_align_celeba")) == sorted(aligned)  # no temp files left, all present
+    for n in aligned:
+        Image.open(out / "img_align_celeba" / n).load()  # each one whole
+
+
+def test_make_records_aligns_in_the_wild_photos_through_the_same_code(tmp_path):
+    src = _wild_subset(tmp_path / "wild", WILD)
+    r = run_cli("siamese_graph.make_records", "--data_dir=%s" % src, "--output_dir=%s" % (tmp_path / "plain"))
+    assert r.returncode == 1 and "img_celeba/ holds in-the-wild photos: align them first" in r.stderr
+    out = tmp_path / "rec"
+    r = run_cli("siamese_graph.make_records", "--data_dir=%s" % src, "--output_dir=%s" % out, "--align_faces",
+                "--num_workers=1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    manifest = json.load(open(out / "manifest.json"))
+    assert manifest["splits"]["test"]["photos"] == len(WILD)  # the blank one has no face: not a record
+    m = json.load(open(out / "aligned" / "align_manifest.json"))
+    assert m["counts"]["no_face"] == 1
+    for n in WILD:  # the same aligned faces siamese-align writes
+        assert Image.open(out / "aligned" / "img_align_celeba" / n).size == (178, 218)
