@@ -284,6 +284,21 @@ def local_cluster_args(num_ps, num_workers):
                        "--task_index=%d" % i] for job, i in tasks}
 
 
+def last_error_line(log_path):
+    """The line of a task's log that says why it failed: its last `error:` line, else
+    absl's flag error, else its last line."""
+    try:
+        with open(log_path, errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return "(no log)"
+    for marker in ("error:", "FATAL Flags parsing error", "Error:"):
+        hits = [line for line in lines if marker in line]
+        if hits:
+            return hits[-1][:300]
+    return lines[-1][:300] if lines else "(empty log)"
+
+
 def launch(num_workers, train_args, log_dir, num_ps=1, python=None, linger_seconds=60.0):
     """Runs 1 ps (or num_ps) and num_workers training tasks on 127.0.0.1, one process
     each, logs in log_dir/<job><index>.log, until the chief exits; then waits up to
@@ -319,7 +334,23 @@ def launch(num_workers, train_args, log_dir, num_ps=1, python=None, linger_secon
         with open(os.path.join(log_dir, "pids.json"), "w") as f:
             json.dump({n: p.pid for n, p in procs.items()}, f)
         logging.info("cluster on 127.0.0.1: %s; logs in %s", ", ".join(sorted(procs)), log_dir)
-        chief = procs["worker0"].wait()
+        failed = None
+        while procs["worker0"].poll() is None and failed is None:
+            # a task that refuses its flags (exit 1 or 2) fails the same way everywhere:
+            # stop the others at once; a task killed by a signal leaves the rest running
+            failed = next((n for n, p in procs.items() if p.poll() in (1, 2)), None)
+            time.sleep(0.2)
+        chief = procs["worker0"].poll()
+        failed = failed or ("worker0" if chief else None)
+        if failed:
+            logging.error("%s failed (exit %s): %s", failed, procs[failed].returncode,
+                          last_error_line(os.path.join(log_dir, failed + ".log")))
+            for p in procs.values():
+                if p.poll() is None:
+                    p.terminate()
+            linger_seconds = min(linger_seconds, 10.0)
+            chief = procs["worker0"].wait() if chief is None else chief
+            chief = chief or procs[failed].returncode
         deadline = time.time() + linger_seconds
         for name, p in procs.items():
             try:
@@ -359,3 +390,28 @@ def watch_parameter_servers(config, on_lost, interval_seconds=2.0, patience_seco
     thread = threading.Thread(target=watch, name="ps-watchdog", daemon=True)
     thread.start()
     return thread
+
+
+DISPATCHER_VERSION_RPC = "/tensorflow.data.DispatcherService/GetVersion"
+
+
+def dispatcher_answers(address, timeout=5.0):
+    """None when a tf.data service dispatcher answers at host:port (its own GetVersion
+    RPC, over the gRPC that TensorFlow installs), else the reason."""
+    import grpc
+
+    channel = grpc.insecure_channel(address)
+    try:
+        ask = channel.unary_unary(DISPATCHER_VERSION_RPC, request_serializer=lambda x: x,
+                                  response_deserializer=lambda x: x)
+        ask(b"", timeout=timeout)
+        return None
+    except grpc.RpcError as e:
+        code = e.code()
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            return "a gRPC server answers but it is not a tf.data service dispatcher"
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return "nothing answered within %g s" % timeout
+        return "no dispatcher answers (%s)" % code.name.lower()
+    finally:
+        channel.close()

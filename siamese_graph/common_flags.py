@@ -91,8 +91,13 @@ def photo_loader():
 
 
 def threshold_for(model):
-    """--threshold when given, else the model's calibrated threshold (or None)."""
-    return FLAGS.threshold if FLAGS.threshold is not None else model.threshold()
+    """--threshold when given (finite and above 0), else the model's calibrated
+    threshold (or None)."""
+    from siamese_graph import inference
+
+    if FLAGS.threshold is not None:
+        return inference.check_threshold(FLAGS.threshold, "--threshold")
+    return model.threshold()
 
 
 def run(main, module_name):

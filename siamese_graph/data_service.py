@@ -11,10 +11,18 @@ each worker runs it on its own shards (ShardingPolicy.HINT, which needs the
 dispatcher to know the workers' addresses up front), so two workers never make
 the same pairs. The records folder must be readable at the same path on every
 worker. A server runs until SIGTERM/SIGINT, or until the process given by
---parent_pid is gone (bin/train_data_service uses that to stop its servers).
+--parent_pid is gone (bin/train_data_service uses that to stop its servers). A
+worker waits at most --dispatcher_wait_seconds for its dispatcher to answer
+(TensorFlow's own retry loop would wait forever), stopping at once on SIGTERM.
+
+These servers have no authentication and listen on every interface (TensorFlow
+has no bind option): run them on a private network only (docs/scaling.md);
+bin/train_data_service runs its own in a loopback-only namespace (netns.py).
 """
 import os
 import signal
+import sys
+import threading
 import time
 
 import tensorflow as tf
@@ -32,6 +40,8 @@ flags.DEFINE_string("dispatcher", None, "Worker: the dispatcher's host:port.")
 flags.DEFINE_string("worker_address", None, "Worker: the host:port the dispatcher and clients reach it at "
                     "(default localhost:--port).")
 flags.DEFINE_integer("parent_pid", None, "Exit when this process is gone.")
+flags.DEFINE_float("dispatcher_wait_seconds", 60.0, "Worker: give up when the dispatcher has not answered "
+                   "within this many seconds.")
 FLAGS = flags.FLAGS
 
 
@@ -53,6 +63,29 @@ def start(role, port, worker_addresses=None, dispatcher=None, worker_address=Non
                                                      worker_address=worker_address or "localhost:%d" % port))
 
 
+def _start_bounded(stop, wait_seconds):
+    """Starts this process's server in a thread (TensorFlow's WorkerServer blocks until its
+    dispatcher answers, retrying forever); returns it, or None after SIGTERM/SIGINT or
+    wait_seconds."""
+    box = {}
+
+    def target():
+        try:
+            box["server"] = start(FLAGS.role, FLAGS.port, (FLAGS.worker_addresses or "").split(","), FLAGS.dispatcher,
+                                  FLAGS.worker_address)
+        except Exception as e:  # noqa: BLE001 - reported in one line by the caller
+            box["error"] = e
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    deadline = time.time() + wait_seconds
+    while thread.is_alive() and stop["signal"] is None and time.time() < deadline:
+        thread.join(0.2)
+    if "error" in box:
+        raise UserError("the tf.data service %s did not start: %s" % (FLAGS.role, str(box["error"]).splitlines()[0]))
+    return box.get("server")
+
+
 def main(argv):
     del argv
     if not FLAGS.role or not FLAGS.port:
@@ -68,8 +101,16 @@ def main(argv):
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, handle)
-    server = start(FLAGS.role, FLAGS.port, (FLAGS.worker_addresses or "").split(","), FLAGS.dispatcher,
-                   FLAGS.worker_address)
+    if not FLAGS.dispatcher_wait_seconds > 0:
+        raise UserError("--dispatcher_wait_seconds=%g: must be above 0" % FLAGS.dispatcher_wait_seconds)
+    server = _start_bounded(stop, FLAGS.dispatcher_wait_seconds)
+    if server is None:
+        if stop["signal"] is not None:
+            logging.info("signal %d before the %s started: stopping", stop["signal"], FLAGS.role)
+            os._exit(0)
+        print("error: --dispatcher=%s: no tf.data service dispatcher answered within %g s "
+              "(--dispatcher_wait_seconds)" % (FLAGS.dispatcher, FLAGS.dispatcher_wait_seconds), file=sys.stderr)
+        os._exit(1)  # the server's thread still retries: leave without waiting for it
     logging.info("tf.data service %s on port %d", FLAGS.role, FLAGS.port)
     while stop["signal"] is None:
         if FLAGS.parent_pid and not fileio.pid_alive(FLAGS.parent_pid):

@@ -30,6 +30,7 @@ from siamese_graph import common_flags, fileio, inference, metrics, pair_lists, 
 from siamese_graph import photos as photo_files
 from siamese_graph.datasets import folder as folder_layout
 from siamese_graph.errors import UserError
+from siamese_graph.progress import Progress
 
 common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "records_dir", "split", "pairs",
                      "image_root", "folder", "num_pairs", "output_dir", "align", "min_face_probability")
@@ -245,6 +246,10 @@ def main(argv):
         fileio.check_writable_dir(FLAGS.checkpoint_dir, "checkpoint_dir")
     report, _ = verify_pairs(model, pairs, load, out_dir, source, FLAGS.min_face_probability)
     if FLAGS.calibrate:
+        if report["auc"] < 0.5:
+            raise UserError("--calibrate: AUC %.3f is below chance on %s: are its labels inverted (0 = same "
+                            "person, 1 = different)? No threshold saved; the report is in %s"
+                            % (report["auc"], source, out_dir))
         report["threshold_file"] = model.save_threshold(report["best_threshold"], source)
     report["output_dir"] = out_dir
     print(json.dumps(report, indent=1))
@@ -284,7 +289,9 @@ def run_kshot(model):
     eligible, by_id = episode_pool(items, k, n)
     rng = np.random.RandomState(FLAGS.pairs_seed)
     accs = []
-    for _ in range(FLAGS.episodes):
+    progress = Progress(FLAGS.episodes, "episodes")
+    for episode in range(FLAGS.episodes):
+        progress.update(episode)
         ids = rng.choice(len(eligible), n, replace=False)
         support, queries = [], []
         for c, i in enumerate(ids):

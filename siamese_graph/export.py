@@ -110,7 +110,12 @@ def main(argv):
     if threshold is None:
         raise UserError("%s: no calibrated threshold (run evaluate --calibrate, or pass --threshold)"
                         % FLAGS.checkpoint_dir)
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    with fileio.exclusive(FLAGS.output_dir, "export"):  # one writer of an export folder at a time
+        write_version(model, threshold, version, final)
+
+
+def write_version(model, threshold, version, final):
+    """Writes the SavedModel (and TFLite) version under a temporary name, then renames it."""
     remove_stale_temps(FLAGS.output_dir)
     temp = tempfile.mkdtemp(prefix="%s%d-" % (TEMP_PREFIX, os.getpid()), dir=FLAGS.output_dir)
     try:

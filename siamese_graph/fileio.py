@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 
-from siamese_graph.errors import ArgumentError
+from siamese_graph.errors import ArgumentError, DataError
 
 
 def is_url(path):
@@ -150,6 +150,44 @@ def check_writable_dir(path, name):
     reason = _probe_write(base)
     if reason:
         raise ArgumentError(name, path, "cannot write in %s (%s)" % (base, reason))
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def exclusive(folder, what):
+    """Holds folder/.lock (an flock: the kernel drops it when the process dies, so a
+    killed run never leaves it stuck) while the block runs. Creates the folder.
+
+    Raises DataError naming the folder and the holder's pid when another process
+    holds it (a second writer of the same train_dir, records or export folder).
+    A URL folder (gs://...) is not locked."""
+    import fcntl
+
+    if is_url(folder):
+        yield
+        return
+    created = not os.path.exists(folder)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, LOCK_FILE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise DataError("%s: another %s is writing here (pid %s); wait for it to end or use another folder"
+                        % (folder, what, holder))
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, b"%d\n" % os.getpid())
+        yield
+    finally:
+        os.close(fd)
+        if created and os.listdir(folder) == [LOCK_FILE]:  # a refused run leaves nothing behind
+            os.remove(path)
+            os.rmdir(folder)
 
 
 def check_output_outside(data_dir, out_dir, name="output_dir"):

@@ -83,8 +83,16 @@ def load_gallery(path, model):
         names, rows, feats = list(g["names"]), g["rows"], g["features"]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
         raise DataError("%s: not a gallery file (%s)" % (path, str(e).splitlines()[0][:100]))
-    if feats.ndim != 2 or len(rows) != len(feats) or (len(rows) and rows.max() >= len(names)):
-        raise DataError("%s: not a gallery file (features, rows and names disagree)" % path)
+    if (feats.ndim != 2 or rows.ndim != 1 or len(rows) != len(feats) or not len(rows)
+            or not np.issubdtype(rows.dtype, np.integer)
+            or set(rows.tolist()) != set(range(len(names)))):
+        raise DataError("%s: not a gallery file (features, rows and names disagree: %d names, %d rows of "
+                        "features, people with rows: %d); enroll again" % (
+                            path, len(names), len(feats), len(set(rows.tolist())) if rows.ndim == 1 else 0))
+    if not np.isfinite(feats).all():
+        raise DataError("%s: not a gallery file (non-finite features); enroll again" % path)
+    if "files" in g and len(g["files"]) != len(rows):
+        raise DataError("%s: not a gallery file (%d files for %d rows); enroll again" % (path, len(g["files"]), len(rows)))
     if "weights" not in g or str(g["weights"]) != model.weights_id:
         raise DataError("%s: enrolled with another checkpoint (%s); enroll again with %s"
                         % (path, g["checkpoint"] if "checkpoint" in g else "unknown", model.checkpoint))

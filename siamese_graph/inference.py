@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from siamese_graph import face_gate, fileio, photos, preprocessing, records, siamese
 from siamese_graph.errors import DataError
+from siamese_graph.progress import Progress
 from siamese_graph.nets import nets_factory
 
 v1 = tf.compat.v1
@@ -53,6 +54,19 @@ def load_config(checkpoint_dir):
     if missing:
         raise DataError("%s: not a valid model.json (missing %s)" % (path, ", ".join(missing)))
     return config
+
+
+def check_threshold(value, what):
+    """value as a float when it is a distance threshold a verdict can use: finite and
+    above 0 (every head's Dw is sqrt(... + epsilon) > 0); else DataError naming what
+    (the flag or the file it came from)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise DataError("%s: threshold %r is not a number" % (what, value))
+    v = float(value)
+    if not np.isfinite(v) or v <= 0:
+        raise DataError("%s: threshold %s is not a finite distance above 0 (distances are > 0); calibrate "
+                        "with evaluate --calibrate or pass a positive --threshold" % (what, value))
+    return v
 
 
 def _tuple(x):
@@ -143,10 +157,34 @@ def features(images, tower_fn, l2_normalize, flip_average, reuse=None):
     return tf.math.l2_normalize(mean, axis=1, epsilon=1e-10) if l2_normalize else mean
 
 
+MODEL_SCOPES = ("tower/", "head/")
+
+
+def check_variables(ckpt, graph_names):
+    """DataError unless the checkpoint's network variables (under MODEL_SCOPES, not
+    optimizer slots or moving averages) are exactly the ones model.json's network
+    builds: an edited model.json (another head, net or size) restores partly and
+    scores with other distances otherwise."""
+    try:
+        saved = set(tf.train.load_checkpoint(ckpt).get_variable_to_shape_map())
+    except Exception:  # noqa: BLE001 - check_checkpoint names damage; restore reports it again
+        return
+    model_vars = lambda names: {n for n in names if n.startswith(MODEL_SCOPES) and "/ExponentialMovingAverage" not in n
+                                and "/Adam" not in n}
+    extra, missing = sorted(model_vars(saved) - model_vars(graph_names)), sorted(model_vars(graph_names) - model_vars(saved))
+    if extra or missing:
+        raise DataError("%s: checkpoint variables do not match model.json (%s); was model.json edited?" % (
+            ckpt, "; ".join(x for x in (
+                "the checkpoint has %d model.json does not build, e.g. %s" % (len(extra), extra[0]) if extra else "",
+                "model.json builds %d the checkpoint lacks, e.g. %s" % (len(missing), missing[0]) if missing else "")
+                if x)))
+
+
 def restore(sess, ckpt, config):
     """Restores ckpt into sess's graph (built from config): the moving averages of
     the trainable weights where the run kept them, as FaceNet does.
     Raises DataError when the variables do not match."""
+    check_variables(ckpt, {v.op.name for v in v1.global_variables()})
     if config.get("moving_average_decay"):
         saver = v1.train.Saver(siamese.averaged_variables_to_restore(
             siamese.moving_averages(config["moving_average_decay"], None)))
@@ -237,7 +275,9 @@ class Model:
         with_faces: (features, face probabilities [N], 0 for None)."""
         out, probs = [], []
         dim = self.features.shape[-1]
+        progress = Progress(len(photos), "photos")
         for i in range(0, len(photos), self.batch_size):
+            progress.update(i)
             crops = [self._crop(p) for p in photos[i:i + self.batch_size]]
             probs += [p for _, p in crops]
             real = [c for c, _ in crops if c is not None]
@@ -261,8 +301,11 @@ class Model:
           with_faces.
         """
         unique = sorted(set(keys))
-        return ({k: i for i, k in enumerate(unique)},) + _tuple(
-            self.embed([load(k) for k in unique], with_faces))
+        progress, photos = Progress(len(unique), "photos read"), []
+        for k in unique:
+            photos.append(load(k))
+            progress.update(len(photos))
+        return ({k: i for i, k in enumerate(unique)},) + _tuple(self.embed(photos, with_faces))
 
     def pair_distances(self, pairs, load, with_faces=False):
         """Dw [N] of (key_a, key_b) pairs, each distinct photo embedded once.
@@ -289,15 +332,24 @@ class Model:
         if not isinstance(saved, dict) or not isinstance(saved.get("threshold"), (int, float)):
             raise DataError("%s: not a valid threshold file (no number 'threshold'); calibrate again "
                             "with evaluate" % path)
+        threshold = check_threshold(saved["threshold"], path)
         if saved.get("flip_average", self.flip_average) != self.flip_average:
             raise DataError("%s: calibrated with flip_average=%s; score with the same setting, or "
                             "pass a threshold" % (path, saved["flip_average"]))
-        return float(saved["threshold"])
+        if "crop" in saved and (not isinstance(saved["crop"], list) or len(saved["crop"]) != 4 or
+                                not np.allclose(saved["crop"], self.crop, atol=1e-6)):
+            raise DataError("%s: calibrated with another crop (%s); score with that --crop, or pass a threshold"
+                            % (path, saved["crop"]))
+        return threshold
 
     def save_threshold(self, threshold, source):
-        """Writes CHECKPOINT_DIR/threshold.json atomically; returns its path."""
+        """Writes CHECKPOINT_DIR/threshold.json atomically (with the crop and flip setting it
+        was calibrated with); returns its path. Raises DataError for a threshold no
+        verdict can use (check_threshold)."""
         path = os.path.join(self.checkpoint_dir, THRESHOLD_FILE)
+        check_threshold(threshold, "calibration on %s" % source)
         fileio.write_json(path, {"threshold": threshold, "checkpoint": os.path.basename(self.checkpoint),
-                                 "flip_average": self.flip_average, "calibrated_on": source},
+                                 "flip_average": self.flip_average, "crop": [float(v) for v in self.crop],
+                                 "calibrated_on": source},
                           sort_keys=False)
         return path

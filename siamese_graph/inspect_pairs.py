@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from siamese_graph import common_flags, fileio, pairs, preprocessing
+from siamese_graph import common_flags, fileio, pairs, preprocessing, training
 from siamese_graph.errors import UserError
 
 common_flags.declare("records_dir", "split", "num_pairs", "batch_size", "image_size", "crop", "augment",
@@ -113,6 +113,12 @@ def main(argv):
         raise UserError("--records_dir is required")
     if FLAGS.num_pairs < 1:
         raise UserError("--num_pairs=%d: must be at least 1" % FLAGS.num_pairs)
+    # the sizes train refuses, refused here by the same check
+    config = training.TrainConfig(batch_size=FLAGS.batch_size, image_size=FLAGS.image_size,
+                                  crop=FLAGS.crop or preprocessing.DEFAULT_CROP, rotation_deg=FLAGS.rotation_deg,
+                                  shuffle_buffer=FLAGS.shuffle_buffer, seed=FLAGS.seed)
+    config.check()
+    config.check_memory(training.machine_memory())
     if FLAGS.save_grid:
         fileio.check_writable_file(FLAGS.save_grid, "save_grid")
     tf.compat.v1.disable_eager_execution()

@@ -100,8 +100,15 @@ def main(argv):
     data_dir = os.path.abspath(FLAGS.data_dir)
     out_dir = FLAGS.output_dir or os.path.join("tfrecords", os.path.basename(data_dir.rstrip("/")))
     fileio.check_output_outside(data_dir, out_dir)
-    if FLAGS.align_faces:
-        data_dir = align_first(data_dir, out_dir)
+    listing = None if FLAGS.align_faces else read_listing(data_dir)  # bad input refused before any write
+    with fileio.exclusive(out_dir, "make_records"):  # one writer of a records folder at a time
+        if FLAGS.align_faces:
+            listing = read_listing(align_first(data_dir, out_dir))
+        write(listing, out_dir)
+
+
+def read_listing(data_dir):
+    """The source's Listing (CelebA or folder layout), its source fields filled in."""
     if FLAGS.dataset == "celeba":
         try:
             listing = celeba.read(data_dir, allow_missing=FLAGS.allow_missing)
@@ -110,6 +117,11 @@ def main(argv):
     else:
         listing = folder.read(data_dir, FLAGS.val_fraction, FLAGS.test_fraction, FLAGS.seed)
     listing.source.update({"dataset": FLAGS.dataset, "data_dir": data_dir})
+    return listing
+
+
+def write(listing, out_dir):
+    """Writes (or resumes) the records of a listing, verifies and prints the summary."""
     manifest_path = os.path.join(out_dir, records.MANIFEST)
     flags_used = {k: FLAGS[k].value for k in ("dataset", "num_shards", "seed", "jpeg_quality",
                                               "allow_missing", "val_fraction", "test_fraction")}

@@ -31,7 +31,7 @@ from siamese_graph.errors import DataError
 PROGRESS_DIR = ".progress"
 # What make_records writes in an output folder: the only names --overwrite removes.
 _OWN_FILE = re.compile(r"^((train|val|test)-\d{5}-of-\d{5}\.tfrecord|manifest\.json|labels\.txt|"
-                       r"\.progress|\..*\.tmp)$")
+                       r"\.progress|\.lock|\..*\.tmp)$")
 RECORD_ORDER = "identity_blocks"
 ALIGNED_DIR = "aligned"  # make_records --align_faces's aligned photos: kept beside the records
 

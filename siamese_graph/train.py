@@ -13,6 +13,7 @@ at the saved step. SIGINT/SIGTERM save a checkpoint and exit cleanly.
 The graph and the loop are siamese_graph.training's; this module owns the flags,
 the checks and the train_dir.
 """
+import contextlib
 import dataclasses
 import os
 import re
@@ -157,21 +158,9 @@ def check_flags():
     return config
 
 
-def machine_memory():
-    """Physical memory in bytes (None where the OS does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def check_memory(config):
-    """UserError when a step's activations alone would not fit in this machine's memory."""
-    total, need = machine_memory(), config.memory_floor()
-    if total and need > 0.8 * total:
-        raise UserError("--batch_size=%d --image_size=%d: a step needs at least %.1f GiB of activations, "
-                        "more than this machine's %.1f GiB can hold; lower either"
-                        % (config.batch_size, config.image_size, need / 2 ** 30, total / 2 ** 30))
+    """ArgumentError when a step's activations alone would not fit in this machine's memory."""
+    config.check_memory(training.machine_memory())
 
 
 def resume_checkpoint(train_dir):
@@ -220,7 +209,7 @@ def cluster_from_flags():
     return conf
 
 
-def train():
+def train(locks=None):
     """Checks flags and records, prepares the train_dir, builds the graphs and runs the loop,
     on one machine or as a task of a cluster (a parameter server only serves).
 
@@ -253,6 +242,8 @@ def train():
         val_info = val_set.split(val_split)
         pairs.check_pairable(val_info)
     if is_chief:  # the chief owns the train_dir's records, as it owns its checkpoints
+        if locks is not None:  # one writer of a train_dir at a time, held until training ends
+            locks.enter_context(fileio.exclusive(FLAGS.train_dir, "train"))
         check_train_dir(FLAGS.train_dir, config.model_config())
         resume = resume_checkpoint(FLAGS.train_dir)
         write_run_record(FLAGS.train_dir, config.model_config())
@@ -286,6 +277,9 @@ def train():
     if config.mixed_precision == "bfloat16" and training.native_bf16() is False:
         logging.warning("--mixed_precision=bfloat16: this CPU has none of %s; oneDNN emulates bfloat16 "
                         "and the step may be slower than in float32", ", ".join(training.BF16_CPU_FEATURES))
+    logging.info("arithmetic: %s (--mixed_precision=%s; CPU bfloat16: %s)",
+                 "bfloat16 convolutions" if training.resolved_precision(config.mixed_precision) == "bfloat16"
+                 else "float32", config.mixed_precision, training.native_bf16())
     logging.info("training %s/%s on %s%s", config.net, config.head, ", ".join(str(s) for s in splits),
                  " as %s of %d workers%s" % (conf.task_device(), conf.num_workers, " (chief)" if is_chief else "")
                  if conf else "")
@@ -365,6 +359,9 @@ def check_data_service(address):
     except OSError as e:
         raise UserError("--data_service=%s: no tf.data service dispatcher answers there (%s)"
                         % (address, e.strerror or e))
+    reason = cluster.dispatcher_answers("%s:%s" % (m.group(1), m.group(2)))
+    if reason:
+        raise UserError("--data_service=%s: %s" % (address, reason))
     job = "siamese-" + hashlib.sha256(os.path.abspath(FLAGS.train_dir).encode()).hexdigest()[:12]
     return address, job
 
@@ -430,7 +427,8 @@ def main(argv):
     v1.disable_eager_execution()
     v1.logging.set_verbosity(v1.logging.ERROR)  # v1 deprecation chatter; absl logging stays on
     logging.set_verbosity(logging.INFO)
-    train()
+    with contextlib.ExitStack() as locks:
+        train(locks)
 
 
 def run():

@@ -11,6 +11,7 @@ reads flags.
 """
 import collections
 import dataclasses
+import math
 import os
 import signal
 import time
@@ -37,7 +38,7 @@ RECORDS_SEED_STRIDE = 1000
 MAX_BATCH_SIZE = 4096
 MAX_IMAGE_SIZE = 512
 LOSS_PAIRS = ("given", "all", "active")  # TrainConfig.loss_pairs
-MIXED_PRECISION = ("none", "bfloat16")  # TrainConfig.mixed_precision
+MIXED_PRECISION = ("auto", "none", "bfloat16")  # TrainConfig.mixed_precision
 WEIGHT_DECAY_MODES = ("l2", "decoupled")  # TrainConfig.weight_decay_mode
 # CPU flags (/proc/cpuinfo) of native bfloat16 arithmetic; without them oneDNN emulates it
 BF16_CPU_FEATURES = ("avx512_bf16", "amx_bf16")
@@ -107,9 +108,11 @@ class TrainConfig:
                                          "pair, and one tower pass on it: 3/4 of the tower's work a step.")
     seed: int = _field(0, "Seed for shuffling, pairing, augmentation and initial weights.")
     # the arithmetic
-    mixed_precision: str = _field("none", "bfloat16: grappler's oneDNN auto mixed precision computes the "
+    mixed_precision: str = _field("auto", "bfloat16: grappler's oneDNN auto mixed precision computes the "
                                   "training step's convolutions and batch norms in bfloat16 (matmuls, "
-                                  "weights and checkpoints stay float32; fast on CPUs with AVX512_BF16 or AMX).",
+                                  "weights and checkpoints stay float32; fast on CPUs with AVX512_BF16 or AMX); "
+                                  "none: float32; auto: bfloat16 where the CPU has bfloat16 arithmetic "
+                                  "(AVX512_BF16 or AMX), float32 elsewhere (logged at start).",
                                   list(MIXED_PRECISION))
     # the optimizer
     lr_schedule: str = _field("cyclic", "Learning-rate schedule.", ["cyclic", "constant"])
@@ -125,7 +128,25 @@ class TrainConfig:
         return {k: getattr(self, k) for k in nets_factory.MODEL_KEYS}
 
     def check(self):
-        """ArgumentError for a value no graph can be built with."""
+        """ArgumentError for a value no graph can be built with (every float finite first)."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ArgumentError(f.name, value, "must be a finite number")
+        for name in ("learning_rate", "lr_min", "lr_max"):
+            if not getattr(self, name) > 0:
+                raise ArgumentError(name, getattr(self, name), "must be > 0")
+        if self.lr_max < self.lr_min:
+            raise ArgumentError("lr_max", self.lr_max, "must be at least --lr_min=%g" % self.lr_min)
+        for name in ("beta1_min", "beta1_max"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ArgumentError(name, getattr(self, name), "must be in [0, 1)")
+        if self.beta1_max < self.beta1_min:
+            raise ArgumentError("beta1_max", self.beta1_max, "must be at least --beta1_min=%g" % self.beta1_min)
+        if self.cycle_steps < 1:
+            raise ArgumentError("cycle_steps", self.cycle_steps, "must be at least 1")
+        if self.rotation_deg < 0 or self.rotation_deg > 180:
+            raise ArgumentError("rotation_deg", self.rotation_deg, "must be in [0, 180]")
         if self.margin <= 0:
             raise ArgumentError("margin", self.margin, "must be > 0")
         if self.epsilon <= 0:
@@ -151,8 +172,8 @@ class TrainConfig:
                                 "half different pairs)")
         if self.batch_size > MAX_BATCH_SIZE:
             raise ArgumentError("batch_size", self.batch_size, "at most %d pairs a step" % MAX_BATCH_SIZE)
-        if not self.image_size <= MAX_IMAGE_SIZE:
-            raise ArgumentError("image_size", self.image_size, "at most %d pixels" % MAX_IMAGE_SIZE)
+        if not 1 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ArgumentError("image_size", self.image_size, "must be in 1..%d pixels" % MAX_IMAGE_SIZE)
         for name in ("gray_prob", "lowres_prob", "saturation"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ArgumentError(name, getattr(self, name), "must be in [0, 1]")
@@ -164,6 +185,15 @@ class TrainConfig:
         preprocessing.parse_crop(self.crop)
         nets_factory.network_fn_from_config(self.model_config(), keep_probability=self.keep_probability)
 
+
+    def check_memory(self, total_bytes):
+        """ArgumentError when a step's activations alone would not fit in total_bytes
+        (this machine's memory; None: unknown, not checked)."""
+        need = self.memory_floor()
+        if total_bytes and need > 0.8 * total_bytes:
+            raise ArgumentError("image_size", self.image_size, "with --batch_size=%d a step needs at least %.1f "
+                                "GiB of activations, more than this machine's %.1f GiB can hold; lower either"
+                                % (self.batch_size, need / 2 ** 30, total_bytes / 2 ** 30))
 
     def memory_floor(self):
         """A lower bound, in bytes, of the activations one training step holds:
@@ -541,12 +571,20 @@ class StopHook(v1.train.SessionRunHook):
             run_context.request_stop()
 
 
+def machine_memory():
+    """Physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def session_config(config, base=None):
     """The training session's ConfigProto: base (a cluster worker's, or None) with
     grappler's auto_mixed_precision_onednn_bfloat16 rewrite turned on when
     config.mixed_precision is bfloat16 (TF's CPU counterpart of mixed_float16:
     variables, the optimizer and checkpoints stay float32)."""
-    if config.mixed_precision == "none":
+    if resolved_precision(config.mixed_precision) == "none":
         return base
     # TF's list knob for the rewrite (read when the session optimizes the graph; a
     # value the user set wins): MatMul stays float32, so the embedding and the head,
@@ -558,6 +596,14 @@ def session_config(config, base=None):
         out.CopyFrom(base)
     out.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
     return out
+
+
+def resolved_precision(mixed_precision, cpuinfo="/proc/cpuinfo"):
+    """"auto" -> "bfloat16" where the CPU has bfloat16 arithmetic (native_bf16), else
+    "none"; any other value as it is."""
+    if mixed_precision != "auto":
+        return mixed_precision
+    return "bfloat16" if native_bf16(cpuinfo) else "none"
 
 
 def native_bf16(cpuinfo="/proc/cpuinfo"):

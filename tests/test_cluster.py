@@ -219,6 +219,22 @@ def test_async_cluster_trains_and_restores_like_one_machine(six_shard_records, t
     assert r.returncode == 0 and r.stdout.startswith("distance "), r.stderr[-2000:]
 
 
+def assert_loopback_only(pids):
+    """The launcher's tasks run in a network namespace of their own (netns.py): their
+    servers' ports cannot be reached from this one, on loopback or any interface."""
+    import socket
+
+    mine = os.readlink("/proc/self/ns/net")
+    for name, pid in pids.items():
+        assert os.readlink("/proc/%d/ns/net" % pid) != mine, name
+        args = open("/proc/%d/cmdline" % pid).read().split("\0")
+        port = [a for a in args if a.startswith("--%s_hosts=" % name.rstrip("0123456789"))][0]
+        port = int(port.split("=")[1].split(",")[int(name[-1])].rsplit(":", 1)[1])
+        with socket.socket() as s:
+            s.settimeout(2)
+            assert s.connect_ex(("127.0.0.1", port)) != 0, "%s's port %d answers outside its namespace" % (name, port)
+
+
 @pytest.mark.slow
 def test_a_killed_worker_does_not_stop_the_run(six_shard_records, tmp_path):
     run = str(tmp_path / "run")
@@ -227,6 +243,7 @@ def test_a_killed_worker_does_not_stop_the_run(six_shard_records, tmp_path):
     # both workers have logged a loss (either may be first): the run is under way on both
     wait_until(proc, run, lambda: logged_steps(run, 0) and logged_steps(run, 1), "both workers train", 300)
     pids = json.load(open(os.path.join(run, "logs", "pids.json")))
+    assert_loopback_only(pids)
     os.kill(pids["worker1"], signal.SIGKILL)
     at_kill = max(logged_steps(run, 0) + logged_steps(run, 1))
     out = finish(proc)

@@ -59,3 +59,56 @@ def test_a_non_image_names_the_input(bad):
     good = _encode(face(1, 1), "PNG")
     with pytest.raises(tf.errors.InvalidArgumentError, match="image_b: an element is empty or not a JPEG"):
         _decode_all([good, bad], name="image_b")
+
+
+def test_random_bytes_are_refused_without_echoing_them():
+    junk = bytes(range(255, 127, -1)) * 4  # not UTF-8: the old message echoed these raw bytes
+    with pytest.raises(tf.errors.InvalidArgumentError) as e:
+        _decode_all([junk], name="image_a")
+    assert "image_a: an element is empty or not a JPEG" in e.value.message
+    assert "[255 254 253" in e.value.message  # the first bytes as numbers
+    e.value.message.encode("utf-8")
+
+
+def test_an_empty_batch_names_the_input():
+    with pytest.raises(tf.errors.InvalidArgumentError, match="images: an empty batch"):
+        _decode_all([], name="images")
+
+
+def _huge_header(fmt):
+    """A small real photo whose header claims 20000 x 20000 pixels (as a 1.2 MB PNG of
+    that size would): the size check must read it before any decoding."""
+    import struct
+
+    data = bytearray(_encode(face(1, 1), fmt))
+    if fmt == "PNG":
+        data[16:24] = struct.pack(">II", 20000, 20000)
+    elif fmt == "GIF":
+        data[6:10] = struct.pack("<HH", 20000, 20000)
+    else:  # BMP
+        data[18:26] = struct.pack("<ii", 20000, -20000)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "GIF", "BMP"])
+def test_a_photo_over_the_served_limit_is_refused_from_its_header(fmt):
+    import resource
+    import time
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.time()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image_b: a photo is over the served limit"):
+        _decode_all([_encode(face(1, 1), "PNG"), _huge_header(fmt)], name="image_b")
+    assert time.time() - start < 20
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 500  # decoding 20000 x 20000 would take 1.2 GB
+
+
+def test_a_jpeg_over_the_served_limit_is_refused_from_its_header():
+    import struct
+
+    data = bytearray(_encode(face(1, 1), "JPEG"))
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", 20000, 20000)  # SOF0: height, width
+    with pytest.raises(tf.errors.InvalidArgumentError, match="over the served limit"):
+        _decode_all([bytes(data)])

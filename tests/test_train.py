@@ -216,8 +216,8 @@ def test_bfloat16_session_config_keeps_a_cluster_workers_settings(tmp_path):
 
     v1 = tf.compat.v1
     base = v1.ConfigProto(device_filters=["/job:ps"], operation_timeout_in_ms=5000)
-    assert training.session_config(training.TrainConfig(), base) is base
-    assert training.session_config(training.TrainConfig()) is None
+    assert training.session_config(training.TrainConfig(mixed_precision="none"), base) is base
+    assert training.session_config(training.TrainConfig(mixed_precision="none")) is None
     out = training.session_config(training.TrainConfig(mixed_precision="bfloat16"), base)
     assert list(out.device_filters) == ["/job:ps"] and out.operation_timeout_in_ms == 5000
     assert out.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 == 1  # ON
@@ -227,6 +227,13 @@ def test_bfloat16_session_config_keeps_a_cluster_workers_settings(tmp_path):
     assert training.native_bf16(str(tmp_path / "yes")) is True
     assert training.native_bf16(str(tmp_path / "no")) is False
     assert training.native_bf16(str(tmp_path / "missing")) is None
+    # the default, auto: bfloat16 only where the CPU has bfloat16 arithmetic
+    assert training.TrainConfig().mixed_precision == "auto"
+    assert training.resolved_precision("auto", str(tmp_path / "yes")) == "bfloat16"
+    assert training.resolved_precision("auto", str(tmp_path / "no")) == "none"
+    assert training.resolved_precision("auto", str(tmp_path / "missing")) == "none"
+    assert training.resolved_precision("none", str(tmp_path / "yes")) == "none"
+    assert training.resolved_precision("bfloat16", str(tmp_path / "no")) == "bfloat16"
 
 
 def test_bfloat16_step_runs_the_convolutions_in_bfloat16_and_keeps_float32_weights():

@@ -65,8 +65,9 @@ def main(argv):
     listing = read_source(data_dir, FLAGS.dataset, FLAGS.allow_missing, FLAGS.val_fraction, FLAGS.test_fraction,
                           FLAGS.seed)
     listing.source.update({"dataset": FLAGS.dataset, "data_dir": data_dir})
-    manifest = dataset.align_listing(listing, FLAGS.output_dir, FLAGS.dataset, FLAGS.num_workers,
-                                     FLAGS.min_confidence, FLAGS.max_side, FLAGS.jpeg_quality, FLAGS.overwrite)
+    with fileio.exclusive(FLAGS.output_dir, "siamese-align"):  # one writer of an output folder at a time
+        manifest = dataset.align_listing(listing, FLAGS.output_dir, FLAGS.dataset, FLAGS.num_workers,
+                                         FLAGS.min_confidence, FLAGS.max_side, FLAGS.jpeg_quality, FLAGS.overwrite)
     print(json.dumps({"output_dir": FLAGS.output_dir, "photos": manifest["photos_total"],
                       **manifest["counts"], "seconds_this_run": manifest["seconds_this_run"]}))
 

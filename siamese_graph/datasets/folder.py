@@ -49,6 +49,8 @@ def walk(root):
     Raises DataError when root is missing or holds no photos in person folders."""
     out = [(person, photo_files(os.path.join(root, person))) for person in people(root)]
     out = [(person, files) for person, files in out if files]
+    check_distinct([Photo(f, os.path.join(person, os.path.basename(f)), person, None)
+                    for person, files in out for f in files], root)
     if not out:
         raise DataError("%s: no photos in person folders" % root)
     return out
@@ -76,11 +78,33 @@ def _photos(root, split_of, prefix=""):
             for person in people(root) for path in photo_files(os.path.join(root, person))]
 
 
+def check_distinct(photos, data_dir):
+    """DataError when two identities resolve to the same photo (a symlinked person
+    folder, or linked files): the same face under two names poisons the different pairs."""
+    seen = {}
+    for p in photos:
+        real = os.path.realpath(p.path)
+        other = seen.setdefault(real, p)
+        if other.identity_name != p.identity_name:
+            raise DataError("%s: identities %r and %r hold the same photo (%s and %s resolve to %s; a linked "
+                            "folder or file?): give each person one folder" % (
+                                data_dir, other.identity_name, p.identity_name, other.relname, p.relname, real))
+
+
 def read(data_dir, val_fraction=0.0, test_fraction=0.1, seed=0):
     """Lists a folder-per-person tree. Raises DataError or ArgumentError."""
     if not os.path.isdir(data_dir):
         raise DataError("%s: data folder not found" % data_dir)
     top = people(data_dir)
+    splits = [t for t in top if t in SPLIT_FOLDERS]
+    if splits and not set(top) <= set(SPLIT_FOLDERS):
+        raise DataError("%s: split folders (%s) beside other folders (%s): split folders must be named %s, "
+                        "and nothing else may sit beside them" % (
+                            data_dir, ", ".join(splits), ", ".join(t for t in top if t not in SPLIT_FOLDERS)[:200],
+                            ", ".join(SPLIT_FOLDERS)))
+    if top and set(top) <= set(SPLIT_FOLDERS) and "train" not in top:
+        raise DataError("%s: split folders %s but no train/ (expected %s)" % (data_dir, ", ".join(top),
+                                                                             ", ".join(SPLIT_FOLDERS)))
     if top and set(top) <= set(SPLIT_FOLDERS) and "train" in top:
         layout = "folder/split-folders"
         photos = [p for split in top
@@ -89,5 +113,6 @@ def read(data_dir, val_fraction=0.0, test_fraction=0.1, seed=0):
         layout = "folder/fractions"
         split = split_identities(top, val_fraction, test_fraction, seed)
         photos = _photos(data_dir, split.get)
+    check_distinct(photos, data_dir)
     names = sorted({p.identity_name for p in photos})
     return Listing(photos, names, 0, {"layout": layout})
