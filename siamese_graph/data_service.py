@@ -21,8 +21,6 @@ bin/train_data_service runs its own in a loopback-only namespace (netns.py).
 """
 import os
 import signal
-import sys
-import threading
 import time
 
 import tensorflow as tf
@@ -63,27 +61,18 @@ def start(role, port, worker_addresses=None, dispatcher=None, worker_address=Non
                                                      worker_address=worker_address or "localhost:%d" % port))
 
 
-def _start_bounded(stop, wait_seconds):
-    """Starts this process's server in a thread (TensorFlow's WorkerServer blocks until its
-    dispatcher answers, retrying forever); returns it, or None after SIGTERM/SIGINT or
-    wait_seconds."""
-    box = {}
+def _wait_for_dispatcher(stop, wait_seconds):
+    """True once the worker's dispatcher answers (cluster.dispatcher_answers); False after
+    SIGTERM/SIGINT or wait_seconds. TensorFlow's WorkerServer would retry forever
+    inside its constructor, where no signal handler runs."""
+    from siamese_graph import cluster
 
-    def target():
-        try:
-            box["server"] = start(FLAGS.role, FLAGS.port, (FLAGS.worker_addresses or "").split(","), FLAGS.dispatcher,
-                                  FLAGS.worker_address)
-        except Exception as e:  # noqa: BLE001 - reported in one line by the caller
-            box["error"] = e
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
     deadline = time.time() + wait_seconds
-    while thread.is_alive() and stop["signal"] is None and time.time() < deadline:
-        thread.join(0.2)
-    if "error" in box:
-        raise UserError("the tf.data service %s did not start: %s" % (FLAGS.role, str(box["error"]).splitlines()[0]))
-    return box.get("server")
+    while stop["signal"] is None and time.time() < deadline:
+        if cluster.dispatcher_answers(FLAGS.dispatcher, timeout=min(2.0, max(0.1, deadline - time.time()))) is None:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def main(argv):
@@ -103,14 +92,14 @@ def main(argv):
         signal.signal(sig, handle)
     if not FLAGS.dispatcher_wait_seconds > 0:
         raise UserError("--dispatcher_wait_seconds=%g: must be above 0" % FLAGS.dispatcher_wait_seconds)
-    server = _start_bounded(stop, FLAGS.dispatcher_wait_seconds)
-    if server is None:
+    if FLAGS.role == "worker" and not _wait_for_dispatcher(stop, FLAGS.dispatcher_wait_seconds):
         if stop["signal"] is not None:
-            logging.info("signal %d before the %s started: stopping", stop["signal"], FLAGS.role)
-            os._exit(0)
-        print("error: --dispatcher=%s: no tf.data service dispatcher answered within %g s "
-              "(--dispatcher_wait_seconds)" % (FLAGS.dispatcher, FLAGS.dispatcher_wait_seconds), file=sys.stderr)
-        os._exit(1)  # the server's thread still retries: leave without waiting for it
+            logging.info("signal %d before the worker started: stopping", stop["signal"])
+            return
+        raise UserError("--dispatcher=%s: no tf.data service dispatcher answered within %g s "
+                        "(--dispatcher_wait_seconds)" % (FLAGS.dispatcher, FLAGS.dispatcher_wait_seconds))
+    server = start(FLAGS.role, FLAGS.port, (FLAGS.worker_addresses or "").split(","), FLAGS.dispatcher,
+                   FLAGS.worker_address)
     logging.info("tf.data service %s on port %d", FLAGS.role, FLAGS.port)
     while stop["signal"] is None:
         if FLAGS.parent_pid and not fileio.pid_alive(FLAGS.parent_pid):

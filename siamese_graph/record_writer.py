@@ -155,7 +155,7 @@ def _prepare_output(out_dir, fingerprint, overwrite):
         remove_own_files(out_dir)
     fileio.makedirs(progress)
     fp_path = os.path.join(progress, "fingerprint")
-    existing = [n for n in fileio.listdir(out_dir) if n not in (PROGRESS_DIR, ALIGNED_DIR)]
+    existing = [n for n in fileio.listdir(out_dir) if n not in (PROGRESS_DIR, ALIGNED_DIR, fileio.LOCK_FILE)]
     if fileio.exists(fp_path):
         with fileio.open_file(fp_path) as f:
             if f.read().strip() != fingerprint:

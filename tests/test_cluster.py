@@ -300,3 +300,12 @@ def test_a_lost_parameter_server_ends_the_workers_in_one_line_and_a_restart_resu
     out = finish(launch(run, 2, "--records_dir=%s" % six_shard_records, "--max_steps=%d" % (kept + 50)))
     assert "exit codes: ps0 0, worker0 0, worker1 0" in out, out[-3000:]
     assert "training from step %d to" % kept in open(os.path.join(run, "logs", "worker0.log")).read()
+
+
+def test_a_refused_flag_stops_the_cluster_at_once_with_the_reason(six_shard_records, tmp_path):
+    run = str(tmp_path / "run")
+    start = time.time()
+    out = finish(launch(run, 2, "--records_dir=%s" % six_shard_records, "--max_steps=10", "--margin=-1"), timeout=240)
+    assert "error: worker" in out and "--margin=-1: must be > 0" in out, out[-3000:]
+    assert time.time() - start < 55, "the parameter server was left to wait"  # it waited 60 s before
+    assert_no_process_left(run)

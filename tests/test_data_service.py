@@ -139,3 +139,37 @@ def test_unreachable_service_is_one_line(six_shard_records, tmp_path):
     r = run_cli("siamese_graph.train", "--records_dir=%s" % six_shard_records, "--train_dir=%s" % (tmp_path / "r"),
                 "--data_service=127.0.0.1:%d" % port)
     assert "expected grpc://HOST:PORT" in r.stderr.strip().splitlines()[-1]
+
+
+def test_a_worker_without_its_dispatcher_gives_up_in_bounded_time_and_on_sigterm(tmp_path):
+    ports = cluster.free_ports(2)
+    env = dict(os.environ, PYTHONPATH=REPO)
+    cmd = [sys.executable, "-m", "siamese_graph.data_service", "--role=worker", "--port=%d" % ports[0],
+           "--dispatcher=127.0.0.1:%d" % ports[1]]
+    start = time.time()
+    r = subprocess.run(cmd + ["--dispatcher_wait_seconds=3"], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1 and "no tf.data service dispatcher answered within 3 s" in r.stderr, r.stderr[-1500:]
+    assert time.time() - start < 100
+    p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(12)  # past TensorFlow's import: the worker is waiting for its dispatcher
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=20)  # the old worker ignored SIGTERM and retried forever
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0
+
+
+def test_train_refuses_a_server_that_is_not_a_dispatcher_before_writing(six_shard_records, tmp_path):
+    port = cluster.free_ports(1)[0]
+    spec = tf.train.ClusterSpec({"other": ["127.0.0.1:%d" % port]})
+    server = tf.distribute.Server(spec, job_name="other", task_index=0)  # gRPC, but not a dispatcher
+    assert server.target
+    r = run_cli("siamese_graph.train", "--records_dir=%s" % six_shard_records, "--train_dir=%s" % (tmp_path / "r"),
+                "--data_service=grpc://127.0.0.1:%d" % port)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "not a tf.data service dispatcher" in r.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "r").exists()  # nothing written (no model.ckpt-0)

@@ -3,6 +3,7 @@ import base64
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -171,7 +172,22 @@ def test_tools_rest_body_tflite_and_versions(runs, photo_pairs, tmp_path):
     tfl = serving.TFLiteModel(str(version / "tflite" / "model_float.tflite"))
     assert np.abs(tfl.verify(fa, fb) - want).max() <= 1e-4
     assert np.abs(tfl.compare(tfl.embed(fa), tfl.embed(fb)) - want).max() <= 1e-4
-    q = serving.TFLiteModel(str(version / "tflite" / "model_int8.tflite")).verify(fa, fb)
+    int8 = serving.TFLiteModel(str(version / "tflite" / "model_int8.tflite"))
+    q = int8.verify(fa, fb)
+    # checked before the interpreter sees them: NaN faces (int8 gave a distance below the
+    # threshold), 1 or 4 channels, uint8, out of range, an empty batch after a wrong shape
+    s = model.image_size
+    bad = [(np.full((1, s, s, 3), np.nan, np.float32), "not finite"), (np.zeros((1, s, s, 1), np.float32), "shape"),
+           (np.zeros((1, s, s, 4), np.float32), "shape"), (np.zeros((1, s, s, 3), np.uint8), "float faces"),
+           (np.full((1, s, s, 3), 255.0, np.float32), "in [0, 1]"), (np.zeros((0, s, s, 3), np.float32), "N >= 1")]
+    for faces_in, needle in bad:
+        with pytest.raises(ValueError, match=re.escape(needle)):
+            int8.embed(faces_in)
+        with pytest.raises(ValueError, match=re.escape(needle)):
+            int8.verify(faces_in, fb[:1])
+    with pytest.raises(ValueError, match="features_a: features are not finite"):
+        int8.compare(np.full((1, int8.dim), np.nan), tfl.embed(fa[:1]))
+    assert np.allclose(int8.verify(fa, fb), q)  # still works after the refusals
     clear = np.abs(want - threshold) > 0.02 * (want.max() - want.min())
     assert ((q <= threshold) == (want <= threshold))[clear].all()
     sizes = {n: os.path.getsize(version / "tflite" / n) for n in ("model_float.tflite", "model_int8.tflite")}
@@ -185,7 +201,7 @@ def test_tools_rest_body_tflite_and_versions(runs, photo_pairs, tmp_path):
     r = export(train_dir, out, "--threshold=0.25", "--version=1", "--overwrite")
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.load(open(version / "assets.extra" / "siamese.json"))["threshold"] == 0.25
-    assert sorted(os.listdir(out)) == ["1", "2"]
+    assert sorted(n for n in os.listdir(out) if n != ".lock") == ["1", "2"]
 
 
 def test_bad_input_and_a_killed_export(runs, tmp_path):
@@ -209,4 +225,4 @@ def test_bad_input_and_a_killed_export(runs, tmp_path):
     assert not [n for n in os.listdir(out) if n.isdigit()]
     r = export(train_dir, out, "--threshold=1")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert os.listdir(out) == ["1"]
+    assert [n for n in os.listdir(out) if n != ".lock"] == ["1"]

@@ -246,3 +246,11 @@ def test_celeba_scale_balance_and_cost(tmp_path):
     assert abs(report["same_fraction"] - 0.5) <= 0.02
     assert report["records_read_per_pair"] <= 3
     assert report["mislabeled_pairs"] == 0
+
+
+@pytest.mark.parametrize("size,needle", [("0", "must be in 1..512"), ("-5", "must be in 1..512"),
+                                         ("100000", "must be in 1..512")])
+def test_inspect_pairs_refuses_the_sizes_train_refuses(synthetic_records, size, needle):
+    r = run_cli("siamese_graph.inspect_pairs", "--records_dir=%s" % synthetic_records[0], "--image_size=" + size)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-1500:]
+    assert "--image_size=%s: %s" % (size, needle) in r.stderr.strip().splitlines()[-1]

@@ -345,3 +345,54 @@ def test_input_threads_go_to_idle_priority_and_the_batches_do_not_change():
     assert during[threading.get_native_id()] != os.SCHED_IDLE
     plain, _, _ = run(None)
     assert all((a == b).all() for a, b in zip(out, plain)) and len(out) == len(plain) == 20
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("weight_decay", float("nan"), "--weight_decay=nan: must be a finite number"),
+    ("lr_max", float("nan"), "--lr_max=nan: must be a finite number"),
+    ("margin", float("nan"), "--margin=nan: must be a finite number"),
+    ("gray_prob", float("inf"), "--gray_prob=inf: must be a finite number"),
+    ("lr_max", 1e-5, "--lr_max=1e-05: must be at least --lr_min=0.0001"),
+    ("learning_rate", -1.0, "--learning_rate=-1: must be > 0"),
+    ("beta1_max", 1.0, "--beta1_max=1: must be in [0, 1)"),
+    ("image_size", 0, "--image_size=0: must be in 1..512 pixels"),
+    ("image_size", -5, "--image_size=-5: must be in 1..512 pixels"),
+])
+def test_every_training_number_is_checked_before_anything_is_written(field, value, needle):
+    from siamese_graph import errors, training
+
+    with pytest.raises(errors.ArgumentError) as e:
+        training.TrainConfig(**{field: value}).check()
+    assert errors.one_line(e.value) == needle
+
+
+def test_a_nan_flag_is_refused_before_flags_txt(synthetic_records, tmp_path):
+    r = train(synthetic_records[0], tmp_path / "run", "--max_steps=5", "--lr_max=nan")
+    assert r.returncode == 1 and "--lr_max=nan: must be a finite number" in r.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_second_train_on_one_train_dir_is_refused(synthetic_records, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=REPO)
+    first = subprocess.Popen([sys.executable, "-m", "siamese_graph.train", "--records_dir=%s" % synthetic_records[0],
+                              "--train_dir=%s" % run, *ARGS, "--max_steps=100000000", "--max_minutes=3"],
+                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not list(run.glob("events.out.tfevents*")):
+            assert first.poll() is None, first.stderr.read()[-2000:]
+            time.sleep(0.5)
+        r = train(synthetic_records[0], run, "--max_steps=50")
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert "%s: another train is writing here (pid %d)" % (run, first.pid) in r.stderr.strip().splitlines()[-1]
+    finally:
+        first.kill()  # kill -9: the kernel drops its lock
+        first.wait()
+    r = train(synthetic_records[0], run, "--max_steps=3")
+    assert "another train is writing" not in r.stderr  # nothing stuck after kill -9
