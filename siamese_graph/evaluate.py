@@ -10,7 +10,7 @@ r"""Evaluates a trained checkpoint on a verification protocol, or K-shot N-way i
 
 Verification writes OUTPUT_DIR/report.json (ROC AUC, EER, best accuracy and its
 threshold, k-fold accuracy with thresholds chosen on the other folds, TAR at
-FAR 1e-2 and 1e-3), roc.png and distances.png (with matplotlib installed), and
+FAR 1e-2 and 1e-3), roc.png and distances.png, and
 a TensorBoard PR curve, and pairs.tsv (the pairs scored, in the form --pairs reads:
 records' pairs can be scored again from the photo files they came from, e.g.
 through --align). Photo files (--pairs, --folder) go through --align (default
@@ -24,9 +24,9 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from absl import flags, logging
+from absl import flags
 
-from siamese_graph import common_flags, fileio, inference, metrics, pair_lists, records
+from siamese_graph import common_flags, fileio, metrics, pair_lists, records
 from siamese_graph import photos as photo_files
 from siamese_graph.datasets import folder as folder_layout
 from siamese_graph.errors import UserError
@@ -89,14 +89,11 @@ def verification_report(distances, labels, folds):
 
 
 def save_plots(out_dir, distances, labels, report):
-    """roc.png and distances.png, when matplotlib is installed (an optional extra)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logging.warning("matplotlib not installed: no PNG plots (pip install matplotlib)")
-        return []
+    """roc.png and distances.png (matplotlib is an install dependency)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     d, y = np.asarray(distances), np.asarray(labels)
     far, tar, _ = metrics.roc(d, y)
     written = []

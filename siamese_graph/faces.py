@@ -38,8 +38,8 @@ class PhotoLoader:
             try:
                 self._detector = align.Detector(min_confidence=self.min_confidence)
             except ImportError as e:
-                raise DataError("--align=mtcnn: %s (or pass --align=none for photos already "
-                                "framed like the training photos)" % e)
+                raise DataError("face alignment (mtcnn): %s; or align none for photos already "
+                                "framed like the training photos" % e)
         return self._detector
 
     def __call__(self, path):

@@ -190,7 +190,7 @@ def exclusive(folder, what):
             os.rmdir(folder)
 
 
-def check_output_outside(data_dir, out_dir, name="output_dir"):
+def check_output_outside(data_dir, out_dir, name="output_dir", data_name="data_dir"):
     """ArgumentError(name, out_dir) when the output folder is the data folder, inside it,
     or holds it; then check_writable_dir. (An output URL, gs://bucket/folder, is
     another filesystem: nothing to check here.)"""
@@ -198,7 +198,7 @@ def check_output_outside(data_dir, out_dir, name="output_dir"):
         return
     data, out = os.path.realpath(data_dir), os.path.realpath(out_dir)
     if out == data or out.startswith(data + os.sep) or data.startswith(out + os.sep):
-        raise ArgumentError(name, out_dir, "must be outside --data_dir=%s and not contain it" % data_dir)
+        raise ArgumentError(name, out_dir, "must be outside --%s=%s and not contain it" % (data_name, data_dir))
     check_writable_dir(out_dir, name)
 
 

@@ -65,7 +65,7 @@ def check_threshold(value, what):
     v = float(value)
     if not np.isfinite(v) or v <= 0:
         raise DataError("%s: threshold %s is not a finite distance above 0 (distances are > 0); calibrate "
-                        "with evaluate --calibrate or pass a positive --threshold" % (what, value))
+                        "again with evaluate, or give a positive threshold" % (what, value))
     return v
 
 

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from siamese_graph import face_gate, faces, inference, preprocessing
+from siamese_graph import face_gate, faces, preprocessing
 from tests.conftest import run_cli, shared
 
 v1 = tf.compat.v1

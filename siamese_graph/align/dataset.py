@@ -111,7 +111,7 @@ def align_listing(listing, out_dir, layout, num_workers=2, min_confidence=align.
     if os.path.isfile(config_path) and not overwrite:
         with open(config_path) as f:
             if json.load(f) != json.loads(json.dumps(config)):
-                raise DataError("%s: aligned from other inputs or settings; pass --overwrite" % out_dir)
+                raise DataError("%s: aligned from other inputs or settings; overwrite it or use another folder" % out_dir)
     elif overwrite and os.path.exists(journal_path):
         os.remove(journal_path)
     fileio.write_json(config_path, config)
