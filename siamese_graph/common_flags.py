@@ -9,6 +9,16 @@ from absl import flags
 
 from siamese_graph import preprocessing
 
+# Photo sources (make_records, align)
+flags.DEFINE_enum("dataset", "celeba", ["celeba", "folder"], "Source layout: celeba (img_align_celeba/; the "
+                  "aligner also reads in-the-wild img_celeba/) or folder (folder-per-person).")
+flags.DEFINE_string("data_dir", None, "Source folder.")
+flags.DEFINE_integer("num_workers", 2, "Worker processes (make_records: writers; align: detectors).")
+flags.DEFINE_bool("allow_missing", False, "CelebA: use the photos present when some listed ones are missing.")
+flags.DEFINE_float("val_fraction", 0.0, "Folder layout without split folders: share of identities for val.")
+flags.DEFINE_float("test_fraction", 0.1, "Folder layout without split folders: share of identities for test.")
+flags.DEFINE_integer("jpeg_quality", 95, "Quality of JPEGs the command encodes (make_records: photos that are "
+                     "not RGB JPEG; align: the aligned faces).")
 # Records and pairs (make_records, inspect_pairs, train, evaluate)
 flags.DEFINE_string("records_dir", None, "Folder written by make_records (train: several, comma-separated).")
 flags.DEFINE_string("split", None, "Split of --records_dir; default: train for train and inspect_pairs, "

@@ -338,7 +338,7 @@ class Model:
                             "pass a threshold" % (path, saved["flip_average"]))
         if "crop" in saved and (not isinstance(saved["crop"], list) or len(saved["crop"]) != 4 or
                                 not np.allclose(saved["crop"], self.crop, atol=1e-6)):
-            raise DataError("%s: calibrated with another crop (%s); score with that --crop, or pass a threshold"
+            raise DataError("%s: calibrated with another crop (%s); score with that crop, or pass a threshold"
                             % (path, saved["crop"]))
         return threshold
 

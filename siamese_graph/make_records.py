@@ -30,12 +30,9 @@ from siamese_graph.record_writer import convert, fingerprint, plan_shards, run_c
 
 FLAGS = flags.FLAGS
 
-common_flags.declare("output_dir", "seed", "overwrite")
-flags.DEFINE_enum("dataset", "celeba", ["celeba", "folder"], "Source layout.")
-flags.DEFINE_string("data_dir", None, "Source folder.")
+common_flags.declare("output_dir", "seed", "overwrite", "dataset", "data_dir", "num_workers", "allow_missing",
+                     "val_fraction", "test_fraction", "jpeg_quality")
 flags.DEFINE_integer("num_shards", 16, "Shards per split at most (fewer if the split has fewer identities).")
-flags.DEFINE_integer("num_workers", 2, "Worker processes.")
-flags.DEFINE_bool("allow_missing", False, "CelebA: write the photos present when some listed ones are missing.")
 flags.DEFINE_bool("strict", False, "Fail on any skipped photo instead of recording the skip.")
 flags.DEFINE_enum("runner", "local", ["local", "beam"], "local: --num_workers processes on this machine; "
                   "beam: an Apache Beam pipeline (pip install '.[beam]'; see --beam_options).")
@@ -43,9 +40,6 @@ flags.DEFINE_string("beam_options", "--runner=DirectRunner", "With --runner=beam
                     "e.g. \"--runner=DirectRunner --direct_num_workers=2 --direct_running_mode=multi_processing\" "
                     "or DataflowRunner's.")
 flags.DEFINE_bool("verify", False, "Read every shard back: counts, checksums, identities, decoding.")
-flags.DEFINE_float("val_fraction", 0.0, "Folder layout without split folders: share of identities for val.")
-flags.DEFINE_float("test_fraction", 0.1, "Folder layout without split folders: share of identities for test.")
-flags.DEFINE_integer("jpeg_quality", 95, "Quality for photos that must be re-encoded (not RGB JPEG).")
 flags.DEFINE_bool("align_faces", False, "Detect and align every photo first (siamese-align's code: MTCNN, the "
                   "178x218 template) into OUTPUT_DIR/aligned/, then write records of the aligned faces; for "
                   "in-the-wild photos (CelebA's img_celeba/, a phone's photos). Photos without a face are "

@@ -22,7 +22,7 @@ import sys
 
 INSIDE_ENV = "SIAMESE_GRAPH_PRIVATE_NETWORK"
 ALLOW_ALL_ENV = "SIAMESE_GRAPH_ALLOW_ALL_INTERFACES"
-_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+_GET_IF_STATE, _SET_IF_STATE, _IFF_UP = 0x8913, 0x8914, 0x1
 
 
 class NoPrivateNetwork(Exception):
@@ -52,8 +52,8 @@ def loopback_up():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         ifr = struct.pack("16sh", b"lo", 0)
-        flags = struct.unpack("16sh", fcntl.ioctl(s, _SIOCGIFFLAGS, ifr))[1]
-        fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | _IFF_UP))
+        flags = struct.unpack("16sh", fcntl.ioctl(s, _GET_IF_STATE, ifr))[1]
+        fcntl.ioctl(s, _SET_IF_STATE, struct.pack("16sh", b"lo", flags | _IFF_UP))
     finally:
         s.close()
 

@@ -137,12 +137,12 @@ class TrainConfig:
             if not getattr(self, name) > 0:
                 raise ArgumentError(name, getattr(self, name), "must be > 0")
         if self.lr_max < self.lr_min:
-            raise ArgumentError("lr_max", self.lr_max, "must be at least --lr_min=%g" % self.lr_min)
+            raise ArgumentError("lr_max", self.lr_max, "must be at least --%s=%g" % ("lr_min", self.lr_min))
         for name in ("beta1_min", "beta1_max"):
             if not 0 <= getattr(self, name) < 1:
                 raise ArgumentError(name, getattr(self, name), "must be in [0, 1)")
         if self.beta1_max < self.beta1_min:
-            raise ArgumentError("beta1_max", self.beta1_max, "must be at least --beta1_min=%g" % self.beta1_min)
+            raise ArgumentError("beta1_max", self.beta1_max, "must be at least --%s=%g" % ("beta1_min", self.beta1_min))
         if self.cycle_steps < 1:
             raise ArgumentError("cycle_steps", self.cycle_steps, "must be at least 1")
         if self.rotation_deg < 0 or self.rotation_deg > 180:
@@ -191,9 +191,9 @@ class TrainConfig:
         (this machine's memory; None: unknown, not checked)."""
         need = self.memory_floor()
         if total_bytes and need > 0.8 * total_bytes:
-            raise ArgumentError("image_size", self.image_size, "with --batch_size=%d a step needs at least %.1f "
+            raise ArgumentError("image_size", self.image_size, "with --%s=%d a step needs at least %.1f "
                                 "GiB of activations, more than this machine's %.1f GiB can hold; lower either"
-                                % (self.batch_size, need / 2 ** 30, total_bytes / 2 ** 30))
+                                % ("batch_size", self.batch_size, need / 2 ** 30, total_bytes / 2 ** 30))
 
     def memory_floor(self):
         """A lower bound, in bytes, of the activations one training step holds:

@@ -22,18 +22,11 @@ from siamese_graph.align import dataset
 from siamese_graph.datasets import celeba, folder
 from siamese_graph.errors import UserError
 
-common_flags.declare("output_dir", "seed", "overwrite")
-flags.DEFINE_enum("dataset", "celeba", ["celeba", "folder"], "Source layout: celeba (img_celeba/ in the wild, "
-                  "or img_align_celeba/) or folder (folder-per-person).")
-flags.DEFINE_string("data_dir", None, "Source folder.")
-flags.DEFINE_integer("num_workers", 2, "Detector processes.")
+common_flags.declare("output_dir", "seed", "overwrite", "dataset", "data_dir", "num_workers", "allow_missing",
+                     "val_fraction", "test_fraction", "jpeg_quality")
 flags.DEFINE_float("min_confidence", align.DEFAULT_MIN_CONFIDENCE, "MTCNN faces below this confidence do not count.")
 flags.DEFINE_integer("max_side", align.DEFAULT_MAX_SIDE, "Detect on photos downscaled to this longer side "
                      "(0: full size); the warp always reads the full-size photo.")
-flags.DEFINE_integer("jpeg_quality", 95, "Quality of the aligned JPEGs.")
-flags.DEFINE_bool("allow_missing", False, "CelebA: align the photos present when some listed ones are missing.")
-flags.DEFINE_float("val_fraction", 0.0, "Folder layout without split folders: share of identities for val.")
-flags.DEFINE_float("test_fraction", 0.1, "Folder layout without split folders: share of identities for test.")
 FLAGS = flags.FLAGS
 
 

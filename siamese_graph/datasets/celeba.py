@@ -78,7 +78,7 @@ def read(data_dir, allow_missing=False, images=IMAGES):
     if not os.path.isdir(image_dir):
         if images == IMAGES and os.path.isdir(os.path.join(data_dir, WILD_IMAGES)):
             raise DataError("%s: image folder not found; %s/ holds in-the-wild photos: align them first "
-                            "(siamese-align, or make_records --align_faces)" % (image_dir, WILD_IMAGES))
+                            "(siamese-align, or make_records' align_faces)" % (image_dir, WILD_IMAGES))
         raise DataError("%s: image folder not found" % image_dir)
     id_path = os.path.join(data_dir, IDENTITY_FILE)
     part_path = os.path.join(data_dir, PARTITION_FILE)
