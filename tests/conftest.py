@@ -100,3 +100,15 @@ def six_shard_records(tmp_path_factory):
                 "--output_dir=%s" % (base / "rec"), "--num_shards=6", "--test_fraction=0")
     assert r.returncode == 0, r.stderr[-2000:]
     return str(base / "rec")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(synthetic_records, tmp_path_factory):
+    """A train_dir trained for a few steps on the synthetic records: for tests of what
+    restoring commands do (no face, thresholds, artefacts), not of its quality."""
+    train_dir = str(tmp_path_factory.mktemp("tiny") / "m")
+    r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % train_dir,
+                "--image_size=32", "--batch_size=8", "--max_steps=5", "--validate_every_n_steps=0",
+                "--lr_schedule=constant", "--shuffle_buffer=64")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return train_dir

@@ -54,15 +54,9 @@ def photos(tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
-def trained(synthetic_records, tmp_path_factory):
-    """A small model trained for a few steps (its quality does not matter here)."""
-    train_dir = str(tmp_path_factory.mktemp("run") / "m")
-    r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % train_dir,
-                "--image_size=32", "--batch_size=8", "--max_steps=5", "--validate_every_n_steps=0",
-                "--lr_schedule=constant", "--shuffle_buffer=64")
-    assert r.returncode == 0, r.stderr[-3000:]
-    return train_dir
+@pytest.fixture
+def trained(tiny_model):
+    return tiny_model
 
 
 def real(photos):

@@ -33,14 +33,9 @@ def test_verdict():
     assert inference.verdict(0.2, 0.5, 0.1, 0.1, min_face_probability=0) == "same"
 
 
-@pytest.fixture(scope="module")
-def trained(synthetic_records, tmp_path_factory):
-    train_dir = str(tmp_path_factory.mktemp("run") / "m")
-    r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % train_dir,
-                "--image_size=32", "--batch_size=8", "--max_steps=3", "--validate_every_n_steps=0",
-                "--lr_schedule=constant", "--shuffle_buffer=64")
-    assert r.returncode == 0, r.stderr[-3000:]
-    return train_dir
+@pytest.fixture
+def trained(tiny_model):
+    return tiny_model
 
 
 @pytest.mark.parametrize("value", ["NaN", "-1", "1e309", "0"])
