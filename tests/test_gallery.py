@@ -1,0 +1,23 @@
+"""gallery: an edited gallery file is refused in one line (names against rows)."""
+import numpy as np
+
+from tests.conftest import SYNTHETIC, make_people, run_cli
+
+
+def test_a_gallery_with_a_name_added_is_refused(tiny_model, tmp_path):
+    people = make_people(tmp_path / "people", 0, 3, 2)
+    g = tmp_path / "g.npz"
+    r = run_cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % tiny_model, "--enroll=%s" % people,
+                "--k=2", "--gallery=%s" % g)
+    assert r.returncode == 0, r.stderr[-2000:]
+    with np.load(g) as f:
+        parts = {k: f[k] for k in f.files}
+    parts["names"] = np.append(parts["names"], "ghost")  # a name with no enrolled photo
+    ghost = tmp_path / "ghost.npz"
+    np.savez(ghost, **parts)
+    r = run_cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % tiny_model, "--gallery=%s" % ghost,
+                str(people / "p1" / "0.png"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "names, rows and names disagree" not in r.stderr  # the message says which
+    assert "features, rows and names disagree: 4 names" in r.stderr.strip().splitlines()[-1]
+    assert "ghost" not in r.stdout and "nan" not in r.stdout
