@@ -110,6 +110,22 @@ def threshold_for(model):
     return model.threshold()
 
 
+def require_finite_floats():
+    """Every float flag of the project's commands is refused at parse time, in absl's
+    one line, when it is NaN or infinite (a flag's own range is its command's check)."""
+    import math
+
+    for name, flag in FLAGS._flags().items():
+        module = FLAGS.find_module_defining_flag(name) or ""
+        if flag.flag_type() == "float" and not module.startswith(("absl", "tensorflow", "tf")) \
+                and name not in _FINITE:
+            flags.register_validator(name, lambda v: v is None or math.isfinite(v), "must be a finite number")
+            _FINITE.add(name)
+
+
+_FINITE = set()
+
+
 def run(main, module_name):
     """Runs a command's absl main with one-line errors (errors.run_main).
 
@@ -122,6 +138,7 @@ def run(main, module_name):
 
     from siamese_graph.errors import run_main
 
+    require_finite_floats()
     if module_name != "__main__":
         for flag in FLAGS.get_key_flags_for_module(module_name):
             FLAGS.register_key_flag_for_module(sys.argv[0], flag)

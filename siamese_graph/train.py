@@ -49,6 +49,7 @@ for _f in dataclasses.fields(training.TrainConfig):
 # How long
 flags.DEFINE_integer("max_steps", 6000, "Stop at this global step.")
 flags.DEFINE_float("max_minutes", 0, "Also stop after this many minutes of this run (0: no limit).")
+flags.register_validator("max_minutes", lambda v: v >= 0, "must be >= 0 (0: no limit)")
 # Bookkeeping
 flags.DEFINE_integer("save_checkpoint_steps", 500, "Checkpoint every this many steps.")
 flags.DEFINE_integer("save_summaries_steps", 100, "TensorBoard summaries every this many steps.")
@@ -70,6 +71,7 @@ flags.DEFINE_integer("replicas_to_aggregate", None, "Cluster with --sync_replica
 flags.DEFINE_float("ps_grace_seconds", 30, "Cluster: once the chief is done, a parameter server gives up "
                    "a worker that has not reported done this long after its server stops accepting "
                    "connections, and waits at most %d times this long in all." % cluster.MAX_WAIT_GRACES)
+flags.register_validator("ps_grace_seconds", lambda v: v > 0, "must be > 0")
 # Input on other machines' CPUs (TensorFlow's tf.data service; see data_service.py)
 flags.DEFINE_integer("cache_limit_mb", 4096, "With --cache: the most memory the decoded training photos "
                      "may take; above it the run is refused.")
