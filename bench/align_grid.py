@@ -1,7 +1,7 @@
 r"""Draws what siamese-align made: for photos of an aligned folder, the in-the-wild
 photo (the kept face's box and 5 points drawn on it) beside the aligned face.
 
-  python bench/align_grid.py --aligned_dir=aligned/celeba-mini-wild --rows=8 --output=docs/images/aligned_grid.png
+  python bench/align_grid.py --aligned_dir=aligned/celeba-mini-wild --rows=8 --output=aligned_grid.png
 """
 import json
 import os
@@ -16,7 +16,7 @@ from siamese_graph.align import dataset  # noqa: E402
 flags.DEFINE_string("aligned_dir", None, "An output folder of siamese-align.")
 flags.DEFINE_integer("rows", 8, "Rows of the grid (4 photo/face pairs a row).")
 flags.DEFINE_integer("every", 7, "Take every k-th aligned photo (several-face photos first).")
-flags.DEFINE_string("output", "docs/images/aligned_grid.png", "PNG to write.")
+flags.DEFINE_string("output", "aligned_grid.png", "PNG to write.")
 FLAGS = flags.FLAGS
 H = 218
 

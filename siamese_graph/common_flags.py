@@ -115,12 +115,13 @@ def require_finite_floats():
     one line, when it is NaN or infinite (a flag's own range is its command's check)."""
     import math
 
-    for name, flag in FLAGS._flags().items():
-        module = FLAGS.find_module_defining_flag(name) or ""
-        if flag.flag_type() == "float" and not module.startswith(("absl", "tensorflow", "tf")) \
-                and name not in _FINITE:
-            flags.register_validator(name, lambda v: v is None or math.isfinite(v), "must be a finite number")
-            _FINITE.add(name)
+    for module, module_flags in FLAGS.flags_by_module_dict().items():
+        if module.startswith(("absl", "tensorflow")):
+            continue
+        for flag in module_flags:
+            if flag.flag_type() == "float" and flag.name not in _FINITE:
+                flags.register_validator(flag.name, lambda v: v is None or math.isfinite(v), "must be a finite number")
+                _FINITE.add(flag.name)
 
 
 _FINITE = set()

@@ -29,7 +29,6 @@ class PhotoLoader:
             raise ValueError("align mode must be one of %s" % ", ".join(MODES))
         self.mode, self.min_confidence = mode, min_confidence
         self._detector = detector
-        self._template = None
         self.found = {}  # path -> {"faces": n, "kept": describe(face), "why": ...}; no face: {"faces": 0}
 
     @property
@@ -54,11 +53,9 @@ class PhotoLoader:
         if not faces:
             self.found[path] = {"faces": 0}
             return None
-        if self._template is None:
-            self._template = align.load_template()
-        _, why = align.choose(faces, rgb.shape[1], rgb.shape[0]) if len(faces) > 1 else (0, "one face")
-        self.found[path] = {"faces": len(faces), "kept": align.describe(faces[0]), "why": why}
-        return align.warp_face(rgb, faces[0], self._template)
+        self.found[path] = {"faces": len(faces), "kept": align.describe(faces[0]),
+                            "why": align.kept_reason(len(faces))}
+        return align.warp_face(rgb, faces[0])
 
     def no_face(self):
         """The paths where no face was found, in load order."""

@@ -69,10 +69,6 @@ def check_threshold(value, what):
     return v
 
 
-def _tuple(x):
-    return x if isinstance(x, tuple) else (x,)
-
-
 def verdict(distance, threshold, face_a=1.0, face_b=1.0, min_face_probability=face_gate.MIN_FACE_PROBABILITY):
     """A pair's answer: "no_face" when either photo's face probability is below
     min_face_probability (no verdict without a face), else "same" when the distance is
@@ -305,7 +301,10 @@ class Model:
         for k in unique:
             photos.append(load(k))
             progress.update(len(photos))
-        return ({k: i for i, k in enumerate(unique)},) + _tuple(self.embed(photos, with_faces))
+        index = {k: i for i, k in enumerate(unique)}
+        if with_faces:
+            return (index,) + self.embed(photos, with_faces=True)
+        return index, self.embed(photos)
 
     def pair_distances(self, pairs, load, with_faces=False):
         """Dw [N] of (key_a, key_b) pairs, each distinct photo embedded once.

@@ -57,19 +57,14 @@ def _summary(manifest):
 def align_first(data_dir, out_dir):
     """Aligns the source into OUT_DIR/aligned (the same code as siamese-align); returns that folder."""
     from siamese_graph.align import dataset as align_dataset
-    from siamese_graph.datasets import celeba as celeba_layout
 
     if fileio.is_url(out_dir):
         raise UserError("--align_faces writes the aligned photos beside the records: give a local --output_dir")
-    if FLAGS.dataset == "celeba":
-        wild = os.path.isdir(os.path.join(data_dir, celeba_layout.WILD_IMAGES))
-        try:
-            listing = celeba.read(data_dir, allow_missing=FLAGS.allow_missing,
-                                  images=celeba_layout.WILD_IMAGES if wild else celeba_layout.IMAGES)
-        except celeba.MissingPhotos as e:
-            raise UserError("%s; pass --allow_missing to write records for the photos present" % e)
-    else:
-        listing = folder.read(data_dir, FLAGS.val_fraction, FLAGS.test_fraction, FLAGS.seed)
+    try:
+        listing = align_dataset.read_source(data_dir, FLAGS.dataset, FLAGS.allow_missing, FLAGS.val_fraction,
+                                            FLAGS.test_fraction, FLAGS.seed)
+    except celeba.MissingPhotos as e:
+        raise UserError("%s; pass --allow_missing to write records for the photos present" % e)
     listing.source.update({"dataset": FLAGS.dataset, "data_dir": data_dir})
     aligned = os.path.join(out_dir, record_writer.ALIGNED_DIR)
     manifest = align_dataset.align_listing(listing, aligned, FLAGS.dataset, FLAGS.num_workers,

@@ -31,9 +31,12 @@ from siamese_graph.errors import DataError
 PROGRESS_DIR = ".progress"
 # What make_records writes in an output folder: the only names --overwrite removes.
 _OWN_FILE = re.compile(r"^((train|val|test)-\d{5}-of-\d{5}\.tfrecord|manifest\.json|labels\.txt|"
-                       r"\.progress|\.lock|\..*\.tmp)$")
+                       r"\.progress|\..*\.tmp)$")
 RECORD_ORDER = "identity_blocks"
 ALIGNED_DIR = "aligned"  # make_records --align_faces's aligned photos: kept beside the records
+# Not records, but kept beside them: never counted as foreign, never removed by --overwrite
+# (the lock is held while make_records runs; align_listing owns the aligned photos).
+BESIDE = (ALIGNED_DIR, fileio.LOCK_FILE)
 
 
 class PhotoSkip(Exception):
@@ -155,7 +158,7 @@ def _prepare_output(out_dir, fingerprint, overwrite):
         remove_own_files(out_dir)
     fileio.makedirs(progress)
     fp_path = os.path.join(progress, "fingerprint")
-    existing = [n for n in fileio.listdir(out_dir) if n not in (PROGRESS_DIR, ALIGNED_DIR, fileio.LOCK_FILE)]
+    existing = [n for n in fileio.listdir(out_dir) if n != PROGRESS_DIR and n not in BESIDE]
     if fileio.exists(fp_path):
         with fileio.open_file(fp_path) as f:
             if f.read().strip() != fingerprint:
@@ -342,7 +345,7 @@ def remove_own_files(out_dir):
     """Removes what make_records wrote in out_dir (shards, manifest, labels, progress, temp files).
 
     Raises DataError, removing nothing, if out_dir holds anything else."""
-    names = [n for n in fileio.listdir(out_dir) if n != ALIGNED_DIR]  # align_listing owns it
+    names = [n for n in fileio.listdir(out_dir) if n not in BESIDE]
     foreign = sorted(n for n in names if not _OWN_FILE.match(n))
     if foreign:
         raise DataError("%s holds files make_records did not write (%s%s); --overwrite removes only "

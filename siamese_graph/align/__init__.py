@@ -18,6 +18,7 @@ tf.Graph). The command `python -m siamese_graph.align` (siamese-align) is in
 align/dataset.py (the folder job) and align/__main__.py (its flags).
 """
 import collections
+import functools
 import json
 import os
 
@@ -35,9 +36,11 @@ Face.__doc__ = """One detected face: box (x1, y1, x2, y2) in pixels, MTCNN's con
 points float [5, 2] (x, y) in POINT_NAMES order."""
 
 
+@functools.lru_cache(maxsize=None)
 def load_template(path=TEMPLATE_FILE):
     """The measured template: {"points": [5, 2] array in the 178x218 layout, "face_box":
-    (x1, y1, x2, y2) the detector's mean box there, and how they were measured}."""
+    (x1, y1, x2, y2) the detector's mean box there, and how they were measured}.
+    Read once a process (callers must not change it)."""
     with open(path) as f:
         t = json.load(f)
     t["points"] = np.asarray(t["points"], np.float64)
@@ -109,15 +112,17 @@ def warp_face(rgb, face, template=None):
 def choose(faces, width, height):
     """(index, reason) of the face to keep among several: as FaceNet's align_dataset_mtcnn,
     the largest box, less twice the squared distance of its centre from the photo's centre."""
-    if len(faces) == 1:
-        return 0, "one face"
     scores = []
     for f in faces:
         x1, y1, x2, y2 = f.box
         off = ((x1 + x2) / 2 - width / 2) ** 2 + ((y1 + y2) / 2 - height / 2) ** 2
         scores.append((x2 - x1) * (y2 - y1) - 2.0 * off)
-    best = int(np.argmax(scores))
-    return best, "%d faces: kept the largest nearest the centre (FaceNet's rule)" % len(faces)
+    return int(np.argmax(scores)), kept_reason(len(faces))
+
+
+def kept_reason(num_faces):
+    """Why the first face of Detector.detect's list is the one kept (the manifests' words)."""
+    return "one face" if num_faces == 1 else "%d faces: kept the largest nearest the centre (FaceNet's rule)" % num_faces
 
 
 class Detector:
@@ -151,23 +156,20 @@ class Detector:
         """uint8 [H, W, 3] -> [Face], the one choose() keeps first, then by confidence."""
         rgb = np.asarray(rgb, np.uint8)
         h, w = rgb.shape[:2]
-        scale = 1.0
+        rgb_in = rgb
         if self.max_side and max(h, w) > self.max_side:
             scale = self.max_side / float(max(h, w))
-            small = Image.fromarray(rgb).resize((max(1, round(w * scale)), max(1, round(h * scale))),
-                                                Image.BILINEAR)
-            rgb_in = np.asarray(small)
-        else:
-            rgb_in = rgb
+            rgb_in = np.asarray(Image.fromarray(rgb).resize((max(1, round(w * scale)), max(1, round(h * scale))),
+                                                            Image.BILINEAR))
         if min(rgb_in.shape[:2]) < 12:
             return []
         rows = self._mtcnn.detect_faces(rgb_in, box_format="xyxy", output_type="numpy",
                                         min_face_size=self.min_face_size)
         faces = []
+        sx, sy = w / float(rgb_in.shape[1]), h / float(rgb_in.shape[0])
         for r in np.asarray(rows).reshape(-1, 16):
             if r[5] < self.min_confidence:
                 continue
-            sx, sy = w / float(rgb_in.shape[1]), h / float(rgb_in.shape[0])
             box = (r[1] * sx, r[2] * sy, r[3] * sx, r[4] * sy)
             pts = np.stack([r[6:11] * sx, r[11:16] * sy], axis=1)
             faces.append(Face(tuple(float(v) for v in box), float(r[5]), pts))

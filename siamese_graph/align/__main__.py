@@ -19,7 +19,7 @@ from absl import flags
 
 from siamese_graph import align, common_flags, fileio
 from siamese_graph.align import dataset
-from siamese_graph.datasets import celeba, folder
+from siamese_graph.datasets import celeba
 from siamese_graph.errors import UserError
 
 common_flags.declare("output_dir", "seed", "overwrite", "dataset", "data_dir", "num_workers", "allow_missing",
@@ -28,17 +28,6 @@ flags.DEFINE_float("min_confidence", align.DEFAULT_MIN_CONFIDENCE, "MTCNN faces 
 flags.DEFINE_integer("max_side", align.DEFAULT_MAX_SIDE, "Detect on photos downscaled to this longer side "
                      "(0: full size); the warp always reads the full-size photo.")
 FLAGS = flags.FLAGS
-
-
-def read_source(data_dir, dataset_kind, allow_missing, val_fraction, test_fraction, seed):
-    """The source Listing: CelebA's in-the-wild folder when present, else its aligned one."""
-    if dataset_kind == "celeba":
-        images = celeba.WILD_IMAGES if os.path.isdir(os.path.join(data_dir, celeba.WILD_IMAGES)) else celeba.IMAGES
-        try:
-            return celeba.read(data_dir, allow_missing=allow_missing, images=images)
-        except celeba.MissingPhotos as e:
-            raise UserError("%s; pass --allow_missing to align the photos present" % e)
-    return folder.read(data_dir, val_fraction, test_fraction, seed)
 
 
 def main(argv):
@@ -55,8 +44,11 @@ def main(argv):
         raise UserError("--jpeg_quality=%d: must be in 1..100" % FLAGS.jpeg_quality)
     data_dir = os.path.abspath(FLAGS.data_dir)
     fileio.check_output_outside(data_dir, FLAGS.output_dir)
-    listing = read_source(data_dir, FLAGS.dataset, FLAGS.allow_missing, FLAGS.val_fraction, FLAGS.test_fraction,
-                          FLAGS.seed)
+    try:
+        listing = dataset.read_source(data_dir, FLAGS.dataset, FLAGS.allow_missing, FLAGS.val_fraction,
+                                      FLAGS.test_fraction, FLAGS.seed)
+    except celeba.MissingPhotos as e:
+        raise UserError("%s; pass --allow_missing to align the photos present" % e)
     listing.source.update({"dataset": FLAGS.dataset, "data_dir": data_dir})
     with fileio.exclusive(FLAGS.output_dir, "siamese-align"):  # one writer of an output folder at a time
         manifest = dataset.align_listing(listing, FLAGS.output_dir, FLAGS.dataset, FLAGS.num_workers,

@@ -23,12 +23,23 @@ from absl import logging
 from PIL import Image
 
 from siamese_graph import align, fileio, photos
-from siamese_graph.datasets import celeba
+from siamese_graph.datasets import celeba, folder
 from siamese_graph.errors import DataError
+from siamese_graph.progress import Progress
 
 MANIFEST = "align_manifest.json"
 JOURNAL = ".align-journal.jsonl"
 CONFIG = ".align-config.json"
+
+
+def read_source(data_dir, layout, allow_missing=False, val_fraction=0.0, test_fraction=0.1, seed=0):
+    """The Listing of a source to align: for CelebA's layout its in-the-wild img_celeba/
+    when present, else img_align_celeba/; else datasets.folder's. Raises DataError
+    (celeba.MissingPhotos when listed photos are missing)."""
+    if layout == "celeba":
+        wild = os.path.isdir(os.path.join(data_dir, celeba.WILD_IMAGES))
+        return celeba.read(data_dir, allow_missing=allow_missing, images=celeba.WILD_IMAGES if wild else celeba.IMAGES)
+    return folder.read(data_dir, val_fraction, test_fraction, seed)
 
 
 def output_name(photo, layout):
@@ -60,14 +71,13 @@ def align_one(task):
     if not faces:
         entry.update(status="no_face", faces=0)
         return entry
-    _, why = align.choose(faces, rgb.shape[1], rgb.shape[0]) if len(faces) > 1 else (0, "one face")
     aligned = align.warp_face(rgb, faces[0])
     buf = io.BytesIO()
     Image.fromarray(aligned, "RGB").save(buf, format="JPEG", quality=quality)
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     with fileio.atomic_write(dst, "wb") as f:
         f.write(buf.getvalue())
-    entry.update(status="aligned", faces=len(faces), why=why, **align.describe(faces[0]))
+    entry.update(status="aligned", faces=len(faces), why=align.kept_reason(len(faces)), **align.describe(faces[0]))
     return entry
 
 
@@ -126,7 +136,7 @@ def align_listing(listing, out_dir, layout, num_workers=2, min_confidence=align.
         tasks.append((p.path, dst, p.relname, jpeg_quality))
     logging.info("%s: %d photos to align (%d done by an earlier run), %d workers",
                  out_dir, len(tasks), len(done), num_workers)
-    start, last = time.time(), time.time()
+    start, progress = time.time(), Progress(len(tasks), "photos aligned")
     with open(journal_path, "a") as journal:
         if tasks:
             if num_workers <= 1:
@@ -142,10 +152,7 @@ def align_listing(listing, out_dir, layout, num_workers=2, min_confidence=align.
                     journal.write(json.dumps(entry) + "\n")
                     journal.flush()
                     done[entry["photo"]] = entry
-                    if time.time() - last >= 5 or k == len(tasks):
-                        last, rate = time.time(), k / max(time.time() - start, 1e-9)
-                        logging.info("%d/%d photos, %.1f photos/s, ETA %.0fs", k, len(tasks), rate,
-                                     (len(tasks) - k) / rate)
+                    progress.update(k)
             finally:
                 if pool is not None:
                     pool.terminate()
