@@ -5,6 +5,8 @@ lists them in its --help. A flag used by one command only is defined in that
 command's module. Where the natural default differs between commands, the
 default here is None and each command's help says what None means there.
 """
+import math
+
 from absl import flags
 
 from siamese_graph import preprocessing
@@ -61,6 +63,12 @@ flags.DEFINE_string("output_dir", None, "Output folder (make_records: default tf
 flags.DEFINE_bool("overwrite", False, "Replace what this command wrote before: make_records deletes only "
                   "its own records, manifest and labels in --output_dir; export replaces the --version folder.")
 
+# A threshold is a distance: every command that reads the flag refuses a useless one
+# at parse time, before any work (score, gallery, export use it; evaluate and embed
+# refuse it in their main, since they make no verdicts).
+flags.register_validator("threshold", lambda v: v is None or (math.isfinite(v) and v > 0),
+                         "must be a finite distance above 0 (distances are > 0)")
+
 # Flags defined above belong to this module; declare() below marks them as key
 # flags of the calling command (shown in its --help).
 flags.disclaim_key_flags()
@@ -113,8 +121,6 @@ def threshold_for(model):
 def require_finite_floats():
     """Every float flag of the project's commands is refused at parse time, in absl's
     one line, when it is NaN or infinite (a flag's own range is its command's check)."""
-    import math
-
     for module, module_flags in FLAGS.flags_by_module_dict().items():
         if module.startswith(("absl", "tensorflow")):
             continue
@@ -127,8 +133,24 @@ def require_finite_floats():
 _FINITE = set()
 
 
+def parse(argv):
+    """Parses a command line into FLAGS; returns the rest of argv. A bad flag (unknown,
+    malformed, refused by a validator, a missing --flagfile) is one line on stderr,
+    `error: ...`, and exit 1, like every other user mistake (absl's own parser prints
+    `FATAL Flags parsing error` and a help hint)."""
+    import sys
+
+    require_finite_floats()
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        print("error: %s" % " ".join(str(e).split()), file=sys.stderr)
+        sys.exit(1)
+
+
 def run(main, module_name):
-    """Runs a command's absl main with one-line errors (errors.run_main).
+    """Runs a command's absl main with one-line errors (errors.run_main); flags are
+    parsed by parse().
 
     Under a console script (siamese-train ...) sys.argv[0] is the script, not
     the command module, so the module's flags are registered for it too and
@@ -139,8 +161,7 @@ def run(main, module_name):
 
     from siamese_graph.errors import run_main
 
-    require_finite_floats()
     if module_name != "__main__":
         for flag in FLAGS.get_key_flags_for_module(module_name):
             FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(run_main(main))
+    app.run(run_main(main), flags_parser=parse)

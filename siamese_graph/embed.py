@@ -10,6 +10,7 @@ and listed in the printed summary.
 With --head=euclidean models the embedding distance is the model's distance;
 with absdiff models it is the tower feature the head compares.
 """
+import io
 import json
 import os
 
@@ -34,6 +35,9 @@ def main(argv):
     del argv
     if not (FLAGS.folder and FLAGS.output_dir):
         raise UserError("--checkpoint_dir, --folder and --output_dir are required")
+    if FLAGS["threshold"].present:
+        raise UserError("--threshold=%g: embed takes no threshold (it writes features, not verdicts)"
+                        % FLAGS.threshold)
     fileio.check_writable_dir(FLAGS.output_dir, "output_dir")
     items = [(path, person) for person, paths in folder_layout.walk(FLAGS.folder) for path in paths]
     model = common_flags.restored_model()
@@ -45,13 +49,15 @@ def main(argv):
     if not items:
         raise DataError("%s: no face found in any photo" % FLAGS.folder)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
-    with fileio.atomic_write(os.path.join(FLAGS.output_dir, "embeddings.npy"), "wb") as f:
-        np.save(f, feats)
-    fileio.write_text(os.path.join(FLAGS.output_dir, "embeddings.tsv"),
-                      "".join("\t".join("%.6g" % v for v in row) + "\n" for row in feats))
-    fileio.write_text(os.path.join(FLAGS.output_dir, "metadata.tsv"),
-                      "person\tfile\n" + "".join("%s\t%s\n" % (person, tsv_field(os.path.relpath(p, FLAGS.folder)))
-                                                 for p, person in items))
+    npy = io.BytesIO()
+    np.save(npy, feats)
+    out = lambda name: os.path.join(FLAGS.output_dir, name)
+    fileio.write_set({  # the three files are one output: all of this run's, or the earlier ones
+        out("embeddings.npy"): npy.getvalue(),
+        out("embeddings.tsv"): "".join("\t".join("%.6g" % v for v in row) + "\n" for row in feats),
+        out("metadata.tsv"): "person\tfile\n" + "".join(
+            "%s\t%s\n" % (person, tsv_field(os.path.relpath(p, FLAGS.folder))) for p, person in items),
+    })
     print(json.dumps({"photos": len(items), "dimensions": int(feats.shape[1]),
                       "output_dir": FLAGS.output_dir, "head": model.config["head"], "no_face": no_face}))
 

@@ -108,6 +108,25 @@ def atomic_write(path, mode="w", fsync=False):
         raise
 
 
+def write_set(files):
+    """Writes an output set whole or not at all: {path: bytes or str}. Every file goes
+    to its temporary name first; only when all are written are they renamed, so a
+    full disk (or any error) leaves the earlier set, or nothing, never a mix."""
+    temps = {}
+    try:
+        for path, data in files.items():
+            temps[path] = temp_path(path)
+            with open_file(temps[path], "wb" if isinstance(data, bytes) else "w") as f:
+                f.write(data)
+    except BaseException:
+        for tmp in temps.values():
+            with contextlib.suppress(Exception):
+                remove(tmp)
+        raise
+    for path, tmp in temps.items():
+        replace(tmp, path)
+
+
 def write_text(path, text, fsync=False):
     with atomic_write(path, "w", fsync) as f:
         f.write(text)

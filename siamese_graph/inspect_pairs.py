@@ -121,11 +121,12 @@ def main(argv):
     config.check_memory(training.machine_memory())
     if FLAGS.save_grid:
         fileio.check_writable_file(FLAGS.save_grid, "save_grid")
-    tf.compat.v1.disable_eager_execution()
-    report, grid = inspect(FLAGS.records_dir, FLAGS.split or DEFAULT_SPLIT, FLAGS.num_pairs, FLAGS.batch_size,
-                           FLAGS.grid_pairs if FLAGS.save_grid else 0, image_size=FLAGS.image_size,
-                           crop=FLAGS.crop or preprocessing.DEFAULT_CROP, augment=FLAGS.augment, rotation_deg=FLAGS.rotation_deg,
-                           seed=FLAGS.seed, shuffle_buffer=FLAGS.shuffle_buffer, cache=FLAGS.cache)
+    with tf.Graph().as_default():
+        report, grid = inspect(FLAGS.records_dir, FLAGS.split or DEFAULT_SPLIT, FLAGS.num_pairs, FLAGS.batch_size,
+                               FLAGS.grid_pairs if FLAGS.save_grid else 0, image_size=FLAGS.image_size,
+                               crop=FLAGS.crop or preprocessing.DEFAULT_CROP, augment=FLAGS.augment,
+                               rotation_deg=FLAGS.rotation_deg, seed=FLAGS.seed, shuffle_buffer=FLAGS.shuffle_buffer,
+                               cache=FLAGS.cache)
     if FLAGS.save_grid:
         save_grid(FLAGS.save_grid, grid)
         report["grid"] = FLAGS.save_grid

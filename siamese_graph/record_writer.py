@@ -247,7 +247,12 @@ def convert(listing, out_dir, num_shards=16, num_workers=2, seed=0, overwrite=Fa
             results.append(entry)
         return _finish(plan, done, results, listing, config, flags_used, strict, out_dir, fp, total, elapsed,
                        runner)
-    counter = multiprocessing.get_context("fork").Value("q", 0)
+    # Workers come from a fork server that has imported this module and nothing else:
+    # as cheap as fork, and safe in a process whose TensorFlow or logging threads hold
+    # locks (a plain fork there can deadlock the child: an in-process caller, a test).
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    counter = ctx.Value("q", 0)
     progress = _Progress(counter, total)
     progress.start()
     start = time.time()
@@ -256,7 +261,6 @@ def convert(listing, out_dir, num_shards=16, num_workers=2, seed=0, overwrite=Fa
             _init_worker(counter)
             results = [write_shard(t) for t in tasks]
         else:
-            ctx = multiprocessing.get_context("fork")
             with ctx.Pool(num_workers, initializer=_init_worker, initargs=(counter,)) as pool:
                 results = list(pool.imap_unordered(write_shard, tasks))
     finally:

@@ -426,10 +426,9 @@ def corrupt_records_error(err, record_dirs):
 
 def main(argv):
     del argv
-    v1.disable_eager_execution()
     v1.logging.set_verbosity(v1.logging.ERROR)  # v1 deprecation chatter; absl logging stays on
     logging.set_verbosity(logging.INFO)
-    with contextlib.ExitStack() as locks:
+    with contextlib.ExitStack() as locks, tf.Graph().as_default():  # a fresh graph; eager stays on elsewhere
         train(locks)
 
 

@@ -1,4 +1,15 @@
-"""Shared fixtures: paths to ../shared/data and small synthetic face datasets."""
+"""Shared fixtures: paths to ../shared/data, small synthetic face datasets, and the
+two ways to run a command (in this process, or as a process).
+
+The rule every test here keeps: a test asserts a behaviour that can fail, and holds
+a control beside it (a real "same" pair next to the blank picture that must never be
+"same"; the exact count that a broken resume would change, not a bound it would
+pass). Where a check has a tolerance, a comment says where its width comes from
+(a measured spread, a codec's rounding), never "until it passed".
+"""
+import contextlib
+import importlib
+import io
 import os
 import subprocess
 import sys
@@ -68,8 +79,45 @@ def make_celeba(root, counts, partitions=None, header=False, crlf=False):
     return rows
 
 
+def cli(module, *args, timeout=None):
+    """Runs a command in this process as `python -m module args` would: the same flag
+    parser (common_flags.parse), the same one-line error wrapper (errors.run_main),
+    flags reset to their defaults afterwards (timeout: accepted for run_cli's
+    signature, not enforced in-process). Returns a CompletedProcess with the
+    exit code and what the command printed (stdout, and stderr with its log lines).
+
+    Commands run in-process unless the test is about the process itself (signals,
+    kill -9, locks between two processes, clusters, servers, console scripts)."""
+    from absl import flags, logging
+
+    from siamese_graph import common_flags, errors
+
+    command = importlib.import_module(module)
+    main = getattr(command, "main", None) or importlib.import_module(module + ".__main__").main
+    out, err = io.StringIO(), io.StringIO()
+    logging.use_absl_handler()  # as absl's app.run does: log lines to stderr
+    handler = logging.get_absl_handler().python_handler
+    stream, verbosity = handler.stream, logging.get_verbosity()
+    handler.stream = err
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), contextlib.chdir(REPO):
+            try:
+                argv = common_flags.parse([module] + list(args))
+                logging.set_verbosity(max(flags.FLAGS.verbosity, logging.INFO))
+                errors.run_main(main)(argv)
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        handler.stream = stream
+        logging.set_verbosity(verbosity)
+        flags.FLAGS.unparse_flags()
+    return subprocess.CompletedProcess([module] + list(args), code, out.getvalue(), err.getvalue())
+
+
 def run_cli(module, *args, timeout=600):
-    """Runs `python -m module args` from the repo root; returns the CompletedProcess."""
+    """Runs `python -m module args` from the repo root as a process; returns the
+    CompletedProcess. For what only a process shows (see cli)."""
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run([sys.executable, "-m", module] + list(args), cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
@@ -96,7 +144,7 @@ def six_shard_records(tmp_path_factory):
     two workers (cluster or tf.data service) get 3 shards each."""
     base = tmp_path_factory.mktemp("six-shards")
     src = make_people(base / "src", 0, 18, 5)
-    r = run_cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % src,
+    r = cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % src,
                 "--output_dir=%s" % (base / "rec"), "--num_shards=6", "--test_fraction=0")
     assert r.returncode == 0, r.stderr[-2000:]
     return str(base / "rec")
@@ -107,7 +155,7 @@ def tiny_model(synthetic_records, tmp_path_factory):
     """A train_dir trained for a few steps on the synthetic records: for tests of what
     restoring commands do (no face, thresholds, artefacts), not of its quality."""
     train_dir = str(tmp_path_factory.mktemp("tiny") / "m")
-    r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % train_dir,
+    r = cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % train_dir,
                 "--image_size=32", "--batch_size=8", "--max_steps=5", "--validate_every_n_steps=0",
                 "--lr_schedule=constant", "--shuffle_buffer=64")
     assert r.returncode == 0, r.stderr[-3000:]

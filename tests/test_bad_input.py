@@ -10,7 +10,7 @@ from PIL import Image
 from siamese_graph import photos, records
 from siamese_graph.datasets import celeba, folder
 from siamese_graph.errors import DataError
-from tests.conftest import SYNTHETIC, face, make_celeba, make_people, run_cli
+from tests.conftest import SYNTHETIC, cli, face, make_celeba, make_people
 
 
 def one_line_error(r, needle):
@@ -59,7 +59,7 @@ def test_sixteen_bit_photo_is_stored_right_by_make_records(tmp_path):
         for k in range(2):
             g = np.full((40, 40), 40 + 60 * k, np.uint16) * 257
             Image.fromarray(g).save(src / person / ("%d.png" % k))
-    r = run_cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % src,
+    r = cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % src,
                 "--output_dir=%s" % (tmp_path / "out"), "--test_fraction=0", "--verify")
     assert r.returncode == 0, r.stderr[-2000:]
     import tensorflow as tf
@@ -76,13 +76,13 @@ def test_overwrite_never_deletes_the_source_or_foreign_files(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     before = sorted(os.listdir(data / "img_align_celeba"))
     for out in (tmp_path, data, data / "records"):  # holds the data, is it, is inside it
-        r = run_cli("siamese_graph.make_records", "--data_dir=%s" % data, "--output_dir=%s" % out, "--overwrite")
+        r = cli("siamese_graph.make_records", "--data_dir=%s" % data, "--output_dir=%s" % out, "--overwrite")
         one_line_error(r, "must be outside --data_dir")
     assert sorted(os.listdir(data / "img_align_celeba")) == before and (tmp_path / "notes.txt").exists()
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    r = run_cli("siamese_graph.make_records", "--data_dir=%s" % data, "--output_dir=%s" % out, "--overwrite")
+    r = cli("siamese_graph.make_records", "--data_dir=%s" % data, "--output_dir=%s" % out, "--overwrite")
     one_line_error(r, "holds files make_records did not write (keep.txt)")
     assert (out / "keep.txt").read_text() == "x"
 
@@ -90,18 +90,18 @@ def test_overwrite_never_deletes_the_source_or_foreign_files(tmp_path):
 def test_changed_source_is_not_complete_already(tmp_path):
     src = make_people(tmp_path / "people", 0, 3, 2, "jpg")
     args = ["--dataset=folder", "--data_dir=%s" % src, "--output_dir=%s" % (tmp_path / "out"), "--test_fraction=0"]
-    assert run_cli("siamese_graph.make_records", *args).returncode == 0
-    again = run_cli("siamese_graph.make_records", *args)
+    assert cli("siamese_graph.make_records", *args).returncode == 0
+    again = cli("siamese_graph.make_records", *args)
     assert again.returncode == 0 and "complete already" in again.stderr
     (src / "p3").mkdir()
     face(3, 0).save(src / "p3" / "0.jpg")
-    one_line_error(run_cli("siamese_graph.make_records", *args), "the photos or flags changed")
+    one_line_error(cli("siamese_graph.make_records", *args), "the photos or flags changed")
 
 
 @pytest.mark.parametrize("flag", ["--jpeg_quality=-5", "--jpeg_quality=500"])
 def test_jpeg_quality_range(tmp_path, flag):
     make_celeba(tmp_path / "src", [2, 2])
-    r = run_cli("siamese_graph.make_records", "--data_dir=%s" % (tmp_path / "src"),
+    r = cli("siamese_graph.make_records", "--data_dir=%s" % (tmp_path / "src"),
                 "--output_dir=%s" % (tmp_path / "out"), flag)
     one_line_error(r, "must be in 1..100")
     assert not (tmp_path / "out").exists()
@@ -110,7 +110,7 @@ def test_jpeg_quality_range(tmp_path, flag):
 def test_output_dir_that_is_a_file(tmp_path):
     make_celeba(tmp_path / "src", [2, 2])
     (tmp_path / "f").write_text("")
-    r = run_cli("siamese_graph.make_records", "--data_dir=%s" % (tmp_path / "src"), "--output_dir=%s" % (tmp_path / "f"))
+    r = cli("siamese_graph.make_records", "--data_dir=%s" % (tmp_path / "src"), "--output_dir=%s" % (tmp_path / "f"))
     one_line_error(r, "is a file, not a folder")
 
 
@@ -161,21 +161,21 @@ def test_manifest_of_the_wrong_shape(tmp_path, manifest, needle):
 def test_refused_train_writes_nothing(synthetic_records, tmp_path):
     new = tmp_path / "new"
     for flag in ("--batch_size=-8", "--batch_size=100000000", "--image_size=100000", "--margin=0"):
-        r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0],
+        r = cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0],
                     "--train_dir=%s" % new, flag)
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
         assert not new.exists(), flag
     existing = tmp_path / "old"
     existing.mkdir()
     (existing / "flags.txt").write_text("--batch_size=8\n")
-    r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % existing,
+    r = cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % existing,
                 "--batch_size=-8")
     one_line_error(r, "--batch_size=-8: must be even")
     assert (existing / "flags.txt").read_text() == "--batch_size=8\n" and os.listdir(existing) == ["flags.txt"]
 
 
 def test_cache_above_its_limit_is_refused(synthetic_records, tmp_path):
-    r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % (tmp_path / "r"),
+    r = cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % (tmp_path / "r"),
                 "--cache", "--augment", "--image_size=32", "--cache_limit_mb=0")
     one_line_error(r, "--cache: the 38 training photos take 0 MiB decoded, more than --cache_limit_mb=0")
     assert not (tmp_path / "r").exists()
@@ -188,18 +188,18 @@ def test_cache_names_records_that_disagree_with_their_manifest(synthetic_records
     blocks = manifest["splits"]["train"]["shards"][0]["identities"]
     blocks[0][0], blocks[1][0] = blocks[1][0], blocks[0][0]  # two identities' blocks swapped
     (d / "manifest.json").write_text(json.dumps(manifest))
-    r = run_cli("siamese_graph.inspect_pairs", "--records_dir=%s" % d, "--cache", "--num_pairs=100")
+    r = cli("siamese_graph.inspect_pairs", "--records_dir=%s" % d, "--cache", "--num_pairs=100")
     one_line_error(r, "the identities in the records disagree with the identity blocks in the manifest")
 
 
 def test_train_dir_that_is_a_file(synthetic_records, tmp_path):
     (tmp_path / "f").write_text("")
-    r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % (tmp_path / "f"))
+    r = cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % (tmp_path / "f"))
     one_line_error(r, "is a file, not a folder")
 
 
 def test_inspect_pairs_checks_the_grid_folder_first(synthetic_records, tmp_path):
-    r = run_cli("siamese_graph.inspect_pairs", "--records_dir=%s" % synthetic_records[0],
+    r = cli("siamese_graph.inspect_pairs", "--records_dir=%s" % synthetic_records[0],
                 "--save_grid=%s" % (tmp_path / "nope" / "g.png"))
     one_line_error(r, "does not exist")
 
@@ -212,12 +212,12 @@ def test_corrupt_test_shard_is_named(synthetic_records, tmp_path):
     data[len(data) // 2] ^= 0xFF
     open(shard, "wb").write(bytes(data))
     assert records.RecordSet(d).find_corrupt_shard() == shard
-    r = run_cli("siamese_graph.inspect_pairs", "--records_dir=%s" % d, "--split=test", "--num_pairs=400")
+    r = cli("siamese_graph.inspect_pairs", "--records_dir=%s" % d, "--split=test", "--num_pairs=400")
     one_line_error(r, "%s: corrupt shard" % shard)
 
 
 def test_memory_bound_against_this_machine(synthetic_records, tmp_path):
-    r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0],
+    r = cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0],
                 "--train_dir=%s" % (tmp_path / "run"), "--batch_size=4096", "--image_size=512")
     one_line_error(r, "GiB of activations, more than this machine's")
     assert not (tmp_path / "run").exists()
@@ -234,7 +234,7 @@ def two_checkpoints(synthetic_records, tmp_path_factory):
     """A train_dir with model.ckpt-2 and model.ckpt-4, and two photos to score."""
     base = tmp_path_factory.mktemp("ckpts")
     run = base / "run"
-    r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % run,
+    r = cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % run,
                 "--max_steps=4", *TRAIN)
     assert r.returncode == 0, r.stderr[-3000:]
     photos = []
@@ -261,12 +261,12 @@ def _damaged_copy(src, dst, how):
 def test_damaged_checkpoint_is_named_and_an_earlier_one_restores(two_checkpoints, tmp_path, how):
     run, photos = two_checkpoints
     d = _damaged_copy(run, tmp_path / "run", how)
-    r = run_cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % d, *photos)
+    r = cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % d, *photos)
     one_line_error(r, "model.ckpt-4: damaged checkpoint")
     assert "--checkpoint_path=model.ckpt-2" in r.stderr
-    r = run_cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % d, "--checkpoint_path=model.ckpt-2", *photos)
+    r = cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % d, "--checkpoint_path=model.ckpt-2", *photos)
     assert r.returncode == 0 and r.stdout.startswith("distance "), r.stderr[-2000:]
-    r = run_cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % d, "--checkpoint_path=model.ckpt-3", *photos)
+    r = cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % d, "--checkpoint_path=model.ckpt-3", *photos)
     one_line_error(r, "model.ckpt-3: no such checkpoint")
 
 
@@ -278,10 +278,10 @@ def test_train_resume_names_a_damaged_checkpoint_then_resumes_from_an_earlier_on
     run, _ = two_checkpoints
     d = _damaged_copy(run, tmp_path / "run", "bit-flipped")
     args = ["--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % d, "--max_steps=6", *TRAIN]
-    r = run_cli("siamese_graph.train", *args)
+    r = cli("siamese_graph.train", *args)
     one_line_error(r, "model.ckpt-4: damaged checkpoint")
     assert "corrupt shard" not in r.stderr and "--checkpoint_path=model.ckpt-2" in r.stderr
-    r = run_cli("siamese_graph.train", *args, "--checkpoint_path=model.ckpt-2")
+    r = cli("siamese_graph.train", *args, "--checkpoint_path=model.ckpt-2")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resuming from" in r.stderr and tf.train.latest_checkpoint(d).endswith("model.ckpt-6")
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(d))
@@ -335,7 +335,7 @@ def small_disk(tmp_path):
 def test_make_records_on_a_full_disk(tmp_path, small_disk):
     src = make_people(tmp_path / "src", 0, 6, 8)
     out = small_disk(64 * 1024) / "records"
-    r = run_cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % src,
+    r = cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % src,
                 "--output_dir=%s" % out, "--num_shards=2", "--num_workers=1", "--jpeg_quality=100")
     one_line_error(r, "no space left on device")
     assert not [n for n in os.listdir(out) if n.endswith(".tmp")], os.listdir(out)
@@ -351,12 +351,12 @@ def test_train_on_a_full_disk_keeps_the_last_checkpoint(two_checkpoints, synthet
     ckpt = sum(os.path.getsize(os.path.join(run, n)) for n in os.listdir(run) if n.startswith("model.ckpt-4"))
     d = small_disk(used + ckpt // 2) / "run"  # room for the events, not for one more checkpoint
     shutil.copytree(run, d)
-    r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % d,
+    r = cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % d,
                 "--max_steps=10", *TRAIN)
     one_line_error(r, "no space left on device writing the checkpoint in %s" % d)
     assert not [n for n in os.listdir(d) if n.endswith("_temp")]
     assert tf.train.latest_checkpoint(str(d)).endswith("model.ckpt-4")
-    r = run_cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % d, *photos)
+    r = cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % d, *photos)
     assert r.returncode == 0 and r.stdout.startswith("distance "), r.stderr[-2000:]
 
 
@@ -386,7 +386,7 @@ def test_read_only_outputs_are_refused_before_the_work(two_checkpoints, syntheti
         ("inspect_pairs", ["--records_dir=%s" % rec, "--save_grid=%s/g.png" % RO], "--save_grid"),
     ]
     for command, args, flag in cases:
-        r = run_cli("siamese_graph." + command, *args)
+        r = cli("siamese_graph." + command, *args)
         one_line_error(r, flag + "=" + RO)
         assert "cannot write in" in r.stderr or "does not exist" in r.stderr, (command, r.stderr[-300:])
     # --calibrate writes threshold.json beside the checkpoint: checked before the report is made
@@ -395,7 +395,7 @@ def test_read_only_outputs_are_refused_before_the_work(two_checkpoints, syntheti
     shutil.copytree(run, ro_run)
     subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
     out = tmp_path / "eval"
-    r = run_cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % ro_run, "--records_dir=%s" % rec,
+    r = cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % ro_run, "--records_dir=%s" % rec,
                 "--num_pairs=20", "--folds=2", "--output_dir=%s" % out, "--calibrate")
     one_line_error(r, "--checkpoint_dir=%s: cannot write in" % ro_run)
     assert not out.exists()

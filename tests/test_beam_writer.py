@@ -5,7 +5,7 @@ import os
 import pytest
 
 from siamese_graph import beam_writer, records
-from tests.conftest import make_people, run_cli, shared
+from tests.conftest import cli, make_people, shared
 
 pytestmark = pytest.mark.skipif(not beam_writer.available(),
                                 reason="Apache Beam is not installed: pip install '.[beam]' (CI does)")
@@ -21,7 +21,7 @@ def shards(m):
 
 
 def write(data_dir, out, dataset, *extra):
-    r = run_cli("siamese_graph.make_records", "--dataset=%s" % dataset, "--data_dir=%s" % data_dir,
+    r = cli("siamese_graph.make_records", "--dataset=%s" % dataset, "--data_dir=%s" % data_dir,
                 "--output_dir=%s" % out, "--num_shards=4", "--verify", *extra, timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
     return manifest(out)
@@ -47,7 +47,7 @@ def test_beam_writes_the_local_writers_shards(people_with_a_bad_photo, tmp_path,
     assert local["skipped"][0][0].endswith("broken.png")
     assert open(tmp_path / "beam" / records.LABELS).read() == open(tmp_path / "local" / records.LABELS).read()
     assert not os.path.exists(tmp_path / "beam" / ".progress")
-    r = [run_cli("siamese_graph.inspect_pairs", "--records_dir=%s" % (tmp_path / d), "--num_pairs=400",
+    r = [cli("siamese_graph.inspect_pairs", "--records_dir=%s" % (tmp_path / d), "--num_pairs=400",
                  "--batch_size=8") for d in ("local", "beam")]
     assert r[0].returncode == 0 and r[1].returncode == 0, (r[0].stderr[-2000:], r[1].stderr[-2000:])
     reports = [json.loads(x.stdout) for x in r]
@@ -58,7 +58,7 @@ def test_beam_writes_the_local_writers_shards(people_with_a_bad_photo, tmp_path,
 
 
 def test_bad_beam_options_are_one_line(people_with_a_bad_photo, tmp_path):
-    r = run_cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % people_with_a_bad_photo,
+    r = cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % people_with_a_bad_photo,
                 "--output_dir=%s" % (tmp_path / "o"), "--runner=beam", "--beam_options=--runner=NoSuchRunner")
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert r.stderr.strip().splitlines()[-1].startswith("error: --beam_options=--runner=NoSuchRunner: ")

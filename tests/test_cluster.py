@@ -224,22 +224,27 @@ def test_async_cluster_trains_and_restores_like_one_machine(six_shard_records, t
     assert r.returncode == 0 and r.stdout.startswith("distance "), r.stderr[-2000:]
 
 
-def assert_loopback_only(pids):
-    """The launcher's tasks run in a network namespace of their own (netns.py): their
-    servers' ports cannot be reached from this one, on loopback or any interface."""
+def loopback_failures(pids):
+    """Checks, while the launcher's tasks run, that each runs in a network namespace of
+    its own (netns.py) and that its server's port cannot be reached from this one.
+    Returns what failed ([] when all held), or None where no namespace can be made
+    (nothing was checked: the caller reports a skip, never a pass)."""
     import socket
 
     if NO_NAMESPACE:
-        return  # checked where namespaces can be made (tests/test_netns.py says why not here)
-    mine = os.readlink("/proc/self/ns/net")
+        return None
+    failures, mine = [], os.readlink("/proc/self/ns/net")
     for name, pid in pids.items():
-        assert os.readlink("/proc/%d/ns/net" % pid) != mine, name
+        if os.readlink("/proc/%d/ns/net" % pid) == mine:
+            failures.append("%s shares this process's network namespace" % name)
         args = open("/proc/%d/cmdline" % pid).read().split("\0")
         port = [a for a in args if a.startswith("--%s_hosts=" % name.rstrip("0123456789"))][0]
         port = int(port.split("=")[1].split(",")[int(name[-1])].rsplit(":", 1)[1])
         with socket.socket() as s:
             s.settimeout(2)
-            assert s.connect_ex(("127.0.0.1", port)) != 0, "%s's port %d answers outside its namespace" % (name, port)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                failures.append("%s's port %d answers outside its namespace" % (name, port))
+    return failures
 
 
 @pytest.mark.slow
@@ -250,7 +255,7 @@ def test_a_killed_worker_does_not_stop_the_run(six_shard_records, tmp_path):
     # both workers have logged a loss (either may be first): the run is under way on both
     wait_until(proc, run, lambda: logged_steps(run, 0) and logged_steps(run, 1), "both workers train", 300)
     pids = json.load(open(os.path.join(run, "logs", "pids.json")))
-    assert_loopback_only(pids)
+    unreachable = loopback_failures(pids)
     os.kill(pids["worker1"], signal.SIGKILL)
     at_kill = max(logged_steps(run, 0) + logged_steps(run, 1))
     out = finish(proc)
@@ -258,6 +263,10 @@ def test_a_killed_worker_does_not_stop_the_run(six_shard_records, tmp_path):
     assert global_step(run) >= at_kill + 100 and steps_ran(run)[0] > 0  # training went on without it
     assert "workers [1] did not report: stopping" in open(os.path.join(run, "logs", "ps0.log")).read()
     assert_no_process_left(run)
+    if unreachable is None:  # the rest held; the loopback-only claim was not checked here
+        pytest.skip("the launcher's servers were not checked for loopback-only: no network namespace can be "
+                    "made here (%s)" % NO_NAMESPACE)
+    assert unreachable == [], unreachable
 
 
 @pytest.mark.slow

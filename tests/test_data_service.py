@@ -80,20 +80,32 @@ def test_each_worker_makes_pairs_from_its_own_shards(six_shard_records, service)
 def test_with_the_cache_each_worker_makes_its_own_epochs(six_shard_records, service):
     """--cache through the service: each worker caches the whole split and is dealt
     other epoch seeds, so the two workers never send the same batches."""
-    address, _ = service
+    address, procs = service
     split = records.RecordSet(six_shard_records).split("train")
     config = training.TrainConfig(batch_size=8, image_size=32, augment=True, cache=True)
+    idle = [cpu_seconds(p.pid) for p in procs[1:]]
     with tf.Graph().as_default():
         batch = training.build_inputs([split], config, data_service=(address, "cache-job"))
         with v1.Session() as sess:
             seen = []
-            for _ in range(200):  # both workers send within this (the test above waits for that)
+            for _ in range(200):
                 time.sleep(0.05)
                 b = sess.run(batch)
                 assert list(b["label"]) == [0, 1] * 4
                 seen.append(tuple(b["filename_a"]) + tuple(b["filename_b"]))
+    # Both workers took part: each decoded the whole split into its cache and made
+    # pairs, seconds of CPU (a worker with no task only answers heartbeats: under 0.1 s
+    # in this time). Without this, one worker alone would pass the check below.
+    worked = [cpu_seconds(p.pid) - before for p, before in zip(procs[1:], idle)]
+    assert min(worked) > 0.5, "a worker did no work: CPU seconds %s" % worked
     # two workers on one seed would send every batch twice
     assert len(set(seen)) == len(seen)
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far (/proc/PID/stat)."""
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.mark.slow

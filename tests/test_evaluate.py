@@ -10,7 +10,7 @@ from PIL import Image
 
 from siamese_graph import metrics, pair_lists
 from siamese_graph.errors import DataError
-from tests.conftest import SYNTHETIC, face, make_people, run_cli
+from tests.conftest import SYNTHETIC, cli, face, make_people
 
 v1 = tf.compat.v1
 
@@ -123,7 +123,7 @@ def trained(synthetic_records, tmp_path_factory):
     must be restored too) and moving averages of the weights (restored in their place);
     returns (records_dir, train_dir)."""
     train_dir = str(tmp_path_factory.mktemp("run") / "absdiff")
-    r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % train_dir,
+    r = cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % train_dir,
                 "--image_size=32", "--batch_size=8", "--max_steps=25", "--head=absdiff",
                 "--validate_every_n_steps=0", "--lr_schedule=constant", "--shuffle_buffer=64",
                 "--moving_average_decay=0.9")
@@ -172,13 +172,13 @@ def test_score_agrees_with_training_graph(trained, tmp_path):
         for a, b in zip(fa, fb):
             f.write("%s %s\n" % (a.decode(), b.decode()))
     for flag, want in (("--noflip_average", dw), ("--flip_average", dw_flip)):
-        r = run_cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir,
+        r = cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir,
                     "--pairs=%s" % (tmp_path / "pairs.txt"), "--image_root=%s" % src, "--format=json", flag)
         assert r.returncode == 0, r.stderr[-3000:]
         got = [p["distance"] for p in json.loads(r.stdout)["pairs"]]
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
     assert np.abs(dw_flip - dw).max() > 1e-4
-    one = run_cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir,
+    one = cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir,
                   os.path.join(src, fa[0].decode()), os.path.join(src, fb[0].decode()))
     assert one.returncode == 0 and one.stdout.startswith("distance %.4f" % dw_flip[0])
 
@@ -187,7 +187,7 @@ def test_score_agrees_with_training_graph(trained, tmp_path):
 def test_evaluate_records_calibrate_then_score_uses_threshold(trained, tmp_path):
     records_dir, train_dir = trained
     out = tmp_path / "eval"
-    r = run_cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--records_dir=%s" % records_dir,
+    r = cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--records_dir=%s" % records_dir,
                 "--split=train", "--num_pairs=200", "--calibrate", "--output_dir=%s" % out)
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(r.stdout)
@@ -214,12 +214,12 @@ def test_evaluate_records_calibrate_then_score_uses_threshold(trained, tmp_path)
     thr = json.load(open(os.path.join(train_dir, "threshold.json")))["threshold"]
     assert thr == report["best_threshold"]
     src = os.path.join(os.path.dirname(records_dir), "src", "img_align_celeba")
-    one = run_cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir,
+    one = cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir,
                   os.path.join(src, "000001.jpg"), os.path.join(src, "000002.jpg"))
     assert one.returncode == 0
     d = float(one.stdout.split()[1])
     assert one.stdout.split()[2] == ("same" if d <= thr else "different")
-    other = run_cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--noflip_average",
+    other = cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--noflip_average",
                     os.path.join(src, "000001.jpg"), os.path.join(src, "000002.jpg"))
     assert other.returncode == 1 and "Traceback" not in other.stderr
     assert "calibrated with flip_average=True" in other.stderr.strip().splitlines()[-1]
@@ -229,7 +229,7 @@ def test_evaluate_records_calibrate_then_score_uses_threshold(trained, tmp_path)
 def test_kshot_gallery_and_embed_on_a_folder(trained, tmp_path):
     _, train_dir = trained
     people = make_people(tmp_path / "people", 50, 4, 3)
-    r = run_cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--folder=%s" % people,
+    r = cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--folder=%s" % people,
                 "--kshot=1", "--nway=3", "--episodes=20")
     assert r.returncode == 0, r.stderr[-3000:]
     rep = json.loads(r.stdout)
@@ -237,16 +237,16 @@ def test_kshot_gallery_and_embed_on_a_folder(trained, tmp_path):
     # each episode classifies 3 queries: the mean is a whole number of sixtieths
     assert rep["accuracy_mean"] * 60 == pytest.approx(round(rep["accuracy_mean"] * 60), abs=1e-6)
     g = tmp_path / "g.npz"
-    r = run_cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--enroll=%s" % people,
+    r = cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--enroll=%s" % people,
                 "--k=2", "--gallery=%s" % g, "--threshold=1e9", str(people / "p2" / "2.png"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads(r.stdout.splitlines()[0]) == {"gallery": str(g), "people": 4, "photos": 8, "no_face": []}
     line = r.stdout.splitlines()[1].split("\t")
     assert line[1] in {"p0", "p1", "p2", "p3"}
-    r = run_cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--gallery=%s" % g,
+    r = cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--gallery=%s" % g,
                 "--threshold=1e-9", str(people / "p2" / "2.png"))
     assert r.returncode == 0 and r.stdout.split("\t")[1] == "unknown"
-    r = run_cli("siamese_graph.embed", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--folder=%s" % people,
+    r = cli("siamese_graph.embed", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--folder=%s" % people,
                 "--output_dir=%s" % (tmp_path / "emb"))
     assert r.returncode == 0, r.stderr[-3000:]
     emb = np.load(tmp_path / "emb" / "embeddings.npy")
@@ -264,15 +264,15 @@ def test_bad_inputs_one_line(trained, tmp_path):
         (["--checkpoint_dir=%s" % train_dir, "--pairs=%s" % (tmp_path / "none.txt")], "pairs file not found"),
     ]
     for args, needle in cases:
-        r = run_cli("siamese_graph.evaluate", *SYNTHETIC, *args)
+        r = cli("siamese_graph.evaluate", *SYNTHETIC, *args)
         assert r.returncode == 1 and needle in r.stderr.strip().splitlines()[-1], r.stderr[-2000:]
         assert "Traceback" not in r.stderr
     (tmp_path / "notaphoto.jpg").write_text("hello")
-    r = run_cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, str(tmp_path / "notaphoto.jpg"),
+    r = cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, str(tmp_path / "notaphoto.jpg"),
                 str(tmp_path / "notaphoto.jpg"))
     assert r.returncode == 1 and "notaphoto.jpg: unusable photo (not an image)" in r.stderr.strip().splitlines()[-1]
     (tmp_path / "p.txt").write_text("only_one_path\n")
-    r = run_cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--pairs=%s" % (tmp_path / "p.txt"))
+    r = cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--pairs=%s" % (tmp_path / "p.txt"))
     assert r.returncode == 1 and "p.txt:1: expected 'path_a path_b'" in r.stderr.strip().splitlines()[-1]
     # a checkpoint whose variables do not match its model.json
     bad = tmp_path / "bad_run"
@@ -283,7 +283,7 @@ def test_bad_inputs_one_line(trained, tmp_path):
     cfg = json.load(open(os.path.join(train_dir, "model.json")))
     cfg["net"] = "densenet121"
     (bad / "model.json").write_text(json.dumps(cfg))
-    r = run_cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % bad, str(tmp_path / "notaphoto.jpg"),
+    r = cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % bad, str(tmp_path / "notaphoto.jpg"),
                 str(tmp_path / "notaphoto.jpg"))
     assert r.returncode == 1 and "checkpoint variables do not match model.json" in r.stderr.strip().splitlines()[-1]
 
@@ -293,34 +293,34 @@ def test_gallery_of_another_checkpoint_and_other_bad_scoring_inputs(trained, tmp
     records_dir, train_dir = trained
     people = make_people(tmp_path / "people", 60, 2, 2)
     g = tmp_path / "g.npz"
-    r = run_cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--enroll=%s" % people,
+    r = cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--enroll=%s" % people,
                 "--gallery=%s" % g)
     assert r.returncode == 0, r.stderr[-2000:]
     other = str(tmp_path / "other")
     shutil.copytree(train_dir, other)
-    r = run_cli("siamese_graph.train", "--records_dir=%s" % records_dir, "--train_dir=%s" % other,
+    r = cli("siamese_graph.train", "--records_dir=%s" % records_dir, "--train_dir=%s" % other,
                 "--image_size=32", "--batch_size=8", "--max_steps=27", "--head=absdiff",
                 "--validate_every_n_steps=0", "--lr_schedule=constant", "--shuffle_buffer=64",
                 "--moving_average_decay=0.9")
     assert r.returncode == 0, r.stderr[-2000:]
     probe = str(people / "p0" / "0.png")
-    r = run_cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % other, "--gallery=%s" % g, probe)
+    r = cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % other, "--gallery=%s" % g, probe)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "enrolled with another checkpoint" in r.stderr.strip().splitlines()[-1]
-    ok = run_cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--gallery=%s" % g, probe)
+    ok = cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--gallery=%s" % g, probe)
     assert ok.returncode == 0 and ok.stdout.split("\t")[2] == "nearest p0", ok.stdout
     # a decompression bomb at scoring time is refused by name, as make_records skips it
     bomb = tmp_path / "bomb.png"
     Image.new("L", (20000, 10000)).save(bomb)
-    r = run_cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, probe, str(bomb))
+    r = cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, probe, str(bomb))
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "bomb.png: unusable photo (over Pillow's decompression-bomb limit" in r.stderr.strip().splitlines()[-1]
     for n in ("0", "-4", "2"):
-        r = run_cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--records_dir=%s" % records_dir,
+        r = cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--records_dir=%s" % records_dir,
                     "--split=train", "--num_pairs=" + n)
         assert r.returncode == 1 and "needs at least 2 x --folds (20)" in r.stderr.strip().splitlines()[-1]
     (tmp_path / "same.txt").write_text("%s %s 0\n%s %s 0\n" % (probe, probe, probe, probe))
-    r = run_cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--pairs=%s" % (tmp_path / "same.txt"),
+    r = cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--pairs=%s" % (tmp_path / "same.txt"),
                 "--output_dir=%s" % (tmp_path / "e"))
     assert r.returncode == 1 and "2 same and 0 different pairs" in r.stderr.strip().splitlines()[-1]
 
@@ -346,13 +346,13 @@ def test_degrade_equals_evaluating_converted_photos(trained, tmp_path):
     (tmp_path / "b.txt").write_text("".join(lines_b))
     reports = []
     for pairs, extra in (("a.txt", ["--degrade=grayscale"]), ("b.txt", [])):
-        r = run_cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--pairs=%s" % (tmp_path / pairs),
+        r = cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--pairs=%s" % (tmp_path / pairs),
                     "--output_dir=%s" % (tmp_path / ("out-" + pairs)), *extra)
         assert r.returncode == 0, r.stderr[-2000:]
         reports.append(json.loads(r.stdout))
     assert reports[0]["source"].endswith("degraded grayscale")
     for key in ("auc", "best_accuracy", "best_threshold", "eer"):
         assert reports[0][key] == pytest.approx(reports[1][key], abs=1e-6), key
-    r = run_cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--pairs=%s" % (tmp_path / "a.txt"),
+    r = cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--pairs=%s" % (tmp_path / "a.txt"),
                 "--degrade=sepia")
     assert r.returncode == 1 and "--degrade=sepia: expected grayscale" in r.stderr.strip().splitlines()[-1]

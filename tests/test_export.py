@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from siamese_graph import inference, serving
-from tests.conftest import REPO, SHARED_DATA, face, run_cli
+from tests.conftest import REPO, SHARED_DATA, cli, face
 
 pytestmark = pytest.mark.slow  # trains two small models
 
@@ -32,7 +32,7 @@ def runs(synthetic_records, tmp_path_factory):
     out = {}
     for head, extra in (("euclidean", []), ("absdiff", ["--moving_average_decay=0.9"])):
         out[head] = str(base / head)
-        r = run_cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % out[head],
+        r = cli("siamese_graph.train", "--records_dir=%s" % synthetic_records[0], "--train_dir=%s" % out[head],
                     "--image_size=32", "--batch_size=8", "--max_steps=8", "--head=%s" % head,
                     "--validate_every_n_steps=0", "--shuffle_buffer=64", *extra)
         assert r.returncode == 0, r.stderr[-3000:]
@@ -75,7 +75,7 @@ print(json.dumps({"distance": verify["distance"].numpy().tolist(), "same": verif
 
 
 def export(train_dir, out, *extra):
-    return run_cli("siamese_graph.export", "--checkpoint_dir=%s" % train_dir, "--output_dir=%s" % out, *extra)
+    return cli("siamese_graph.export", "--checkpoint_dir=%s" % train_dir, "--output_dir=%s" % out, *extra)
 
 
 def checkpoint_results(train_dir, pairs, flip):
@@ -145,6 +145,13 @@ def test_tools_rest_body_tflite_and_versions(runs, photo_pairs, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     printed = float(run.stdout.split("output key distance:")[1].split("[")[1].split("]")[0])
     assert abs(printed - want[0]) < 1e-5
+    # what docs/serving.md says: the same distance as score gives on these face photos
+    # (the served model takes faces as they are, as score --align=none does)
+    (tmp_path / "first.txt").write_text("%s\t%s\n" % pairs[0])
+    r = cli("siamese_graph.score", "--checkpoint_dir=%s" % train_dir, "--align=none", "--format=json",
+            "--pairs=%s" % (tmp_path / "first.txt"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert abs(json.loads(r.stdout)["pairs"][0]["distance"] - printed) < 1e-5
     # The README's REST request body, decoded as TF Serving does, through the loaded SavedModel
     body = json.dumps({"signature_name": "verify", "instances": [
         {"image_a": {"b64": base64.b64encode(open(a, "rb").read()).decode()},

@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from siamese_graph import face_gate, faces, preprocessing
-from tests.conftest import run_cli, shared
+from siamese_graph import align, face_gate, faces, preprocessing
+from tests.conftest import cli, shared
 
 v1 = tf.compat.v1
 BLANKS = ("black", "white", "gray", "noise")
@@ -51,6 +51,14 @@ def photos(tmp_path_factory):
     os.makedirs(base / "people" / "blank")
     Image.fromarray(blank("black")).save(base / "people" / "blank" / "black.png")
     out["people"] = str(base / "people")
+    # the same photos' faces, aligned: what --align=none expects to be given
+    detector = align.Detector()
+    os.makedirs(base / "aligned")
+    for key in [k for k in out if k not in BLANKS and k != "people"]:
+        rgb = np.asarray(Image.open(out[key]).convert("RGB"))
+        path = str(base / "aligned" / (os.path.basename(out[key]) + ".png"))
+        Image.fromarray(align.warp_face(rgb, detector.detect(rgb)[0])).save(path)
+        out["aligned_" + key] = path
     return out
 
 
@@ -59,8 +67,10 @@ def trained(tiny_model):
     return tiny_model
 
 
-def real(photos):
-    return sorted(v for k, v in photos.items() if k not in BLANKS and k != "people")
+def real(photos, aligned=False):
+    """The real photos' paths (whole photos, or their aligned faces)."""
+    return sorted(v for k, v in photos.items() if k not in BLANKS and k != "people"
+                  and k.startswith("aligned_") == aligned)
 
 
 def test_face_gate_tells_faces_from_blanks():
@@ -77,14 +87,27 @@ def test_face_gate_tells_faces_from_blanks():
 
 
 def test_face_box_follows_the_crop():
+    """face_box(crop) is where the face is in a photo whose celeba-crop region sits at
+    `crop`: relative to that region it is one fixed box, whatever the crop's size and
+    place; under the celeba crop it is in the aligned layout and holds the template's
+    five points."""
+    def in_region(crop):
+        t, l, h, w = crop
+        y1, x1, y2, x2 = face_gate.face_box(crop)
+        return np.array([(y1 - t) / h, (x1 - l) / w, (y2 - t) / h, (x2 - l) / w])
+
     celeba = preprocessing.parse_crop("celeba")
-    y1, x1, y2, x2 = face_gate.face_box(celeba)
-    assert 0 < x1 < x2 < 1 and 0 < y1 < y2 < 1
-    # a crop twice as large around the same centre: the face box is half as large there
+    fy1, fx1, fy2, fx2 = face_gate.face_box(celeba)
+    assert 0 < fx1 < fx2 < 1 and 0 < fy1 < fy2 < 1
+    points = align.load_template()["points"] / np.array([align.ALIGNED_WIDTH, align.ALIGNED_HEIGHT])  # (x, y)
+    assert ((points[:, 0] > fx1) & (points[:, 0] < fx2) & (points[:, 1] > fy1) & (points[:, 1] < fy2)).all()
     t, l, h, w = celeba
-    big = (t - h / 2, l - w / 2, 2 * h, 2 * w)
-    by1, bx1, by2, bx2 = face_gate.face_box(big)
-    assert np.isclose(by2 - by1, 2 * (y2 - y1)) and np.isclose(bx2 - bx1, 2 * (x2 - x1))
+    for other in [(t - h / 2, l - w / 2, 2 * h, 2 * w),  # twice as large around the same centre
+                  (t + 0.07, l - 0.05, h, w),             # moved
+                  (0.0, 0.0, 1.0, 1.0)]:                  # the photo is the region (--crop=none)
+        assert np.allclose(in_region(other), in_region(celeba), atol=1e-9), other
+    by1, bx1, by2, bx2 = face_gate.face_box((t - h / 2, l - w / 2, 2 * h, 2 * w))
+    assert np.isclose(by2 - by1, 2 * (fy2 - fy1)) and np.isclose(bx2 - bx1, 2 * (fx2 - fx1))
 
 
 def test_loader_gives_none_without_a_face_and_an_aligned_face_with_one(photos):
@@ -100,20 +123,21 @@ def test_loader_gives_none_without_a_face_and_an_aligned_face_with_one(photos):
 
 @pytest.mark.parametrize("align", ["mtcnn", "none"])
 def test_score_never_says_same_without_a_face(trained, photos, tmp_path, align):
-    people = real(photos)
+    # the controls: real pairs, given as each path expects them (whole photos to detect,
+    # or aligned faces), get a verdict; only the blank pictures get none
+    people = real(photos, aligned=align == "none")
     pairs = [(photos[k], people[i % len(people)]) for i, k in enumerate(BLANKS)]
     pairs += [(people[0], people[1]), (people[2], people[3])]
     (tmp_path / "pairs.txt").write_text("".join("%s\t%s\n" % p for p in pairs))
-    r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % trained, "--pairs=%s" % (tmp_path / "pairs.txt"),
+    r = cli("siamese_graph.score", "--checkpoint_dir=%s" % trained, "--pairs=%s" % (tmp_path / "pairs.txt"),
                 "--format=json", ANY_DISTANCE, "--align=%s" % align)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = json.loads(r.stdout)["pairs"]
     verdicts = [row["verdict"] for row in rows]
     assert verdicts[:4] == ["no_face"] * 4
-    if align == "mtcnn":
-        assert verdicts[4:] == ["same", "same"]  # real faces pass: the threshold would say same
+    assert verdicts[4:] == ["same", "same"]  # real faces pass: the threshold would say same
     # two photos: the blank one is named, a distinct exit status, no verdict on stdout
-    r = run_cli("siamese_graph.score", "--checkpoint_dir=%s" % trained, ANY_DISTANCE, "--align=%s" % align,
+    r = cli("siamese_graph.score", "--checkpoint_dir=%s" % trained, ANY_DISTANCE, "--align=%s" % align,
                 photos["gray"], people[0])
     assert r.returncode == 3 and "no face found in %s" % photos["gray"] in r.stderr, r.stderr[-1500:]
     assert "same" not in r.stdout
@@ -123,17 +147,17 @@ def test_gallery_names_nobody_without_a_face(trained, photos, tmp_path):
     g = tmp_path / "g.npz"
     people = str(tmp_path / "people")
     shutil.copytree(photos["people"], people)
-    r = run_cli("siamese_graph.gallery", "--checkpoint_dir=%s" % trained, "--enroll=%s" % people,
+    r = cli("siamese_graph.gallery", "--checkpoint_dir=%s" % trained, "--enroll=%s" % people,
                 "--gallery=%s" % g, "--k=2", ANY_DISTANCE)
     # the "blank" folder has no face: nothing to enroll for it, said in one line
     assert r.returncode == 1 and "no face found in any of 1 photos" in r.stderr, r.stderr[-1500:]
     shutil.rmtree(os.path.join(people, "blank"))
-    r = run_cli("siamese_graph.gallery", "--checkpoint_dir=%s" % trained, "--enroll=%s" % people,
+    r = cli("siamese_graph.gallery", "--checkpoint_dir=%s" % trained, "--enroll=%s" % people,
                 "--gallery=%s" % g, "--k=2", ANY_DISTANCE)
     assert r.returncode == 0, r.stderr[-1500:]
     assert json.loads(r.stdout.splitlines()[0])["people"] == 2
     probes = [photos[k] for k in BLANKS] + real(photos)[:1]
-    r = run_cli("siamese_graph.gallery", "--checkpoint_dir=%s" % trained, "--gallery=%s" % g, ANY_DISTANCE, *probes)
+    r = cli("siamese_graph.gallery", "--checkpoint_dir=%s" % trained, "--gallery=%s" % g, ANY_DISTANCE, *probes)
     assert r.returncode == 3, r.stderr[-1500:]
     lines = dict(line.split("\t", 1) for line in r.stdout.splitlines())
     for k in BLANKS:
@@ -146,7 +170,7 @@ def test_embed_and_evaluate_leave_out_photos_without_a_face(trained, photos, tmp
     shutil.copytree(photos["people"], people, ignore=shutil.ignore_patterns("blank"))
     os.makedirs(os.path.join(people, "blank"))
     Image.fromarray(blank("white")).save(os.path.join(people, "blank", "white.png"))
-    r = run_cli("siamese_graph.embed", "--checkpoint_dir=%s" % trained, "--folder=%s" % people,
+    r = cli("siamese_graph.embed", "--checkpoint_dir=%s" % trained, "--folder=%s" % people,
                 "--output_dir=%s" % (tmp_path / "emb"))
     assert r.returncode == 0, r.stderr[-1500:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
@@ -155,7 +179,7 @@ def test_embed_and_evaluate_leave_out_photos_without_a_face(trained, photos, tmp
     ps = real(photos)
     lines = [(ps[0], ps[1], 0), (ps[2], ps[3], 0), (ps[0], ps[2], 1), (ps[1], ps[3], 1), (photos["black"], ps[0], 0)]
     (tmp_path / "p.txt").write_text("".join("%s\t%s\t%d\n" % x for x in lines))
-    r = run_cli("siamese_graph.evaluate", "--checkpoint_dir=%s" % trained, "--pairs=%s" % (tmp_path / "p.txt"),
+    r = cli("siamese_graph.evaluate", "--checkpoint_dir=%s" % trained, "--pairs=%s" % (tmp_path / "p.txt"),
                 "--folds=2", "--output_dir=%s" % (tmp_path / "ev"))
     assert r.returncode == 0, r.stderr[-1500:]
     report = json.loads(r.stdout)
@@ -185,7 +209,7 @@ def test_saved_model_never_says_same_without_a_face(trained, photos, tmp_path):
     for k in BLANKS:
         blanks.append(str(tmp_path / ("%s.jpg" % k)))
         Image.fromarray(blank(k)).save(blanks[-1], quality=95)
-    r = run_cli("siamese_graph.export", "--checkpoint_dir=%s" % trained, "--output_dir=%s" % (tmp_path / "out"),
+    r = cli("siamese_graph.export", "--checkpoint_dir=%s" % trained, "--output_dir=%s" % (tmp_path / "out"),
                 ANY_DISTANCE)
     assert r.returncode == 0, r.stderr[-2000:]
     pairs = [(b, aligned[i % 2]) for i, b in enumerate(blanks)] + [(aligned[0], aligned[1])]

@@ -8,7 +8,7 @@ import pytest
 
 from siamese_graph import fileio
 from siamese_graph.errors import ArgumentError, DataError
-from tests.conftest import REPO, make_people, run_cli
+from tests.conftest import REPO, cli, make_people
 
 HOLD = "import sys, time; sys.path.insert(0, %r)\nfrom siamese_graph import fileio\n" \
        "with fileio.exclusive(sys.argv[1], 'holder'):\n    print('held', flush=True)\n    time.sleep(600)\n" % REPO
@@ -58,16 +58,16 @@ def test_two_make_records_at_once(tmp_path):
     p = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "held"
-        r = run_cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % src, "--output_dir=%s" % out)
+        r = cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % src, "--output_dir=%s" % out)
         assert r.returncode == 1 and "Traceback" not in r.stderr
         assert "another make_records is writing here" in r.stderr.strip().splitlines()[-1]
         assert os.listdir(out) == [".lock"]  # nothing written beside the holder
     finally:
         p.kill()
         p.wait()
-    r = run_cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % src, "--output_dir=%s" % out)
+    r = cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % src, "--output_dir=%s" % out)
     assert r.returncode == 0, r.stderr[-1500:]
     # --overwrite removes make_records' own files, never the lock it holds while it runs
-    r = run_cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % src, "--output_dir=%s" % out,
+    r = cli("siamese_graph.make_records", "--dataset=folder", "--data_dir=%s" % src, "--output_dir=%s" % out,
                 "--overwrite")
     assert r.returncode == 0 and (out / ".lock").exists(), r.stderr[-1500:]

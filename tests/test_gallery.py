@@ -1,13 +1,13 @@
 """gallery: an edited gallery file is refused in one line (names against rows)."""
 import numpy as np
 
-from tests.conftest import SYNTHETIC, make_people, run_cli
+from tests.conftest import SYNTHETIC, cli, make_people
 
 
 def test_a_gallery_with_a_name_added_is_refused(tiny_model, tmp_path):
     people = make_people(tmp_path / "people", 0, 3, 2)
     g = tmp_path / "g.npz"
-    r = run_cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % tiny_model, "--enroll=%s" % people,
+    r = cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % tiny_model, "--enroll=%s" % people,
                 "--k=2", "--gallery=%s" % g)
     assert r.returncode == 0, r.stderr[-2000:]
     with np.load(g) as f:
@@ -15,7 +15,7 @@ def test_a_gallery_with_a_name_added_is_refused(tiny_model, tmp_path):
     parts["names"] = np.append(parts["names"], "ghost")  # a name with no enrolled photo
     ghost = tmp_path / "ghost.npz"
     np.savez(ghost, **parts)
-    r = run_cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % tiny_model, "--gallery=%s" % ghost,
+    r = cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % tiny_model, "--gallery=%s" % ghost,
                 str(people / "p1" / "0.png"))
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "names, rows and names disagree" not in r.stderr  # the message says which

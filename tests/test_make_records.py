@@ -12,7 +12,7 @@ from PIL import Image
 from siamese_graph import record_writer, records
 from siamese_graph.datasets import celeba, folder
 from siamese_graph.errors import DataError
-from tests.conftest import REPO, face, make_celeba, run_cli, shared
+from tests.conftest import REPO, cli, face, make_celeba, shared
 
 
 def read_back(out_dir, split):
@@ -209,7 +209,7 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
     src = tmp_path / "src"
     make_celeba(src, [2, 2])
     (src / "identity_CelebA.txt").write_text("000001.jpg 1\n000002.jpg 1\nbroken line here\n")
-    r = run_cli("siamese_graph.make_records", "--data_dir=%s" % src,
+    r = cli("siamese_graph.make_records", "--data_dir=%s" % src,
                 "--output_dir=%s" % (tmp_path / "out"))
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1] == (
@@ -222,7 +222,7 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
 def test_kill_during_run_then_rerun_gives_same_shards(tmp_path):
     src = shared("celeba-mini")
     args = ["--data_dir=%s" % src, "--num_workers=1", "--num_shards=16"]
-    ref = run_cli("siamese_graph.make_records", *args, "--output_dir=%s" % (tmp_path / "ref"))
+    ref = cli("siamese_graph.make_records", *args, "--output_dir=%s" % (tmp_path / "ref"))
     assert ref.returncode == 0, ref.stderr
     out = tmp_path / "killed"
     env = dict(os.environ, PYTHONPATH=REPO)
@@ -243,7 +243,7 @@ def test_kill_during_run_then_rerun_gives_same_shards(tmp_path):
     assert 3 <= len(complete) < 32, left  # killed mid-way
     for n in complete:  # whatever looks complete is complete
         assert (out / n).read_bytes() == (tmp_path / "ref" / n).read_bytes()
-    rerun = run_cli("siamese_graph.make_records", *args, "--output_dir=%s" % out)
+    rerun = cli("siamese_graph.make_records", *args, "--output_dir=%s" % out)
     assert rerun.returncode == 0, rerun.stderr
     assert "shards complete from an earlier run" in rerun.stderr
     assert sorted(os.listdir(out)) == sorted(os.listdir(tmp_path / "ref"))

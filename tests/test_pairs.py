@@ -12,7 +12,7 @@ import tensorflow as tf
 from siamese_graph import inspect_pairs, pairs, preprocessing, record_writer
 from siamese_graph.datasets import celeba
 from siamese_graph.errors import ArgumentError, DataError
-from tests.conftest import REPO, make_celeba, run_cli, shared
+from tests.conftest import REPO, cli, make_celeba, shared
 
 
 def pull(records_dir, split="train", num_pairs=400, batch_size=20, **kw):
@@ -201,7 +201,7 @@ def test_manifest_disagreeing_and_corrupt_shard_are_named(synthetic_records, tmp
     data = bytearray(good)
     data[len(data) // 2] ^= 0xFF  # same size, bad CRC
     open(shard, "wb").write(bytes(data))
-    r = run_cli("siamese_graph.inspect_pairs", "--records_dir=%s" % records_dir, "--num_pairs=2000")
+    r = cli("siamese_graph.inspect_pairs", "--records_dir=%s" % records_dir, "--num_pairs=2000")
     assert r.returncode == 1
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("error: %s: corrupt shard" % shard), last
@@ -210,7 +210,7 @@ def test_manifest_disagreeing_and_corrupt_shard_are_named(synthetic_records, tmp
 
 def test_inspect_pairs_cli_json_and_grid(synthetic_records, tmp_path):
     grid = tmp_path / "pairs.png"
-    r = run_cli("siamese_graph.inspect_pairs", "--records_dir=%s" % synthetic_records[0],
+    r = cli("siamese_graph.inspect_pairs", "--records_dir=%s" % synthetic_records[0],
                 "--num_pairs=200", "--batch_size=20", "--augment", "--save_grid=%s" % grid)
     assert r.returncode == 0, r.stderr[-2000:]
     report = json.loads(r.stdout)
@@ -251,6 +251,6 @@ def test_celeba_scale_balance_and_cost(tmp_path):
 @pytest.mark.parametrize("size,needle", [("0", "must be in 1..512"), ("-5", "must be in 1..512"),
                                          ("100000", "must be in 1..512")])
 def test_inspect_pairs_refuses_the_sizes_train_refuses(synthetic_records, size, needle):
-    r = run_cli("siamese_graph.inspect_pairs", "--records_dir=%s" % synthetic_records[0], "--image_size=" + size)
+    r = cli("siamese_graph.inspect_pairs", "--records_dir=%s" % synthetic_records[0], "--image_size=" + size)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-1500:]
     assert "--image_size=%s: %s" % (size, needle) in r.stderr.strip().splitlines()[-1]

@@ -10,7 +10,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, cli
 
 pytestmark = pytest.mark.slow  # training runs (README: `-m "not slow"` leaves them out)
 
@@ -21,7 +21,7 @@ ARGS = ["--image_size=32", "--batch_size=8", "--log_every_n_steps=5", "--save_ch
 
 
 def train(records_dir, train_dir, *extra):
-    return run_cli("siamese_graph.train", "--records_dir=%s" % records_dir,
+    return cli("siamese_graph.train", "--records_dir=%s" % records_dir,
                    "--train_dir=%s" % train_dir, *ARGS, *extra)
 
 
@@ -368,7 +368,10 @@ def test_every_training_number_is_checked_before_anything_is_written(field, valu
 
 def test_a_nan_flag_is_refused_before_flags_txt(synthetic_records, tmp_path):
     r = train(synthetic_records[0], tmp_path / "run", "--max_steps=5", "--lr_max=nan")
-    assert r.returncode == 1 and "--lr_max=nan: must be a finite number" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    # the project's one-line form, as the last (and only error) line: not absl's FATAL and help hint
+    assert r.stderr.strip().splitlines()[-1] == "error: flag --lr_max=nan: must be a finite number", r.stderr
+    assert "FATAL" not in r.stderr and "--helpshort" not in r.stderr
     assert not (tmp_path / "run").exists()
 
 
