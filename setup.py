@@ -7,7 +7,8 @@ from setuptools import find_packages, setup
 # pip does not end up with both tensorflow and tensorflow-cpu installed.
 TF_PACKAGE = os.environ.get("SIAMESE_GRAPH_TF", "tensorflow-cpu")
 
-COMMANDS = ["make_records", "inspect_pairs", "train", "evaluate", "score", "gallery", "embed", "export", "data_service"]
+COMMANDS = ["align", "make_records", "inspect_pairs", "train", "evaluate", "score", "gallery", "embed", "export",
+            "data_service"]
 
 setup(
     name="siamese-graph",
@@ -36,8 +37,7 @@ setup(
         # pin names the range both accept.
         "beam": ["apache-beam==2.77.0", "protobuf>=6.31.1,<7"],
     },
-    package_data={"siamese_graph.align": ["template.json"]},
+    package_data={"siamese_graph.faces": ["template.json"]},
     entry_points={"console_scripts": [
-        "siamese-%s = siamese_graph.%s:run" % (c.replace("_", "-"), c) for c in COMMANDS]
-        + ["siamese-align = siamese_graph.align.__main__:run"]},
+        "siamese-%s = siamese_graph.%s:run" % (c.replace("_", "-"), c) for c in COMMANDS]},
 )

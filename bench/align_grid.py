@@ -11,7 +11,7 @@ from absl import app, flags
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from siamese_graph.align import dataset  # noqa: E402
+from siamese_graph.faces import align_folder  # noqa: E402 (after the path insert)
 
 flags.DEFINE_string("aligned_dir", None, "An output folder of siamese-align.")
 flags.DEFINE_integer("rows", 8, "Rows of the grid (4 photo/face pairs a row).")
@@ -23,7 +23,7 @@ H = 218
 
 def main(argv):
     del argv
-    with open(os.path.join(FLAGS.aligned_dir, dataset.MANIFEST)) as f:
+    with open(os.path.join(FLAGS.aligned_dir, align_folder.MANIFEST)) as f:
         m = json.load(f)
     src = os.path.join(m["source"]["data_dir"], "img_celeba" if m["layout"] == "celeba" else "")
     entries = [e for e in m["photos"] if e["status"] == "aligned"]
@@ -39,7 +39,7 @@ def main(argv):
         for x, y in e["points"].values():
             d.ellipse([x - 2 * w, y - 2 * w, x + 2 * w, y + 2 * w], fill=(0, 255, 0))
         im.thumbnail((178, H))
-        out = Image.open(os.path.join(FLAGS.aligned_dir, dataset.output_name(
+        out = Image.open(os.path.join(FLAGS.aligned_dir, align_folder.output_name(
             type("P", (), {"relname": e["photo"]}), m["layout"])))
         x0, y0 = (k % 4) * cell_w, (k // 4) * H
         grid.paste(im, (x0 + (178 - im.width) // 2, y0 + (H - im.height) // 2))

@@ -17,7 +17,7 @@ from absl import app, flags
 from PIL import Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from siamese_graph import align  # noqa: E402
+from siamese_graph.faces import align
 
 flags.DEFINE_string("data_dir", None, "A CelebA-layout folder of aligned photos (img_align_celeba/).")
 flags.DEFINE_integer("num", 1000, "Photos measured (the first N by name).")

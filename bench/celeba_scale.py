@@ -20,8 +20,8 @@ ANNOTATIONS = os.path.join(os.path.dirname(REPO), "shared", "data", "celeba-anno
 
 def build(out_dir, annotations=ANNOTATIONS, size=8, num_workers=2):
     """Writes OUT_DIR/celeba (photos) and OUT_DIR/records; returns the records folder."""
-    from siamese_graph import record_writer
-    from siamese_graph.datasets import celeba
+    from siamese_graph.data import record_writer
+    from siamese_graph.data.datasets import celeba
 
     src = os.path.join(out_dir, "celeba")
     images = os.path.join(src, "img_align_celeba")

@@ -1,7 +1,7 @@
 """Benchmark: the cached pair graph's per-batch pixel work on one thread, op by op.
 
 A batch of B photos cropped from a cache of N photos (random pixels: the timing
-does not depend on them) at the cache's size for --image_size (pairs.cache_geometry
+does not depend on them) at the cache's size for --image_size (pair_cache.cache_geometry
 with augmentation), the jittered and mirrored boxes of preprocessing.boxes:
 
   before: crop_and_resize          one tf.image.crop_and_resize of the batch
@@ -34,7 +34,7 @@ def finish_before(images, seed):
     brightness and contrast, clipped, then per_image_standardization."""
     import tensorflow as tf
 
-    from siamese_graph import preprocessing
+    from siamese_graph.data import preprocessing
 
     _, factor, shift = preprocessing.exposure_draws(seed, tf.shape(images)[0])
     mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
@@ -46,10 +46,10 @@ def rows(image_size, batch, repeats, photos=4595, runs=30):
     import numpy as np
     import tensorflow as tf
 
-    from siamese_graph import pairs, preprocessing
+    from siamese_graph.data import pair_cache, preprocessing
 
     crop = preprocessing.CROPS[preprocessing.DEFAULT_CROP]
-    outer, size = pairs.cache_geometry(crop, image_size, True)
+    outer, size = pair_cache.cache_geometry(crop, image_size, True)
     cache = np.random.default_rng(0).integers(0, 256, (photos,) + size + (3,), dtype=np.uint8)
     with tf.Graph().as_default():
         fed = tf.compat.v1.placeholder(tf.uint8, cache.shape)

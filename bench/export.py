@@ -12,7 +12,7 @@ TFLite dynamic-range int8):
             `verify` on two JPEGs, decoding included, with TF's default threads
             (all cores), as a server runs it.
   AUC, 10-fold accuracy on the 6,000 pairs
-  photos/s  the checkpoint path (inference.Model.embed on the JPEG bytes) against
+  photos/s  the checkpoint path (models.Model.embed on the JPEG bytes) against
             the SavedModel's `embed` signature on the same bytes, batches of 64,
             each distinct photo once: like for like.
 
@@ -34,7 +34,7 @@ sys.path.insert(0, REPO)
 
 
 def test_pairs(data, num_pairs):
-    from siamese_graph import pair_lists
+    from siamese_graph.data import pair_lists
 
     ident = dict(line.split() for line in open(os.path.join(data, "identity_CelebA.txt")))
     part = dict(line.split() for line in open(os.path.join(data, "list_eval_partition.txt")))
@@ -45,7 +45,7 @@ def test_pairs(data, num_pairs):
 
 
 def quality(d, pairs):
-    from siamese_graph import metrics
+    from siamese_graph.inference import metrics
 
     y = np.array([p[2] for p in pairs])
     return metrics.roc_auc(d, y), metrics.kfold_accuracy(d, y, [p[3] for p in pairs])[0]
@@ -69,7 +69,8 @@ def folder_bytes(path):
 def bench(checkpoint_dir, pairs, runs):
     import tensorflow as tf
 
-    from siamese_graph import inference, serving
+    from siamese_graph.inference import models
+    from siamese_graph.serving import phone, tflite
 
     out = tempfile.mkdtemp(prefix="bench-export-")
     r = subprocess.run([sys.executable, "-m", "siamese_graph.export", "--checkpoint_dir=%s" % checkpoint_dir,
@@ -78,7 +79,7 @@ def bench(checkpoint_dir, pairs, runs):
     if r.returncode:
         sys.exit(r.stderr[-2000:])
     version = json.loads(r.stdout)["saved_model"]
-    model = inference.Model(checkpoint_dir)
+    model = models.Model(checkpoint_dir)
     photos = sorted({p for pair in pairs for p in pair[:2]})
     data = {p: open(p, "rb").read() for p in photos}
     index = {p: i for i, p in enumerate(photos)}
@@ -108,11 +109,11 @@ def bench(checkpoint_dir, pairs, runs):
                  *quality(sm_d, pairs), sm_rate])
     max_diff = max(float(np.abs(sm_d - d).max()), float(np.abs(sm_feats - feats).max()))
 
-    faces = np.stack([serving.phone_face(tf.io.decode_jpeg(data[p], channels=3, dct_method="INTEGER_FAST").numpy(),
+    faces = np.stack([phone.phone_face(tf.io.decode_jpeg(data[p], channels=3, dct_method="INTEGER_FAST").numpy(),
                                          model.crop, model.image_size) for p in photos])
     for name in ("model_float.tflite", "model_int8.tflite"):
         path = os.path.join(version, "tflite", name)
-        lite = serving.TFLiteModel(path, num_threads=1)
+        lite = tflite.TFLiteModel(path, num_threads=1)
         f = np.concatenate([lite.embed(faces[i:i + 64]) for i in range(0, len(faces), 64)])
         ld = lite.compare(f[a], f[b])
         fa, fb = faces[a[:1]], faces[b[:1]]

@@ -27,8 +27,8 @@ def plain_loop(data_dir, out_dir):
     import tensorflow as tf
     from PIL import Image
 
-    from siamese_graph import records
-    from siamese_graph.datasets import celeba
+    from siamese_graph.data import records
+    from siamese_graph.data.datasets import celeba
 
     listing = celeba.read(data_dir)
     index = {n: i for i, n in enumerate(listing.identity_names)}
@@ -44,8 +44,8 @@ def plain_loop(data_dir, out_dir):
 def one(kind, data_dir):
     from absl import logging
 
-    from siamese_graph import record_writer
-    from siamese_graph.datasets import celeba
+    from siamese_graph.data import record_writer
+    from siamese_graph.data.datasets import celeba
 
     logging.set_verbosity(logging.WARNING)
     with tempfile.TemporaryDirectory() as out:
@@ -77,7 +77,7 @@ def main():
         return one(*args.one)
     rows = []
     for data_dir in args.data.split(","):
-        from siamese_graph import beam_writer
+        from siamese_graph.data import beam_writer
 
         for kind in ("plain", "1", "2") + (("beam", "beam2") if beam_writer.available() else ()):
             r = subprocess.run([sys.executable, __file__, "--one", kind, data_dir], capture_output=True,

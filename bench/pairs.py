@@ -64,7 +64,7 @@ class _Rate:
 def decode_rate(info, image_size, batch=100):
     import tensorflow as tf
 
-    from siamese_graph import preprocessing, records
+    from siamese_graph.data import preprocessing, records
 
     def build():
         ds = tf.data.TFRecordDataset(info.files).repeat()
@@ -79,7 +79,7 @@ def decode_rate(info, image_size, batch=100):
 def pair_rate(records_dir, image_size, rotation_deg, cache=False, gray_lowres=0.0, batch=100):
     """pairs/s as training sees them: images and labels only, no read counter. With the
     cache, the first (warm-up) batch decodes the split; the rate is the steady state."""
-    from siamese_graph import pairs
+    from siamese_graph.data import pairs
 
     return _Rate(lambda: pairs.inputs(records_dir, "train", batch, image_size, augment=True,
                                       rotation_deg=rotation_deg, cache=cache, gray_prob=gray_lowres,
@@ -94,10 +94,10 @@ def cache_difference(info, image_size, n=512):
     import numpy as np
     import tensorflow as tf
 
-    from siamese_graph import pairs, preprocessing, records
+    from siamese_graph.data import pair_cache, preprocessing, records
 
     box = preprocessing.CROPS[preprocessing.DEFAULT_CROP]
-    outer, size = pairs.cache_geometry(box, image_size, True)
+    outer, size = pair_cache.cache_geometry(box, image_size, True)
     with tf.Graph().as_default():
         ds = tf.data.TFRecordDataset(info.files).take(n).enumerate()
 
@@ -105,7 +105,7 @@ def cache_difference(info, image_size, n=512):
             photo = preprocessing.decode(records.parse_image_bytes(s))
             b = preprocessing.boxes(box, 1, tf.stack([i, 3]))
             direct = preprocessing.crop_resize(photo, image_size, b)
-            cached = preprocessing.crop_resize_many(pairs.cached_region(photo, outer, size)[tf.newaxis],
+            cached = preprocessing.crop_resize_many(pair_cache.cached_region(photo, outer, size)[tf.newaxis],
                                                     tf.zeros([1], tf.int32), preprocessing.within(b, outer),
                                                     image_size) / 255.0
             return tf.reduce_mean(tf.abs(direct - cached))
@@ -120,7 +120,7 @@ def naive(info, image_size, seconds=60.0, max_pairs=1000, batch=10, seed=0):
     import numpy as np
     import tensorflow as tf
 
-    from siamese_graph import pairs, preprocessing
+    from siamese_graph.data import pairs, preprocessing
 
     p = info.counts[info.counts > 0].astype(np.float64) / info.photos
     q = float((p ** 2).sum())  # chance two independent photos share an identity
@@ -160,7 +160,8 @@ def one(name, records_dir, n_pairs, image_size, repeats):
     import numpy as np
     import tensorflow as tf
 
-    from siamese_graph import inspect_pairs, pairs
+    from siamese_graph import inspect_pairs
+    from siamese_graph.data import pair_cache, pairs
 
     tf.compat.v1.disable_eager_execution()
     info = pairs.pairable_split(records_dir, "train")
@@ -187,7 +188,7 @@ def one(name, records_dir, n_pairs, image_size, repeats):
     npairs, reads, same, rate = naive(info, image_size)
     rows.append(["naive zip+filter", npairs, same, reads / max(npairs, 1), rate, None, None])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    cache_mib = pairs.cache_bytes(info, image_size, augment=True) / 2 ** 20
+    cache_mib = pair_cache.cache_bytes(info, image_size, augment=True) / 2 ** 20
     print(json.dumps({"name": name, "identities": info.identities, "photos": info.photos, "cache_mib": cache_mib,
                       "images_per_s": images_per_s, "rows": rows, "peak_mib": peak,
                       "cache_difference": cache_difference(info, image_size)}))
@@ -206,9 +207,9 @@ def main():
         return one(args.one[0], args.one[1], args.pairs, args.image_size, args.repeats)
     from absl import logging
     logging.set_verbosity(logging.WARNING)
-    from siamese_graph import record_writer
-    from siamese_graph.datasets import celeba
     from bench import celeba_scale
+    from siamese_graph.data import record_writer
+    from siamese_graph.data.datasets import celeba
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:

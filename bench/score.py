@@ -24,7 +24,9 @@ def main():
     args = ap.parse_args()
     import tensorflow as tf
 
-    from siamese_graph import inference, pair_lists, score
+    from siamese_graph import score
+    from siamese_graph.data import pair_lists
+    from siamese_graph.inference import models
 
     tf.compat.v1.disable_eager_execution()
     ident = dict(l.split() for l in open(os.path.join(args.data, "identity_CelebA.txt")))
@@ -34,7 +36,7 @@ def main():
     images = os.path.join(args.data, "img_align_celeba")
     pairs = [(os.path.join(images, a), os.path.join(images, b)) for a, b, _, _ in pairs]
     start = time.time()
-    model = inference.Model(args.checkpoint_dir)
+    model = models.Model(args.checkpoint_dir)
     load = time.time() - start
     start = time.time()
     rows = score.score(model, pairs, model.threshold())

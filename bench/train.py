@@ -48,7 +48,8 @@ def session_rate(records_dirs, flag_args, steps, kind):
     import numpy as np
     import tensorflow as tf
 
-    from siamese_graph import pairs, training
+    from siamese_graph.data import pairs
+    from siamese_graph.training import graphs, loop, session_hooks
 
     v1 = tf.compat.v1
     config = default_config(*flag_args, "--cache" if kind in ("cache", "cache_normal", "variant_cache") else "--nocache")
@@ -63,10 +64,10 @@ def session_rate(records_dirs, flag_args, steps, kind):
                       "image_b": tf.Variable(rng.normal(size=shape).astype("float32"), trainable=False),
                       "label": tf.constant([0, 1] * (config.batch_size // 2)),
                       "identity_a": tf.constant(ids), "identity_b": tf.constant(ids + ids % 2)}
-        graph = training.build_training_graph(splits, config, inputs=inputs)
+        graph = graphs.build_training_graph(splits, config, inputs=inputs)
         # train's default (--input_priority=idle): the hook train runs, called as its session would
-        priority = None if kind in ("cached", "variant") or kind.endswith("_normal") else training.InputPriorityHook()
-        with v1.Session(config=training.session_config(config)) as sess:
+        priority = None if kind in ("cached", "variant") or kind.endswith("_normal") else session_hooks.InputPriorityHook()
+        with v1.Session(config=loop.session_config(config)) as sess:
             sess.run(v1.global_variables_initializer())
             if priority:
                 priority.after_create_session(sess, None)
@@ -86,8 +87,8 @@ def plain_session_rate(batch, image_size, embedding, steps):
     import numpy as np
     import tensorflow as tf
 
-    from siamese_graph import siamese
-    from siamese_graph.nets import nets_factory
+    from siamese_graph.model import siamese
+    from siamese_graph.model.nets import nets_factory
 
     v1 = tf.compat.v1
     with tf.Graph().as_default():
@@ -112,11 +113,11 @@ def plain_session_rate(batch, image_size, embedding, steps):
 
 
 def keras_rate(batch, image_size, embedding, steps):
-    import numpy as np
     import keras
+    import numpy as np
     import tensorflow as tf
 
-    from siamese_graph.nets import convnet
+    from siamese_graph.model.nets import convnet
 
     layers = [keras.layers.Input((image_size, image_size, 3))]
     x = layers[0]

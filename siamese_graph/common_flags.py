@@ -6,10 +6,15 @@ command's module. Where the natural default differs between commands, the
 default here is None and each command's help says what None means there.
 """
 import math
+import sys
 
-from absl import flags
+from absl import app, flags
 
-from siamese_graph import preprocessing
+from siamese_graph.data import preprocessing
+from siamese_graph.errors import UserError, run_main
+from siamese_graph.faces import loader
+from siamese_graph.inference import models
+from siamese_graph.model import traindir
 
 # Photo sources (make_records, align)
 flags.DEFINE_enum("dataset", "celeba", ["celeba", "folder"], "Source layout: celeba (img_align_celeba/; the "
@@ -83,38 +88,30 @@ def declare(*names):
 
 
 def restored_model():
-    """inference.Model for --checkpoint_dir, --crop and --flip_average (the restoring commands)."""
-    from siamese_graph import inference
-    from siamese_graph.errors import UserError
-
+    """models.Model for --checkpoint_dir, --crop and --flip_average (the restoring commands)."""
     if not FLAGS.checkpoint_dir:
         raise UserError("--checkpoint_dir is required")
     try:
-        return inference.Model(FLAGS.checkpoint_dir, FLAGS.crop, flip_average=FLAGS.flip_average,
-                               checkpoint_path=FLAGS.checkpoint_path)
-    except inference.DamagedCheckpoint as e:
+        return models.Model(FLAGS.checkpoint_dir, FLAGS.crop, flip_average=FLAGS.flip_average,
+                            checkpoint_path=FLAGS.checkpoint_path)
+    except traindir.DamagedCheckpoint as e:
         hint = ("; restore an earlier one with --checkpoint_path=%s" % e.earlier[-1] if e.earlier
                 else "; no earlier checkpoint is kept: train again")
         raise UserError(str(e) + hint)
 
 
 def photo_loader():
-    """faces.PhotoLoader for --align (the photo-taking commands)."""
-    from siamese_graph import faces
-    from siamese_graph.errors import UserError
-
+    """loader.PhotoLoader for --align (the photo-taking commands)."""
     if not 0 <= FLAGS.min_face_probability <= 1:
         raise UserError("--min_face_probability=%g: must be in [0, 1]" % FLAGS.min_face_probability)
-    return faces.PhotoLoader(FLAGS.align)
+    return loader.PhotoLoader(FLAGS.align)
 
 
 def threshold_for(model):
     """--threshold when given (finite and above 0), else the model's calibrated
     threshold (or None)."""
-    from siamese_graph import inference
-
     if FLAGS.threshold is not None:
-        return inference.check_threshold(FLAGS.threshold, "--threshold")
+        return traindir.check_threshold(FLAGS.threshold, "--threshold")
     return model.threshold()
 
 
@@ -138,7 +135,6 @@ def parse(argv):
     malformed, refused by a validator, a missing --flagfile) is one line on stderr,
     `error: ...`, and exit 1, like every other user mistake (absl's own parser prints
     `FATAL Flags parsing error` and a help hint)."""
-    import sys
 
     require_finite_floats()
     try:
@@ -155,12 +151,6 @@ def run(main, module_name):
     Under a console script (siamese-train ...) sys.argv[0] is the script, not
     the command module, so the module's flags are registered for it too and
     --help lists them as it does for `python -m siamese_graph.X`."""
-    import sys
-
-    from absl import app
-
-    from siamese_graph.errors import run_main
-
     if module_name != "__main__":
         for flag in FLAGS.get_key_flags_for_module(module_name):
             FLAGS.register_key_flag_for_module(sys.argv[0], flag)

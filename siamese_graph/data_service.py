@@ -28,6 +28,7 @@ from absl import flags, logging
 
 from siamese_graph import common_flags, fileio
 from siamese_graph.errors import UserError
+from siamese_graph.training import cluster
 
 flags.DEFINE_enum("role", None, ["dispatcher", "worker"], "Which server this process runs.")
 flags.DEFINE_integer("port", None, "Port to listen on (binds every interface unless "
@@ -65,8 +66,6 @@ def _wait_for_dispatcher(stop, wait_seconds):
     """True once the worker's dispatcher answers (cluster.dispatcher_answers); False after
     SIGTERM/SIGINT or wait_seconds. TensorFlow's WorkerServer would retry forever
     inside its constructor, where no signal handler runs."""
-    from siamese_graph import cluster
-
     deadline = time.time() + wait_seconds
     while stop["signal"] is None and time.time() < deadline:
         if cluster.dispatcher_answers(FLAGS.dispatcher, timeout=min(2.0, max(0.1, deadline - time.time()))) is None:

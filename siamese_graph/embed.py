@@ -18,7 +18,7 @@ import numpy as np
 from absl import flags
 
 from siamese_graph import common_flags, fileio
-from siamese_graph.datasets import folder as folder_layout
+from siamese_graph.data.datasets import folder as folder_layout
 from siamese_graph.errors import DataError, UserError
 
 common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "folder", "output_dir", "align",

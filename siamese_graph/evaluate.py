@@ -26,10 +26,12 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from siamese_graph import common_flags, fileio, metrics, pair_lists, records
-from siamese_graph import photos as photo_files
-from siamese_graph.datasets import folder as folder_layout
+from siamese_graph import common_flags, fileio
+from siamese_graph.data import pair_lists, records
+from siamese_graph.data import photos as photo_files
+from siamese_graph.data.datasets import folder as folder_layout
 from siamese_graph.errors import UserError
+from siamese_graph.inference import metrics
 from siamese_graph.progress import Progress
 
 common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "records_dir", "split", "pairs",

@@ -13,7 +13,7 @@ the highest version there, or 1):
                                checkpoint and step
   tflite/ (with --tflite)      model_float.tflite, model_int8.tflite (dynamic-range),
                                preprocessing.json: the face tensor a phone app makes
-                               (serving.phone_face is its reference)
+                               (phone.phone_face is its reference)
 The version is written under a temporary name and renamed when complete, so a
 killed export never leaves a folder that TF Serving would load.
 """
@@ -24,8 +24,10 @@ import tempfile
 
 from absl import flags, logging
 
-from siamese_graph import common_flags, face_gate, fileio, serving
+from siamese_graph import common_flags, fileio
 from siamese_graph.errors import UserError
+from siamese_graph.faces import gate
+from siamese_graph.serving import signatures, tflite
 
 common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "threshold", "output_dir",
                      "overwrite")
@@ -58,9 +60,9 @@ def metadata(model, threshold):
             "crop": list(model.crop), "image_size": model.image_size, "head": model.config["head"],
             "net": model.config["net"], "checkpoint": model.checkpoint, "step": model.step,
             "weights": model.weights_id, "input": "aligned faces: photos in CelebA's 178x218 aligned layout "
-            "(siamese-align, or siamese_graph.align.Detector + warp_face, makes them from any photo)",
-            "max_photo_pixels": serving.MAX_PHOTO_PIXELS, "max_photo_side": serving.MAX_PHOTO_SIDE,
-            "min_face_probability": face_gate.MIN_FACE_PROBABILITY, "signatures": {
+            "(siamese-align, or siamese_graph.faces.align.Detector + warp_face, makes them from any photo)",
+            "max_photo_pixels": signatures.MAX_PHOTO_PIXELS, "max_photo_side": signatures.MAX_PHOTO_SIDE,
+            "min_face_probability": gate.MIN_FACE_PROBABILITY, "signatures": {
                 "embed": "images [N] string -> features [N, D], face [N] float32",
                 "verify": "image_a [N] string, image_b [N] string -> distance [N] float32, face_a [N], "
                           "face_b [N] float32, same [N] bool (false without a face)"}}
@@ -70,11 +72,11 @@ def write_tflite(folder, model):
     """tflite/: float and dynamic-range models, and preprocessing.json. Returns {name: bytes}."""
     os.makedirs(folder)
     faces = os.path.join(folder, ".face-savedmodel")
-    serving.write_saved_model(faces, model.checkpoint, model.config,
-                              lambda: serving.build_face_signatures(model.config, model.flip_average))
+    signatures.write_saved_model(faces, model.checkpoint, model.config,
+                              lambda: signatures.build_face_signatures(model.config, model.flip_average))
     sizes = {}
     for name, quantize in (("model_float.tflite", None), ("model_int8.tflite", "dynamic")):
-        data = serving.tflite_bytes(faces, quantize)
+        data = tflite.tflite_bytes(faces, quantize)
         with open(os.path.join(folder, name), "wb") as f:
             f.write(data)
         sizes[name] = len(data)
@@ -84,7 +86,7 @@ def write_tflite(folder, model):
         "crop": {"top": model.crop[0], "left": model.crop[1], "height": model.crop[2], "width": model.crop[3],
                  "units": "fractions of the photo's height and width"},
         "resize": "bilinear samples on an S x S grid whose corners are the crop box's corners "
-                  "(tf.image.crop_and_resize; reference: siamese_graph.serving.phone_face)",
+                  "(tf.image.crop_and_resize; reference: siamese_graph.serving.phone.phone_face)",
         "in_model": "per-image standardization%s" % (" and flip-averaging" if model.flip_average else ""),
         "signatures": {"embed": "face -> features", "compare": "features_a, features_b -> distance",
                        "verify": "face_a, face_b -> distance"},
@@ -121,9 +123,9 @@ def write_version(model, threshold, version, final):
     try:
         saved = os.path.join(temp, "model")
         info = metadata(model, threshold)
-        serving.write_saved_model(
+        signatures.write_saved_model(
             saved, model.checkpoint, model.config,
-            lambda: serving.build_photo_signatures(model.config, model.crop, model.flip_average, threshold),
+            lambda: signatures.build_photo_signatures(model.config, model.crop, model.flip_average, threshold),
             {"siamese.json": json.dumps(info, indent=1) + "\n"})
         if FLAGS.tflite:
             info["tflite_bytes"] = write_tflite(os.path.join(saved, "tflite"), model)

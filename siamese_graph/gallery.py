@@ -24,8 +24,9 @@ import zipfile
 import numpy as np
 from absl import flags
 
-from siamese_graph import common_flags, fileio, inference
-from siamese_graph.datasets import folder as folder_layout
+from siamese_graph import common_flags, fileio
+from siamese_graph.data import photos
+from siamese_graph.data.datasets import folder as folder_layout
 from siamese_graph.errors import DataError, UserError
 
 common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "threshold", "align",
@@ -37,7 +38,7 @@ FLAGS = flags.FLAGS
 NO_FACE_EXIT = 3
 
 
-def enroll(model, root, k, load=inference.load_photo, min_face_probability=0.5):
+def enroll(model, root, k, load=photos.load_photo, min_face_probability=0.5):
     """Each person's first k photos with a face.
 
     Returns (names [P], person index per row [R], features [R, D], files [R],

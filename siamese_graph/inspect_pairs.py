@@ -14,8 +14,10 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from siamese_graph import common_flags, fileio, pairs, preprocessing, training
+from siamese_graph import common_flags, fileio
+from siamese_graph.data import pairs, preprocessing
 from siamese_graph.errors import UserError
+from siamese_graph.training import loop, train_config
 
 common_flags.declare("records_dir", "split", "num_pairs", "batch_size", "image_size", "crop", "augment",
                      "rotation_deg", "seed", "shuffle_buffer", "cache")
@@ -114,11 +116,11 @@ def main(argv):
     if FLAGS.num_pairs < 1:
         raise UserError("--num_pairs=%d: must be at least 1" % FLAGS.num_pairs)
     # the sizes train refuses, refused here by the same check
-    config = training.TrainConfig(batch_size=FLAGS.batch_size, image_size=FLAGS.image_size,
+    config = train_config.TrainConfig(batch_size=FLAGS.batch_size, image_size=FLAGS.image_size,
                                   crop=FLAGS.crop or preprocessing.DEFAULT_CROP, rotation_deg=FLAGS.rotation_deg,
                                   shuffle_buffer=FLAGS.shuffle_buffer, seed=FLAGS.seed)
     config.check()
-    config.check_memory(training.machine_memory())
+    config.check_memory(loop.machine_memory())
     if FLAGS.save_grid:
         fileio.check_writable_file(FLAGS.save_grid, "save_grid")
     with tf.Graph().as_default():

@@ -16,8 +16,8 @@ import time
 
 from absl import logging
 
-from siamese_graph import cluster as cluster_lib
 from siamese_graph.errors import UserError
+from siamese_graph.training import cluster as cluster_lib
 
 
 def last_error_line(log_path):

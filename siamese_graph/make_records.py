@@ -22,11 +22,18 @@ import os
 
 from absl import flags, logging
 
-from siamese_graph import common_flags, fileio, records
-from siamese_graph.datasets import celeba, folder
+from siamese_graph import common_flags, fileio
+from siamese_graph.data import record_writer, records
+from siamese_graph.data.datasets import celeba, folder
+from siamese_graph.data.record_writer import (
+    convert,
+    fingerprint,
+    plan_shards,
+    run_config,
+    verify,
+)
 from siamese_graph.errors import DataError, UserError
-from siamese_graph import record_writer
-from siamese_graph.record_writer import convert, fingerprint, plan_shards, run_config, verify
+from siamese_graph.faces import align_folder
 
 FLAGS = flags.FLAGS
 
@@ -56,18 +63,16 @@ def _summary(manifest):
 
 def align_first(data_dir, out_dir):
     """Aligns the source into OUT_DIR/aligned (the same code as siamese-align); returns that folder."""
-    from siamese_graph.align import dataset as align_dataset
-
     if fileio.is_url(out_dir):
         raise UserError("--align_faces writes the aligned photos beside the records: give a local --output_dir")
     try:
-        listing = align_dataset.read_source(data_dir, FLAGS.dataset, FLAGS.allow_missing, FLAGS.val_fraction,
+        listing = align_folder.read_source(data_dir, FLAGS.dataset, FLAGS.allow_missing, FLAGS.val_fraction,
                                             FLAGS.test_fraction, FLAGS.seed)
     except celeba.MissingPhotos as e:
         raise UserError("%s; pass --allow_missing to write records for the photos present" % e)
     listing.source.update({"dataset": FLAGS.dataset, "data_dir": data_dir})
     aligned = os.path.join(out_dir, record_writer.ALIGNED_DIR)
-    manifest = align_dataset.align_listing(listing, aligned, FLAGS.dataset, FLAGS.num_workers,
+    manifest = align_folder.align_listing(listing, aligned, FLAGS.dataset, FLAGS.num_workers,
                                            jpeg_quality=FLAGS.jpeg_quality, overwrite=FLAGS.overwrite)
     logging.info("aligned %s into %s: %s", data_dir, aligned, manifest["counts"])
     return os.path.abspath(aligned)
@@ -82,7 +87,7 @@ def main(argv):
     if not 1 <= FLAGS.jpeg_quality <= 100:
         raise UserError("--jpeg_quality=%d: must be in 1..100" % FLAGS.jpeg_quality)
     if FLAGS.runner == "beam":
-        from siamese_graph import beam_writer
+        from siamese_graph.data import beam_writer
 
         if not beam_writer.available():
             raise UserError("--runner=beam needs Apache Beam: pip install '.[beam]'")

@@ -10,22 +10,23 @@ needs: net, head, image size, crop...; plus the code revision and whether the
 working tree had uncommitted changes). A rerun with the same --train_dir resumes
 at the saved step. SIGINT/SIGTERM save a checkpoint and exit cleanly.
 
-The graph and the loop are siamese_graph.training's; this module owns the flags,
+The graph and the loop are siamese_graph.training.graphs's; this module owns the flags,
 the checks and the train_dir.
 """
 import contextlib
 import dataclasses
 import os
 import re
-import subprocess
 import sys
 
 import tensorflow as tf
 from absl import flags, logging
 
-from siamese_graph import cluster, common_flags, errors, fileio, inference, pairs, records, training
+from siamese_graph import common_flags, errors, fileio
+from siamese_graph.data import pair_cache, pairs, preprocessing, records
 from siamese_graph.errors import UserError
-from siamese_graph.nets import nets_factory
+from siamese_graph.model import traindir
+from siamese_graph.training import cluster, graphs, loop, session_hooks, train_config
 
 v1 = tf.compat.v1
 # TrainConfig's input fields are shared flags; the rest of its fields are train's own.
@@ -39,7 +40,7 @@ flags.DEFINE_string("val_split", "auto", "Split to validate on: auto (val if pre
 # with its default and help.
 _DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float,
            bool: flags.DEFINE_bool}
-for _f in dataclasses.fields(training.TrainConfig):
+for _f in dataclasses.fields(train_config.TrainConfig):
     if _f.name in SHARED_FIELDS:
         continue
     if _f.metadata["choices"]:
@@ -84,52 +85,9 @@ DEFAULT_SPLIT = "train"
 
 def config_from_flags():
     """The TrainConfig of the command line (every field is a flag of the same name)."""
-    values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(training.TrainConfig)}
-    values["crop"] = values["crop"] or training.preprocessing.DEFAULT_CROP
-    return training.TrainConfig(**values)
-
-
-def code_revision():
-    """(git revision, dirty) of the code that runs, or (None, None) outside a git checkout.
-
-    dirty lists the files with uncommitted changes (git status --porcelain), as
-    FaceNet records its git diff next to a model."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=here)
-        if rev.returncode:
-            return None, None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=5, cwd=here)
-        return rev.stdout.strip(), [line[3:] for line in status.stdout.splitlines()]
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-
-
-def check_train_dir(train_dir, config):
-    """UserError when train_dir holds a checkpoint of another model (check_flags has
-    already refused a train_dir that is a file or cannot be written)."""
-    if not os.path.isdir(train_dir) or not tf.train.latest_checkpoint(train_dir):
-        return
-    path = os.path.join(train_dir, inference.MODEL_FILE)
-    saved = {}
-    if os.path.exists(path):
-        saved_all = records.read_json(path, "model.json")
-        saved = {k: saved_all.get(k) for k in nets_factory.MODEL_KEYS} if isinstance(saved_all, dict) else {}
-    if saved != config:
-        diff = ", ".join("--%s=%s (saved: %s)" % (k, config[k], saved.get(k))
-                         for k in nets_factory.MODEL_KEYS if saved.get(k) != config[k])
-        raise UserError("%s holds a checkpoint of another model: %s; use another --train_dir, "
-                        "or delete that one to start fresh" % (train_dir, diff))
-
-
-def write_run_record(train_dir, config):
-    """flags.txt and model.json, each written atomically."""
-    os.makedirs(train_dir, exist_ok=True)
-    revision, dirty = code_revision()
-    fileio.write_json(os.path.join(train_dir, inference.MODEL_FILE),
-                      dict(config, revision=revision, dirty=dirty))
-    fileio.write_text(os.path.join(train_dir, "flags.txt"), FLAGS.flags_into_string())
+    values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(train_config.TrainConfig)}
+    values["crop"] = values["crop"] or preprocessing.DEFAULT_CROP
+    return train_config.TrainConfig(**values)
 
 
 def resolve_val_split(record_set, split):
@@ -162,7 +120,7 @@ def check_flags():
 
 def check_memory(config):
     """ArgumentError when a step's activations alone would not fit in this machine's memory."""
-    config.check_memory(training.machine_memory())
+    config.check_memory(loop.machine_memory())
 
 
 def resume_checkpoint(train_dir):
@@ -175,27 +133,15 @@ def resume_checkpoint(train_dir):
                             % (FLAGS.checkpoint_path, train_dir))
         return None
     try:
-        ckpt = inference.resolve_checkpoint(train_dir, FLAGS.checkpoint_path)
-        inference.check_checkpoint(ckpt)
-    except inference.DamagedCheckpoint as e:
+        ckpt = traindir.resolve_checkpoint(train_dir, FLAGS.checkpoint_path)
+        traindir.check_checkpoint(ckpt)
+    except traindir.DamagedCheckpoint as e:
         hint = ("; resume from an earlier one with --checkpoint_path=%s" % e.earlier[-1] if e.earlier
                 else "; no earlier checkpoint is kept: delete its files to start fresh")
         raise UserError(str(e) + hint)
-    except inference.DataError as e:
+    except errors.DataError as e:
         raise UserError("--checkpoint_path=%s: %s" % (FLAGS.checkpoint_path, e))
     return ckpt
-
-
-def rewind(train_dir, ckpt):
-    """Makes ckpt the checkpoint the run resumes from (TF's `checkpoint` state file),
-    keeping the ones before it in the list."""
-    kept = [p for p in inference.checkpoints(train_dir)
-            if _step(p) <= _step(ckpt)]
-    v1.train.update_checkpoint_state(train_dir, ckpt, all_model_checkpoint_paths=kept)
-
-
-def _step(path):
-    return int(path.rsplit("-", 1)[1])
 
 
 def cluster_from_flags():
@@ -223,7 +169,7 @@ def train(locks=None):
         return [], []
     config = check_flags()
     if conf and FLAGS.sync_replicas:  # before anything is written or any server starts
-        training.check_sync_replicas(config)
+        graphs.check_sync_replicas(config)
     service = check_data_service(FLAGS.data_service)
     split = FLAGS.split or DEFAULT_SPLIT
     record_dirs = FLAGS.records_dir.split(",")
@@ -246,11 +192,11 @@ def train(locks=None):
     if is_chief:  # the chief owns the train_dir's records, as it owns its checkpoints
         if locks is not None:  # one writer of a train_dir at a time, held until training ends
             locks.enter_context(fileio.exclusive(FLAGS.train_dir, "train"))
-        check_train_dir(FLAGS.train_dir, config.model_config())
+        traindir.check_same_model(FLAGS.train_dir, config.model_config())
         resume = resume_checkpoint(FLAGS.train_dir)
-        write_run_record(FLAGS.train_dir, config.model_config())
+        traindir.write_run_record(FLAGS.train_dir, config.model_config(), FLAGS.flags_into_string())
         if resume and resume != tf.train.latest_checkpoint(FLAGS.train_dir):
-            rewind(FLAGS.train_dir, resume)
+            traindir.rewind(FLAGS.train_dir, resume)
             logging.info("resuming from %s (--checkpoint_path)", resume)
 
     server = cluster.server(conf) if conf else None
@@ -259,41 +205,41 @@ def train(locks=None):
     sync = ((FLAGS.replicas_to_aggregate or conf.num_workers, conf.num_workers)
             if conf and FLAGS.sync_replicas else None)
     with v1.device(cluster.device_setter(conf) if conf else None):
-        graph = training.build_training_graph(splits, config, sync_replicas=sync, data_service=service)
+        graph = graphs.build_training_graph(splits, config, sync_replicas=sync, data_service=service)
         done_ops = cluster.signal_done_ops(conf) if conf else []
-        progress = training.ProgressHook(graph, FLAGS.log_every_n_steps, FLAGS.max_steps, config.batch_size)
-        counter = training.CountHook()
-        hooks = [progress, counter, training.StopHook(FLAGS.max_minutes)]
+        progress = session_hooks.ProgressHook(graph, FLAGS.log_every_n_steps, FLAGS.max_steps, config.batch_size)
+        counter = session_hooks.CountHook()
+        hooks = [progress, counter, session_hooks.StopHook(FLAGS.max_minutes)]
         if FLAGS.input_priority == "idle" and not conf and not service:  # else the new threads include gRPC's
-            hooks.append(training.InputPriorityHook())
+            hooks.append(session_hooks.InputPriorityHook())
         if graph.sync_optimizer:
             hooks.append(graph.sync_optimizer.make_session_run_hook(is_chief))
         validation = None
         if val_info:
-            val_graph = training.build_validation_graph(val_info, graph.tower_fn, config, graph.averaged,
+            val_graph = graphs.build_validation_graph(val_info, graph.tower_fn, config, graph.averaged,
                                                         FLAGS.val_pairs)
-            validation = training.ValidationHook(val_graph, FLAGS.validate_every_n_steps, FLAGS.train_dir,
+            validation = session_hooks.ValidationHook(val_graph, FLAGS.validate_every_n_steps, FLAGS.train_dir,
                                                  graph.global_step)
             hooks.append(validation)
             logging.info("validating on %s every %d steps", val_info, FLAGS.validate_every_n_steps)
-    if config.mixed_precision == "bfloat16" and training.native_bf16() is False:
+    if config.mixed_precision == "bfloat16" and loop.native_bf16() is False:
         logging.warning("--mixed_precision=bfloat16: this CPU has none of %s; oneDNN emulates bfloat16 "
-                        "and the step may be slower than in float32", ", ".join(training.BF16_CPU_FEATURES))
+                        "and the step may be slower than in float32", ", ".join(loop.BF16_CPU_FEATURES))
     logging.info("arithmetic: %s (--mixed_precision=%s; CPU bfloat16: %s)",
-                 "bfloat16 convolutions" if training.resolved_precision(config.mixed_precision) == "bfloat16"
-                 else "float32", config.mixed_precision, training.native_bf16())
+                 "bfloat16 convolutions" if loop.resolved_precision(config.mixed_precision) == "bfloat16"
+                 else "float32", config.mixed_precision, loop.native_bf16())
     logging.info("training %s/%s on %s%s", config.net, config.head, ", ".join(str(s) for s in splits),
                  " as %s of %d workers%s" % (conf.task_device(), conf.num_workers, " (chief)" if is_chief else "")
                  if conf else "")
     try:
-        training.run_loop(graph, FLAGS.train_dir, hooks, FLAGS.max_steps, FLAGS.save_checkpoint_steps,
+        loop.run_loop(graph, FLAGS.train_dir, hooks, FLAGS.max_steps, FLAGS.save_checkpoint_steps,
                           FLAGS.save_summaries_steps, master=server.target if server else "",
                           is_chief=is_chief,
-                          session_config=training.session_config(config, cluster.session_config(conf) if conf else None))
+                          session_config=loop.session_config(config, cluster.session_config(conf) if conf else None))
     except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError) as e:
         if not conf:
             raise
-        if not is_chief and finished(FLAGS.train_dir, FLAGS.max_steps):
+        if not is_chief and traindir.finished(FLAGS.train_dir, FLAGS.max_steps):
             # The chief saved the last checkpoint and the parameter servers left while
             # this worker waited (with --sync_replicas, for a sync token): training is over.
             logging.info("worker %d: the chief finished training (%s) while this worker waited",
@@ -311,7 +257,7 @@ def train(locks=None):
     except (tf.errors.ResourceExhaustedError, tf.errors.UnknownError, OSError) as e:
         if not errors.is_disk_full(e):
             raise
-        remove_temp_checkpoints(FLAGS.train_dir)
+        traindir.remove_temp_checkpoints(FLAGS.train_dir)
         raise UserError("no space left on device writing the checkpoint in %s; free space and rerun "
                         "(the last complete checkpoint, %s, is kept)"
                         % (FLAGS.train_dir, tf.train.latest_checkpoint(FLAGS.train_dir)))
@@ -333,7 +279,7 @@ def train(locks=None):
 def check_cache(splits, config):
     """Logs what --cache holds (in each process that makes pairs: this one, or each
     tf.data service worker); UserError above --cache_limit_mb."""
-    need = sum(pairs.cache_bytes(s, config.image_size, config.crop, config.augment, config.scale_jitter)
+    need = sum(pair_cache.cache_bytes(s, config.image_size, config.crop, config.augment, config.scale_jitter)
                for s in splits)
     photos = sum(s.photos for s in splits)
     logging.info("cache: %d photos decoded once, %.1f MiB in memory", photos, need / 2 ** 20)
@@ -370,7 +316,7 @@ def check_data_service(address):
 
 def lost_parameter_server(host, conf):
     """Ends this worker when a parameter server is gone for good (the watchdog's call)."""
-    if finished(FLAGS.train_dir, FLAGS.max_steps):
+    if traindir.finished(FLAGS.train_dir, FLAGS.max_steps):
         logging.info("worker %d: training is over (%s) and the parameter servers have left",
                      conf.task_index, tf.train.latest_checkpoint(FLAGS.train_dir))
         os._exit(0)
@@ -378,12 +324,6 @@ def lost_parameter_server(host, conf):
           "checkpoint in %s (%s)" % (host, 30, FLAGS.train_dir, tf.train.latest_checkpoint(FLAGS.train_dir)),
           file=sys.stderr, flush=True)
     os._exit(1)
-
-
-def finished(train_dir, max_steps):
-    """True when train_dir's latest checkpoint is at max_steps or beyond."""
-    ckpt = tf.train.latest_checkpoint(train_dir)
-    return bool(ckpt) and _step(ckpt) >= max_steps
 
 
 def deal_shards(splits, conf):
@@ -402,15 +342,6 @@ def deal_shards(splits, conf):
                             "with make_records --num_shards" % (s, conf.task_index, e))
         dealt.append(part)
     return dealt
-
-
-def remove_temp_checkpoints(train_dir):
-    """Removes the half-written `*_temp` folders a failed checkpoint save leaves."""
-    import shutil
-
-    for name in os.listdir(train_dir):
-        if name.startswith("model.ckpt-") and name.endswith("_temp"):
-            shutil.rmtree(os.path.join(train_dir, name), ignore_errors=True)
 
 
 def corrupt_records_error(err, record_dirs):

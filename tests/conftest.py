@@ -127,8 +127,8 @@ def run_cli(module, *args, timeout=600):
 def synthetic_records(tmp_path_factory):
     """Records of 12 synthetic identities (photo counts below, singletons included)
     in a train split, plus a test split of 3 identities; returns (records_dir, counts)."""
-    from siamese_graph import record_writer
-    from siamese_graph.datasets import celeba
+    from siamese_graph.data import record_writer
+    from siamese_graph.data.datasets import celeba
 
     root = tmp_path_factory.mktemp("synthetic")
     counts = [1, 1, 2, 3, 5, 8, 2, 1, 4, 6, 3, 2, 3, 4, 2]

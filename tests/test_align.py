@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamese_graph import align
+from siamese_graph.faces import align
 from tests.conftest import REPO, cli, shared
 
 WILD = ["182709.jpg", "182734.jpg", "182757.jpg", "185380.jpg", "186240.jpg"]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamese_graph import photos, records
-from siamese_graph.datasets import celeba, folder
+from siamese_graph.data import photos, records
+from siamese_graph.data.datasets import celeba, folder
 from siamese_graph.errors import DataError
 from tests.conftest import SYNTHETIC, cli, face, make_celeba, make_people
 

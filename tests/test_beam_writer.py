@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from siamese_graph import beam_writer, records
+from siamese_graph.data import beam_writer, records
 from tests.conftest import cli, make_people, shared
 
 pytestmark = pytest.mark.skipif(not beam_writer.available(),
@@ -82,8 +82,8 @@ def test_records_written_to_another_filesystem_by_url(people_with_a_bad_photo, t
     the manifest and the temp-then-rename discipline are the local writer's."""
     import tensorflow as tf
 
-    from siamese_graph import pairs, record_writer
-    from siamese_graph.datasets import folder
+    from siamese_graph.data import pairs, record_writer
+    from siamese_graph.data.datasets import folder
 
     listing = folder.read(str(people_with_a_bad_photo), 0.0, 0.1, 0)
     local = record_writer.convert(listing, str(tmp_path / "local"), num_shards=4, num_workers=1)

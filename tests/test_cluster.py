@@ -10,9 +10,10 @@ import time
 import pytest
 import tensorflow as tf
 
-from siamese_graph import cluster, netns
+from siamese_graph import netns
 from siamese_graph.errors import ArgumentError
-from tests.conftest import SYNTHETIC, REPO, face, run_cli
+from siamese_graph.training import cluster
+from tests.conftest import REPO, SYNTHETIC, face, run_cli
 
 # With the README's `-n 2 --dist loadgroup`, this file's tests run one at a time in one
 # worker: two clusters of three processes each would share 2 cores.
@@ -86,7 +87,7 @@ def test_listening_tells_an_open_port_from_a_closed_one():
 QUIET_WORKER = """
 import sys, time
 import tensorflow as tf
-from siamese_graph import cluster
+from siamese_graph.training import cluster
 conf = cluster.resolve(sys.argv[1], sys.argv[2], "worker", int(sys.argv[3]), None)
 srv = cluster.server(conf)
 with tf.Graph().as_default():

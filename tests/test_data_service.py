@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from siamese_graph import cluster, netns, records, training
+from siamese_graph import netns
+from siamese_graph.data import records
+from siamese_graph.training import cluster, graphs, train_config
 from tests.conftest import REPO, run_cli
 
 v1 = tf.compat.v1
@@ -57,9 +59,9 @@ def test_each_worker_makes_pairs_from_its_own_shards(six_shard_records, service)
     split = records.RecordSet(six_shard_records).split("train")
     shard_of = {identity: k for k, shard in enumerate(s for s in split.shards if s["records"])
                 for identity, _ in shard["identities"]}
-    config = training.TrainConfig(batch_size=8, image_size=32, shuffle_buffer=64)
+    config = train_config.TrainConfig(batch_size=8, image_size=32, shuffle_buffer=64)
     with tf.Graph().as_default():
-        batch = training.build_inputs([split], config, data_service=(address, "test-job"))
+        batch = graphs.build_inputs([split], config, data_service=(address, "test-job"))
         with v1.Session() as sess:
             parities = []
             deadline = time.time() + 60
@@ -82,10 +84,15 @@ def test_with_the_cache_each_worker_makes_its_own_epochs(six_shard_records, serv
     other epoch seeds, so the two workers never send the same batches."""
     address, procs = service
     split = records.RecordSet(six_shard_records).split("train")
-    config = training.TrainConfig(batch_size=8, image_size=32, augment=True, cache=True)
+    config = train_config.TrainConfig(batch_size=8, image_size=32, augment=True, cache=True)
+    # each worker's CPU use while it has no task: the idle control
+    before = [cpu_seconds(p.pid) for p in procs[1:]]
+    time.sleep(3)
     idle = [cpu_seconds(p.pid) for p in procs[1:]]
+    idle_rate = max((i - b) / 3 for i, b in zip(idle, before))
+    start = time.time()
     with tf.Graph().as_default():
-        batch = training.build_inputs([split], config, data_service=(address, "cache-job"))
+        batch = graphs.build_inputs([split], config, data_service=(address, "cache-job"))
         with v1.Session() as sess:
             seen = []
             for _ in range(200):
@@ -94,10 +101,12 @@ def test_with_the_cache_each_worker_makes_its_own_epochs(six_shard_records, serv
                 assert list(b["label"]) == [0, 1] * 4
                 seen.append(tuple(b["filename_a"]) + tuple(b["filename_b"]))
     # Both workers took part: each decoded the whole split into its cache and made
-    # pairs, seconds of CPU (a worker with no task only answers heartbeats: under 0.1 s
-    # in this time). Without this, one worker alone would pass the check below.
-    worked = [cpu_seconds(p.pid) - before for p, before in zip(procs[1:], idle)]
-    assert min(worked) > 0.5, "a worker did no work: CPU seconds %s" % worked
+    # pairs (about 0.5 CPU seconds each here), far above what a worker with no task
+    # spends answering heartbeats in the same time (measured above). Without this, one
+    # worker alone would pass the check below.
+    at_idle = idle_rate * (time.time() - start)
+    worked = [cpu_seconds(p.pid) - i for p, i in zip(procs[1:], idle)]
+    assert min(worked) > max(0.15, 5 * at_idle), "a worker did no work: CPU seconds %s, idle %.3f" % (worked, at_idle)
     # two workers on one seed would send every batch twice
     assert len(set(seen)) == len(seen)
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from siamese_graph.datasets import celeba, folder
+from siamese_graph.data.datasets import celeba, folder
 from siamese_graph.errors import DataError
 from tests.conftest import make_celeba, make_people
 

@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from siamese_graph import metrics, pair_lists
+from siamese_graph.data import pair_lists
 from siamese_graph.errors import DataError
+from siamese_graph.inference import metrics
 from tests.conftest import SYNTHETIC, cli, face, make_people
 
 v1 = tf.compat.v1
@@ -136,8 +137,9 @@ def training_graph_distances(records_dir, train_dir, averaged=True):
     checkpoint's moving averages (or raw weights): (plain, flip-averaged, names a, names b).
     Flip-averaged: each photo's features are the L2-normalized mean of the tower's
     outputs for the photo and its mirror image."""
-    from siamese_graph import pairs, siamese
-    from siamese_graph.nets import nets_factory
+    from siamese_graph.data import pairs
+    from siamese_graph.model import siamese
+    from siamese_graph.model.nets import nets_factory
 
     with tf.Graph().as_default():
         ds = pairs.pair_dataset(pairs.pairable_split(records_dir, "train"), 8, 32, "celeba", augment=False,
@@ -194,10 +196,11 @@ def test_evaluate_records_calibrate_then_score_uses_threshold(trained, tmp_path)
     assert report["pairs"] == 200 and report["same_pairs"] == 100 and report["folds"] == 10
     assert report["distinct_photos"] <= 37
     # the report's figures are those of the same pairs scored in this process
-    from siamese_graph import evaluate, inference
+    from siamese_graph import evaluate
+    from siamese_graph.inference import models
     photos = evaluate.records_photos(records_dir, "train")
     pairs = pair_lists.balanced_from_identities([p[0] for p in photos], [p[1] for p in photos], 200, 0, 10)
-    model = inference.Model(train_dir)
+    model = models.Model(train_dir)
     d, distinct = model.pair_distances(pairs, {n: e for n, _, e in photos}.get)
     y = [p[2] for p in pairs]
     assert distinct == report["distinct_photos"]

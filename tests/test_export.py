@@ -12,7 +12,9 @@ import time
 import numpy as np
 import pytest
 
-from siamese_graph import inference, serving
+from siamese_graph.data import photos
+from siamese_graph.inference import models
+from siamese_graph.serving import phone, tflite
 from tests.conftest import REPO, SHARED_DATA, cli, face
 
 pytestmark = pytest.mark.slow  # trains two small models
@@ -79,9 +81,9 @@ def export(train_dir, out, *extra):
 
 
 def checkpoint_results(train_dir, pairs, flip):
-    model = inference.Model(train_dir, flip_average=flip)
-    d, _, fa, fb = model.pair_distances(pairs, inference.load_photo, with_faces=True)
-    feats = model.embed([inference.load_photo(a) for a, _ in pairs])
+    model = models.Model(train_dir, flip_average=flip)
+    d, _, fa, fb = model.pair_distances(pairs, photos.load_photo, with_faces=True)
+    feats = model.embed([photos.load_photo(a) for a, _ in pairs])
     return model, d, feats, fa, fb
 
 
@@ -170,16 +172,16 @@ def test_tools_rest_body_tflite_and_versions(runs, photo_pairs, tmp_path):
     faces = {}
     for a, b in pairs:
         for p in (a, b):
-            photo = inference.load_photo(p)
+            photo = photos.load_photo(p)
             rgb = (tf.io.decode_jpeg(photo, channels=3, dct_method="INTEGER_FAST").numpy()
                    if isinstance(photo, bytes) else photo)
-            faces[p] = serving.phone_face(rgb, model.crop, model.image_size)
+            faces[p] = phone.phone_face(rgb, model.crop, model.image_size)
     fa = np.stack([faces[a] for a, _ in pairs])
     fb = np.stack([faces[b] for _, b in pairs])
-    tfl = serving.TFLiteModel(str(version / "tflite" / "model_float.tflite"))
+    tfl = tflite.TFLiteModel(str(version / "tflite" / "model_float.tflite"))
     assert np.abs(tfl.verify(fa, fb) - want).max() <= 1e-4
     assert np.abs(tfl.compare(tfl.embed(fa), tfl.embed(fb)) - want).max() <= 1e-4
-    int8 = serving.TFLiteModel(str(version / "tflite" / "model_int8.tflite"))
+    int8 = tflite.TFLiteModel(str(version / "tflite" / "model_int8.tflite"))
     q = int8.verify(fa, fb)
     # checked before the interpreter sees them: NaN faces (int8 gave a distance below the
     # threshold), 1 or 4 channels, uint8, out of range, an empty batch after a wrong shape

@@ -1,4 +1,4 @@
-"""No verdict without a face: faces.PhotoLoader, face_gate, and every photo-taking
+"""No verdict without a face: loader.PhotoLoader, face_gate, and every photo-taking
 command (score, gallery, embed, evaluate, the exported SavedModel) given black, white,
 gray and noise pictures beside real photos."""
 import json
@@ -12,7 +12,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from siamese_graph import align, face_gate, faces, preprocessing
+from siamese_graph.data import preprocessing
+from siamese_graph.faces import align, gate, loader
 from tests.conftest import cli, shared
 
 v1 = tf.compat.v1
@@ -77,12 +78,12 @@ def test_face_gate_tells_faces_from_blanks():
     celeba = sorted(os.listdir(os.path.join(shared("celeba-10k-lowres"), "img_align_celeba")))[:40]
     with tf.Graph().as_default():
         img = v1.placeholder(tf.uint8, [None, None, 3])
-        prob = face_gate.face_probability(img, face_gate.face_box(preprocessing.parse_crop("celeba")))
+        prob = gate.face_probability(img, gate.face_box(preprocessing.parse_crop("celeba")))
         with v1.Session() as sess:
             real_probs = [sess.run(prob, {img: np.asarray(Image.open(os.path.join(
                 shared("celeba-10k-lowres"), "img_align_celeba", n)).convert("RGB"))}) for n in celeba]
             blank_probs = [sess.run(prob, {img: blank(k)}) for k in BLANKS]
-    assert np.mean(np.array(real_probs) >= face_gate.MIN_FACE_PROBABILITY) >= 0.95, real_probs
+    assert np.mean(np.array(real_probs) >= gate.MIN_FACE_PROBABILITY) >= 0.95, real_probs
     assert max(blank_probs) < 0.05, blank_probs
 
 
@@ -93,11 +94,11 @@ def test_face_box_follows_the_crop():
     five points."""
     def in_region(crop):
         t, l, h, w = crop
-        y1, x1, y2, x2 = face_gate.face_box(crop)
+        y1, x1, y2, x2 = gate.face_box(crop)
         return np.array([(y1 - t) / h, (x1 - l) / w, (y2 - t) / h, (x2 - l) / w])
 
     celeba = preprocessing.parse_crop("celeba")
-    fy1, fx1, fy2, fx2 = face_gate.face_box(celeba)
+    fy1, fx1, fy2, fx2 = gate.face_box(celeba)
     assert 0 < fx1 < fx2 < 1 and 0 < fy1 < fy2 < 1
     points = align.load_template()["points"] / np.array([align.ALIGNED_WIDTH, align.ALIGNED_HEIGHT])  # (x, y)
     assert ((points[:, 0] > fx1) & (points[:, 0] < fx2) & (points[:, 1] > fy1) & (points[:, 1] < fy2)).all()
@@ -106,18 +107,18 @@ def test_face_box_follows_the_crop():
                   (t + 0.07, l - 0.05, h, w),             # moved
                   (0.0, 0.0, 1.0, 1.0)]:                  # the photo is the region (--crop=none)
         assert np.allclose(in_region(other), in_region(celeba), atol=1e-9), other
-    by1, bx1, by2, bx2 = face_gate.face_box((t - h / 2, l - w / 2, 2 * h, 2 * w))
+    by1, bx1, by2, bx2 = gate.face_box((t - h / 2, l - w / 2, 2 * h, 2 * w))
     assert np.isclose(by2 - by1, 2 * (fy2 - fy1)) and np.isclose(bx2 - bx1, 2 * (fx2 - fx1))
 
 
 def test_loader_gives_none_without_a_face_and_an_aligned_face_with_one(photos):
-    load = faces.PhotoLoader("mtcnn")
+    load = loader.PhotoLoader("mtcnn")
     assert load(photos["black"]) is None and load(photos["noise"]) is None
     got = load(real(photos)[0])
     assert got.shape == (218, 178, 3) and got.dtype == np.uint8
     assert load.no_face() == [photos["black"], photos["noise"]]
     assert load.found[real(photos)[0]]["kept"]["confidence"] >= 0.9
-    plain = faces.PhotoLoader("none")
+    plain = loader.PhotoLoader("none")
     assert plain(photos["black"]) is not None  # no detection: the picture as it is
 
 
@@ -200,7 +201,7 @@ print(json.dumps({k: out[k].numpy().tolist() for k in ("same", "face_a", "face_b
 
 def test_saved_model_never_says_same_without_a_face(trained, photos, tmp_path):
     # the SavedModel takes aligned faces: align the real ones as siamese-align would
-    load = faces.PhotoLoader("mtcnn")
+    load = loader.PhotoLoader("mtcnn")
     aligned = []
     for i, p in enumerate(real(photos)[:2]):
         aligned.append(str(tmp_path / ("a%d.jpg" % i)))
@@ -219,4 +220,4 @@ def test_saved_model_never_says_same_without_a_face(trained, photos, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     got = json.loads(p.stdout)
     assert got["same"] == [False] * 4 + [True], got
-    assert max(got["face_a"][:4]) < face_gate.MIN_FACE_PROBABILITY <= min(got["face_a"][4], got["face_b"][4])
+    assert max(got["face_a"][:4]) < gate.MIN_FACE_PROBABILITY <= min(got["face_a"][4], got["face_b"][4])

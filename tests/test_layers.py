@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from siamese_graph import layers
 from siamese_graph.errors import ArgumentError
-from siamese_graph.nets import nets_factory
+from siamese_graph.model import layers
+from siamese_graph.model.nets import nets_factory
 
 v1 = tf.compat.v1
 

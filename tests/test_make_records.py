@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from siamese_graph import record_writer, records
-from siamese_graph.datasets import celeba, folder
+from siamese_graph.data import record_writer, records
+from siamese_graph.data.datasets import celeba, folder
 from siamese_graph.errors import DataError
 from tests.conftest import REPO, cli, face, make_celeba, shared
 
@@ -108,7 +108,7 @@ def test_bad_photos_are_skipped_and_recorded(tmp_path, monkeypatch):
     assert manifest["splits"]["train"]["photos"] == 6
     assert sorted(f for _, _, f in read_back(str(tmp_path / "out"), "train")) == [
         "000001.jpg", "000003.jpg", "000005.jpg", "000006.jpg", "000008.jpg", "000009.jpg"]
-    with pytest.raises(DataError, match="000002.jpg: corrupt image.*--strict"):
+    with pytest.raises(DataError, match="000002.jpg: corrupt image.*skipped; strict\)"):
         convert(celeba.read(str(tmp_path)), tmp_path / "strict", strict=True)
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from siamese_graph import metrics
+from siamese_graph.inference import metrics
 
 
 def test_perfect_inverted_and_random_auc():

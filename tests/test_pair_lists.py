@@ -1,7 +1,7 @@
 """pair_lists: tab-separated lines for paths with spaces, byte-order marks, the writer."""
 import pytest
 
-from siamese_graph import pair_lists
+from siamese_graph.data import pair_lists
 from siamese_graph.errors import DataError
 
 

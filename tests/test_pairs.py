@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from siamese_graph import inspect_pairs, pairs, preprocessing, record_writer
-from siamese_graph.datasets import celeba
+from siamese_graph import inspect_pairs
+from siamese_graph.data import pair_cache, pairs, preprocessing, record_writer
+from siamese_graph.data.datasets import celeba
 from siamese_graph.errors import ArgumentError, DataError
 from tests.conftest import REPO, cli, make_celeba, shared
 
@@ -91,11 +92,11 @@ def test_shared_anchors_render_each_anchor_once_for_its_two_pairs(synthetic_reco
 @pytest.mark.parametrize("group", [1, 3])
 def test_cached_epochs_make_every_anchor_once_with_a_positive_of_its_identity(synthetic_records, group):
     info = pairs.pairable_split(synthetic_records[0], "train")
-    blocks = pairs.record_blocks(info)
+    blocks = pair_cache.record_blocks(info)
     identities, starts, counts = blocks
     assert len(identities) == info.photos and sorted(counts) == sorted(c for c in info.counts if c)
     with tf.Graph().as_default():
-        epochs = pairs._epoch_triplets(blocks, tf.constant(identities), seed=3, group=group)
+        epochs = pair_cache._epoch_triplets(blocks, tf.constant(identities), seed=3, group=group)
         nxt = tf.compat.v1.data.make_one_shot_iterator(epochs).get_next()
         with tf.compat.v1.Session() as sess:
             first, second = sess.run(nxt), sess.run(nxt)
@@ -120,7 +121,7 @@ def test_cache_region_holds_every_jittered_box_and_crops_like_the_photo(crop, sc
     from tests.conftest import face
 
     box = preprocessing.CROPS[crop]
-    outer, size = pairs.cache_geometry(box, 48, augment=True, scale_jitter=scale_jitter)
+    outer, size = pair_cache.cache_geometry(box, 48, augment=True, scale_jitter=scale_jitter)
     t, l, h, w = outer
     jittered = preprocessing.boxes(box, 4000, tf.constant([1, 2]), scale_jitter).numpy()
     heights = np.abs(jittered[:, 2] - jittered[:, 0]) / box[2]  # the scale factors drawn
@@ -139,7 +140,7 @@ def test_cache_region_holds_every_jittered_box_and_crops_like_the_photo(crop, sc
     photo = tf.constant(np.asarray(face(3, 1, size=(178, 218)).filter(ImageFilter.GaussianBlur(1.5))))
     b = preprocessing.boxes(box, 16, tf.constant([5, 6]), scale_jitter)
     direct = preprocessing.crop_resize(photo, 48, b)
-    cached = preprocessing.crop_resize_many(pairs.cached_region(photo, outer, size)[None], tf.zeros([16], tf.int32),
+    cached = preprocessing.crop_resize_many(pair_cache.cached_region(photo, outer, size)[None], tf.zeros([16], tf.int32),
                                             preprocessing.within(b, outer), 48) / 255.0
     assert float(tf.reduce_mean(tf.abs(direct - cached))) < 0.03
     # mirrored crops stay mirrored, black borders stay where the box leaves the photo
@@ -148,7 +149,7 @@ def test_cache_region_holds_every_jittered_box_and_crops_like_the_photo(crop, sc
     left_dark = lambda x: tf.reduce_mean(x[:, :, :2], [1, 2, 3]).numpy() < 0.01
     np.testing.assert_array_equal(left_dark(direct), left_dark(cached))
     # without augmentation the cache holds the crop itself, at the output's size: no resampling
-    assert pairs.cache_geometry(box, 48, augment=False) == (box, (48, 48))
+    assert pair_cache.cache_geometry(box, 48, augment=False) == (box, (48, 48))
 
 
 def test_cached_pairs_are_the_records_photos(synthetic_records):
@@ -169,8 +170,8 @@ def test_cached_pairs_are_the_records_photos(synthetic_records):
 
 def test_cache_bytes_and_refusals(synthetic_records):
     info = pairs.pairable_split(synthetic_records[0], "train")
-    outer, (h, w) = pairs.cache_geometry(preprocessing.CROPS["celeba"], 32, True)
-    assert pairs.cache_bytes(info, 32, "celeba", augment=True) == info.photos * h * w * 3
+    outer, (h, w) = pair_cache.cache_geometry(preprocessing.CROPS["celeba"], 32, True)
+    assert pair_cache.cache_bytes(info, 32, "celeba", augment=True) == info.photos * h * w * 3
 
 
 def test_bad_splits(tmp_path):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamese_graph import photos
+from siamese_graph.data import photos
 
 
 def test_read_names_what_is_wrong(tmp_path):

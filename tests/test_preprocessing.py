@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from siamese_graph import preprocessing
+from siamese_graph.data import preprocessing
 from siamese_graph.errors import ArgumentError
 
 
@@ -168,7 +168,7 @@ def test_colour_jitter_seeded_training_only_and_keeps_the_luma():
 def test_degrade_photos():
     from PIL import Image
 
-    from siamese_graph import photos
+    from siamese_graph.data import photos
 
     rng = np.random.RandomState(0)
     rgb = rng.randint(0, 256, (40, 36, 3)).astype(np.uint8)

@@ -4,7 +4,7 @@ import json
 import pytest
 import tensorflow as tf
 
-from siamese_graph import records
+from siamese_graph.data import records
 from siamese_graph.errors import DataError
 
 

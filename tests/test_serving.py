@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from siamese_graph import preprocessing, serving
+from siamese_graph.data import preprocessing
+from siamese_graph.serving import phone, signatures
 from tests.conftest import face
 
 v1 = tf.compat.v1
@@ -20,7 +21,7 @@ def test_phone_face_is_crop_and_resize(size, crop, image_size):
     rgb = rng.randint(0, 256, (size[1], size[0], 3)).astype(np.uint8)
     box = preprocessing.parse_crop(crop)
     want = preprocessing.crop_resize(tf.constant(rgb), image_size, preprocessing.boxes(box))[0].numpy()
-    got = serving.phone_face(rgb, box, image_size)
+    got = phone.phone_face(rgb, box, image_size)
     assert got.shape == want.shape == (image_size, image_size, 3) and got.dtype == np.float32
     assert np.abs(got - want).max() < 1e-5
 
@@ -34,7 +35,7 @@ def _encode(im, fmt, **kw):
 def _decode_all(strings, name="images"):
     with tf.Graph().as_default():
         x = v1.placeholder(tf.string, [None])
-        out, _ = serving.photo_batch(x, 32, (0.0, 0.0, 1.0, 1.0), name)
+        out, _ = signatures.photo_batch(x, 32, (0.0, 0.0, 1.0, 1.0), name)
         with v1.Session() as sess:
             return sess.run(out, {x: strings})
 
@@ -47,7 +48,7 @@ def test_photo_batch_decodes_every_format_like_pillow():
              (_encode(gray, "GIF"), gray.convert("RGB"))]
     got = _decode_all([c[0] for c in cases])
     for (_, im), out in zip(cases, got):
-        want = serving.phone_face(np.asarray(im), (0.0, 0.0, 1.0, 1.0), 32)
+        want = phone.phone_face(np.asarray(im), (0.0, 0.0, 1.0, 1.0), 32)
         assert np.abs(out - want).max() < 1e-5
     # A JPEG is decoded as records are (preprocessing.decode: the fast integer IDCT); the
     # rest of the path is lossless, so it matches the phone reference on the pixels that
@@ -56,7 +57,7 @@ def test_photo_batch_decodes_every_format_like_pillow():
     jpeg = _encode(rgb, "JPEG", quality=95)
     out = _decode_all([jpeg])[0]
     fast = tf.io.decode_jpeg(jpeg, channels=3, dct_method="INTEGER_FAST").numpy()
-    assert np.abs(out - serving.phone_face(fast, (0, 0, 1, 1), 32)).max() < 1e-5
+    assert np.abs(out - phone.phone_face(fast, (0, 0, 1, 1), 32)).max() < 1e-5
     accurate = tf.io.decode_jpeg(jpeg, channels=3, dct_method="INTEGER_ACCURATE").numpy()
     assert np.array_equal(accurate, np.asarray(Image.open(io.BytesIO(jpeg))))  # what "Pillow's IDCT" means
 

@@ -4,9 +4,9 @@ import pytest
 import tensorflow as tf
 
 from siamese_graph.errors import DataError
-
-from siamese_graph import metrics, schedules, siamese
-from siamese_graph.nets import nets_factory
+from siamese_graph.inference import metrics
+from siamese_graph.model import schedules, siamese
+from siamese_graph.model.nets import nets_factory
 
 v1 = tf.compat.v1
 

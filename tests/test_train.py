@@ -92,7 +92,7 @@ def test_other_model_in_train_dir_is_refused(synthetic_records, tmp_path):
     r = train(synthetic_records[0], tmp_path / "run", "--max_steps=10", "--head=absdiff")
     assert r.returncode == 1
     last = r.stderr.strip().splitlines()[-1]
-    assert "holds a checkpoint of another model: --head=absdiff (saved: euclidean)" in last
+    assert "holds a checkpoint of another model: head=absdiff (saved: euclidean)" in last
     assert "start fresh" in last and "Traceback" not in r.stderr
 
 
@@ -161,12 +161,13 @@ def test_the_optimizer_initializes_before_the_global_step(synthetic_records):
     """Adam's beta1_power starts from the schedule's beta1, a function of the step.
     Initializers run in parallel (on a cluster, across processes), so it must not need
     global_step to exist yet: it failed with "Could not find variable global_step"."""
-    from siamese_graph import pairs, training
+    from siamese_graph.data import pairs
+    from siamese_graph.training import graphs, train_config
 
     v1 = tf.compat.v1
-    config = training.TrainConfig(image_size=16, batch_size=4, beta1_max=0.93)
+    config = train_config.TrainConfig(image_size=16, batch_size=4, beta1_max=0.93)
     with tf.Graph().as_default():
-        graph = training.build_training_graph([pairs.pairable_split(synthetic_records[0], "train")], config)
+        graph = graphs.build_training_graph([pairs.pairable_split(synthetic_records[0], "train")], config)
         beta1_power = [v for v in v1.global_variables() if "beta1_power" in v.name][0]
         with v1.Session() as sess:
             sess.run(beta1_power.initializer)  # global_step still uninitialized
@@ -182,7 +183,7 @@ def test_shared_anchors_give_the_same_loss_and_gradients_with_a_quarter_fewer_to
     graph that runs the tower on all of image_a (batch norm sees the same mean and variance)."""
     import numpy as np
 
-    from siamese_graph import training
+    from siamese_graph.training import graphs, train_config
 
     v1 = tf.compat.v1
     rng = np.random.RandomState(0)
@@ -192,10 +193,10 @@ def test_shared_anchors_give_the_same_loss_and_gradients_with_a_quarter_fewer_to
              "identity_b": np.array([0, 7, 1, 8, 2, 9, 3, 10])}
     out = {}
     for shared in (False, True):
-        config = training.TrainConfig(image_size=16, batch_size=8, cache=True, shared_anchors=shared,
+        config = train_config.TrainConfig(image_size=16, batch_size=8, cache=True, shared_anchors=shared,
                                       loss_pairs="active", weight_decay=1e-4)
         with tf.Graph().as_default():
-            graph = training.build_training_graph([], config, inputs={k: tf.constant(v) for k, v in batch.items()})
+            graph = graphs.build_training_graph([], config, inputs={k: tf.constant(v) for k, v in batch.items()})
             variables = v1.trainable_variables()
             grads = v1.gradients(graph.total_loss, variables)
             tower_batches = sorted(op.inputs[0].shape[0] for op in v1.get_default_graph().get_operations()
@@ -212,28 +213,28 @@ def test_shared_anchors_give_the_same_loss_and_gradients_with_a_quarter_fewer_to
 
 
 def test_bfloat16_session_config_keeps_a_cluster_workers_settings(tmp_path):
-    from siamese_graph import training
+    from siamese_graph.training import loop, train_config
 
     v1 = tf.compat.v1
     base = v1.ConfigProto(device_filters=["/job:ps"], operation_timeout_in_ms=5000)
-    assert training.session_config(training.TrainConfig(mixed_precision="none"), base) is base
-    assert training.session_config(training.TrainConfig(mixed_precision="none")) is None
-    out = training.session_config(training.TrainConfig(mixed_precision="bfloat16"), base)
+    assert loop.session_config(train_config.TrainConfig(mixed_precision="none"), base) is base
+    assert loop.session_config(train_config.TrainConfig(mixed_precision="none")) is None
+    out = loop.session_config(train_config.TrainConfig(mixed_precision="bfloat16"), base)
     assert list(out.device_filters) == ["/job:ps"] and out.operation_timeout_in_ms == 5000
     assert out.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 == 1  # ON
     assert not base.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16
     (tmp_path / "yes").write_text("flags\t\t: fpu avx512f avx512_bf16 amx_tile\n")
     (tmp_path / "no").write_text("flags\t\t: fpu avx2 avx512f\n")
-    assert training.native_bf16(str(tmp_path / "yes")) is True
-    assert training.native_bf16(str(tmp_path / "no")) is False
-    assert training.native_bf16(str(tmp_path / "missing")) is None
+    assert loop.native_bf16(str(tmp_path / "yes")) is True
+    assert loop.native_bf16(str(tmp_path / "no")) is False
+    assert loop.native_bf16(str(tmp_path / "missing")) is None
     # the default, auto: bfloat16 only where the CPU has bfloat16 arithmetic
-    assert training.TrainConfig().mixed_precision == "auto"
-    assert training.resolved_precision("auto", str(tmp_path / "yes")) == "bfloat16"
-    assert training.resolved_precision("auto", str(tmp_path / "no")) == "none"
-    assert training.resolved_precision("auto", str(tmp_path / "missing")) == "none"
-    assert training.resolved_precision("none", str(tmp_path / "yes")) == "none"
-    assert training.resolved_precision("bfloat16", str(tmp_path / "no")) == "bfloat16"
+    assert train_config.TrainConfig().mixed_precision == "auto"
+    assert loop.resolved_precision("auto", str(tmp_path / "yes")) == "bfloat16"
+    assert loop.resolved_precision("auto", str(tmp_path / "no")) == "none"
+    assert loop.resolved_precision("auto", str(tmp_path / "missing")) == "none"
+    assert loop.resolved_precision("none", str(tmp_path / "yes")) == "none"
+    assert loop.resolved_precision("bfloat16", str(tmp_path / "no")) == "bfloat16"
 
 
 def test_bfloat16_step_runs_the_convolutions_in_bfloat16_and_keeps_float32_weights():
@@ -242,17 +243,17 @@ def test_bfloat16_step_runs_the_convolutions_in_bfloat16_and_keeps_float32_weigh
     graph's to bfloat16's precision."""
     import numpy as np
 
-    from siamese_graph import training
+    from siamese_graph.training import graphs, loop, train_config
 
     v1 = tf.compat.v1
     out = {}
     for precision in ("none", "bfloat16"):
-        config = training.TrainConfig(image_size=16, batch_size=8, loss_pairs="active", mixed_precision=precision)
+        config = train_config.TrainConfig(image_size=16, batch_size=8, loss_pairs="active", mixed_precision=precision)
         with tf.Graph().as_default():
-            graph = training.build_training_graph([], config, inputs=fixed_inputs())
+            graph = graphs.build_training_graph([], config, inputs=fixed_inputs())
             assert {v.dtype.base_dtype for v in v1.global_variables()} <= {tf.float32, tf.int64}
             meta = v1.RunMetadata()
-            with v1.Session(config=training.session_config(config)) as sess:
+            with v1.Session(config=loop.session_config(config)) as sess:
                 sess.run(v1.global_variables_initializer())
                 first = sess.run(graph.total_loss, options=v1.RunOptions(output_partition_graphs=True),
                                  run_metadata=meta)
@@ -262,7 +263,7 @@ def test_bfloat16_step_runs_the_convolutions_in_bfloat16_and_keeps_float32_weigh
             bf16_ops = [n.op for g in meta.partition_graphs for n in g.node if n.attr["T"].type == bf16]
             out[precision] = first, loss, bf16_ops
     assert out["none"][2] == []
-    if training.native_bf16():
+    if loop.native_bf16():
         assert any("Conv2D" in op for op in out["bfloat16"][2]), "no convolution was rewritten to bfloat16"
         # the embedding and the head stay float32
         assert not any("MatMul" in op for op in out["bfloat16"][2]), out["bfloat16"][2]
@@ -276,17 +277,17 @@ def test_decoupled_weight_decay_is_adams_step_plus_lr_times_the_decay():
     norm's scale and offset are not decayed. Synchronous replicas refuse it."""
     import numpy as np
 
-    from siamese_graph import training
     from siamese_graph.errors import ArgumentError
+    from siamese_graph.training import graphs, train_config
 
     v1 = tf.compat.v1
     lr, wd = 0.01, 0.5
     out = {}
     for mode, decay in (("decoupled", 0.0), ("decoupled", wd), ("l2", 1e-3)):
-        config = training.TrainConfig(image_size=16, batch_size=8, loss_pairs="active", lr_schedule="constant",
+        config = train_config.TrainConfig(image_size=16, batch_size=8, loss_pairs="active", lr_schedule="constant",
                                       learning_rate=lr, weight_decay=decay, weight_decay_mode=mode)
         with tf.Graph().as_default():
-            graph = training.build_training_graph([], config, inputs=fixed_inputs())
+            graph = graphs.build_training_graph([], config, inputs=fixed_inputs())
             variables = v1.trainable_variables()
             with v1.Session() as sess:
                 sess.run(v1.global_variables_initializer())
@@ -308,9 +309,9 @@ def test_decoupled_weight_decay_is_adams_step_plus_lr_times_the_decay():
         else:  # batch norm's scale and offset, the biases: Adam's step alone
             np.testing.assert_allclose(w_dec, w_plain, rtol=0, atol=1e-7, err_msg=name)
     assert decayed_names == 6  # five convolutions and the head (no embedding layer by default)
-    config = training.TrainConfig(image_size=16, batch_size=8, weight_decay=wd, weight_decay_mode="decoupled")
+    config = train_config.TrainConfig(image_size=16, batch_size=8, weight_decay=wd, weight_decay_mode="decoupled")
     with tf.Graph().as_default(), pytest.raises(ArgumentError, match="weight_decay_mode"):
-        training.build_training_graph([], config, inputs=fixed_inputs(), sync_replicas=(2, 2))
+        graphs.build_training_graph([], config, inputs=fixed_inputs(), sync_replicas=(2, 2))
 
 
 @pytest.mark.skipif(not (hasattr(os, "SCHED_IDLE") and os.path.isdir("/proc/self/task")),
@@ -318,13 +319,13 @@ def test_decoupled_weight_decay_is_adams_step_plus_lr_times_the_decay():
 def test_input_threads_go_to_idle_priority_and_the_batches_do_not_change():
     import threading
 
-    from siamese_graph import training
+    from siamese_graph.training import session_hooks
 
     v1 = tf.compat.v1
 
     class Snapshot(v1.train.SessionRunHook):  # the threads and their policies as the session starts
         def after_create_session(self, session, coord):
-            self.policies = {t: os.sched_getscheduler(t) for t in training.thread_ids()}
+            self.policies = {t: os.sched_getscheduler(t) for t in session_hooks.thread_ids()}
 
     def run(priority):
         with tf.Graph().as_default():
@@ -333,10 +334,10 @@ def test_input_threads_go_to_idle_priority_and_the_batches_do_not_change():
             snap = Snapshot()
             with v1.train.MonitoredSession(hooks=[snap] + ([priority] if priority else [])) as sess:
                 out = [sess.run(batch) for _ in range(20)]
-                policies = {t: os.sched_getscheduler(t) for t in training.thread_ids()}
+                policies = {t: os.sched_getscheduler(t) for t in session_hooks.thread_ids()}
         return out, snap.policies, policies
 
-    hook = training.InputPriorityHook()
+    hook = session_hooks.InputPriorityHook()
     out, before, during = run(hook)
     assert hook.lowered and not hook.lowered & set(before)  # only threads started after the session
     assert all(during[t] == os.SCHED_IDLE for t in hook.lowered if t in during)
@@ -359,10 +360,11 @@ def test_input_threads_go_to_idle_priority_and_the_batches_do_not_change():
     ("image_size", -5, "--image_size=-5: must be in 1..512 pixels"),
 ])
 def test_every_training_number_is_checked_before_anything_is_written(field, value, needle):
-    from siamese_graph import errors, training
+    from siamese_graph import errors
+    from siamese_graph.training import train_config
 
     with pytest.raises(errors.ArgumentError) as e:
-        training.TrainConfig(**{field: value}).check()
+        train_config.TrainConfig(**{field: value}).check()
     assert errors.one_line(e.value) == needle
 
 

@@ -24,8 +24,9 @@ import time
 from absl import logging
 from PIL import Image
 
-from siamese_graph import errors, fileio, records
-from siamese_graph import photos as photo_files
+from siamese_graph import errors, fileio
+from siamese_graph.data import photos as photo_files
+from siamese_graph.data import records
 from siamese_graph.errors import DataError
 
 PROGRESS_DIR = ".progress"
@@ -162,13 +163,13 @@ def _prepare_output(out_dir, fingerprint, overwrite):
     if fileio.exists(fp_path):
         with fileio.open_file(fp_path) as f:
             if f.read().strip() != fingerprint:
-                raise DataError("%s holds records from other inputs or flags; pass --overwrite "
+                raise DataError("%s holds records from other inputs or settings; overwrite it "
                                 "to start over" % out_dir)
     elif existing:
         foreign = [n for n in existing if not _OWN_FILE.match(n)]
         raise DataError("%s is not empty and holds no unfinished run of make_records (%s); %s"
                         % (out_dir, ", ".join(sorted(foreign or existing)[:3]),
-                           "choose another output folder" if foreign else "pass --overwrite"))
+                           "choose another output folder" if foreign else "overwrite it to start over"))
     else:
         fileio.write_text(fp_path, fingerprint + "\n")
     done = {}
@@ -236,7 +237,7 @@ def convert(listing, out_dir, num_shards=16, num_workers=2, seed=0, overwrite=Fa
                  "Apache Beam (%s)" % (beam_options or "DirectRunner") if runner == "beam"
                  else "%d workers" % num_workers)
     if runner == "beam":
-        from siamese_graph import beam_writer
+        from siamese_graph.data import beam_writer
 
         start = time.time()
         beam_writer.write_shards(tasks, write_shard, beam_options)
@@ -279,7 +280,7 @@ def _finish(plan, done, results, listing, config, flags_used, strict, out_dir, f
     manifest["runner"] = runner
     skipped = manifest["skipped"]
     if strict and skipped:
-        raise DataError("%s: %s (%d photos skipped; --strict)" % (skipped[0][0], skipped[0][1], len(skipped)))
+        raise DataError("%s: %s (%d photos skipped; strict)" % (skipped[0][0], skipped[0][1], len(skipped)))
     written = {i for s in manifest["splits"].values() for sh in s["shards"] for i, _ in sh["identities"]}
     if len(written) < 2:
         raise DataError("%d identities left after skipping %d bad photos: pairs of different people "
@@ -352,7 +353,7 @@ def remove_own_files(out_dir):
     names = [n for n in fileio.listdir(out_dir) if n not in BESIDE]
     foreign = sorted(n for n in names if not _OWN_FILE.match(n))
     if foreign:
-        raise DataError("%s holds files make_records did not write (%s%s); --overwrite removes only "
+        raise DataError("%s holds files make_records did not write (%s%s); overwriting removes only "
                         "its own records: choose another output folder"
                         % (out_dir, ", ".join(foreign[:3]), ", ..." if len(foreign) > 3 else ""))
     for name in names:

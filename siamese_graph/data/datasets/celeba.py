@@ -7,7 +7,7 @@ line and CRLF endings. The image folder may hold only part of the listed photos.
 import os
 import re
 
-from siamese_graph.datasets import Listing, Photo
+from siamese_graph.data.datasets import Listing, Photo
 from siamese_graph.errors import DataError
 
 IMAGES = "img_align_celeba"

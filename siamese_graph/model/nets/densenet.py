@@ -10,7 +10,7 @@ to the embedding (32 by default, the article's size).
 """
 import tensorflow as tf
 
-from siamese_graph import layers
+from siamese_graph.model import layers
 
 BLOCKS = (6, 12, 24, 16)
 MIN_IMAGE_SIZE = 32  # the stem divides by 4 and three transitions by 8

@@ -60,6 +60,8 @@ FEATURES = {
     "image/identity": tf.io.FixedLenFeature([], tf.int64),
     "image/identity_name": tf.io.FixedLenFeature([], tf.string),
 }
+# The features the pair graphs read (the image, who, which file).
+META_FEATURES = {k: FEATURES[k] for k in ("image/encoded", "image/identity", "image/filename")}
 
 
 def parse_example(serialized):

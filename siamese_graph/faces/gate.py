@@ -5,7 +5,7 @@ face (a softmax over not-face / face), where the box should be and where the 5
 landmarks are. Given the box where a face should be (in an aligned photo, the
 template's face box; under a fixed crop, the same box mapped through the crop),
 its face probability tells a face from a blank, a wall or noise at the cost of
-one small convnet pass (0.2 MFLOP a photo). inference.Model and the exported
+one small convnet pass (0.2 MFLOP a photo). models.Model and the exported
 SavedModel run it beside the tower: a photo whose box scores below
 MIN_FACE_PROBABILITY gets no verdict.
 
@@ -16,7 +16,8 @@ of the project's graphs, so they run in a v1 graph, a SavedModel and TF Serving.
 import numpy as np
 import tensorflow as tf
 
-from siamese_graph import align, preprocessing
+from siamese_graph.data import preprocessing
+from siamese_graph.faces import align
 
 ONET_SIZE = 48
 MIN_FACE_PROBABILITY = 0.5

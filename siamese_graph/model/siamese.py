@@ -13,8 +13,8 @@ derivative of sqrt is infinite there).
 """
 import tensorflow as tf
 
-from siamese_graph import layers
 from siamese_graph.errors import ArgumentError
+from siamese_graph.model import layers
 
 v1 = tf.compat.v1
 HEADS = ("absdiff", "euclidean")

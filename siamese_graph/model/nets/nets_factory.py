@@ -9,7 +9,7 @@ training and inference build their tower from it through the same function.
 import functools
 
 from siamese_graph.errors import ArgumentError
-from siamese_graph.nets import convnet, densenet
+from siamese_graph.model.nets import convnet, densenet
 
 NETS = {
     "convnet": (convnet.convnet, convnet.MIN_IMAGE_SIZE, 16),
@@ -54,7 +54,7 @@ def get_network_fn(name, image_size, weight_decay=0.0, convnet_width=1.0, convne
 
 
 def network_fn_from_config(config, weight_decay=0.0, keep_probability=1.0):
-    """The tower of a model config with every MODEL_KEYS entry (inference.load_config
+    """The tower of a model config with every MODEL_KEYS entry (traindir.load_config
     fills the ones older model.json files lack); see get_network_fn."""
     c = config
     return get_network_fn(c["net"], c["image_size"], weight_decay, convnet_width=c["convnet_width"],

@@ -4,7 +4,7 @@ signatures for TFLite (a phone), and the Python reference of a phone's preproces
 SavedModel signatures (encoded aligned faces in: photos in CelebA's aligned
 178x218 layout, as `siamese-align` or align.Detector + align.warp_face make them
 from any photo; decoding, crop, resize, standardization, flip-averaging and the
-face check in the graph, exactly as inference.Model does for RGB JPEGs):
+face check in the graph, exactly as models.Model does for RGB JPEGs):
   embed            images [N] string -> features [N, D] (the tower's features),
                    face [N] float32 (face_gate's face probability)
   verify (default) image_a [N] string, image_b [N] string -> distance [N] float32,
@@ -24,17 +24,29 @@ to S x S bilinearly. Standardization and flip-averaging are inside the model.
 """
 import os
 
-import numpy as np
 import tensorflow as tf
 
-from siamese_graph import face_gate, inference, preprocessing, siamese
-from siamese_graph.nets import nets_factory
+from siamese_graph.data import preprocessing
+from siamese_graph.faces import gate
+from siamese_graph.inference import models
+from siamese_graph.model import siamese
+from siamese_graph.model.nets import nets_factory
 
 v1 = tf.compat.v1
+
+
 SERVE = v1.saved_model.tag_constants.SERVING
+
+
 DEFAULT_SIGNATURE = v1.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+
+
 FORMATS = "JPEG, PNG, GIF or BMP"
+
+
 MAX_PHOTO_PIXELS = 25_000_000  # a served photo's limit, checked in its header before decoding
+
+
 MAX_PHOTO_SIDE = 10_000
 
 
@@ -99,13 +111,13 @@ def photo_batch(encoded, image_size, crop, input_name, onet=None):
     face probabilities [N] (face_gate on the face box of the crop)). An empty batch
     fails with an InvalidArgumentError that names the input."""
     box = preprocessing.boxes(crop)
-    fbox = face_gate.face_box(crop)
-    onet = onet if onet is not None else face_gate.onet_weights()
+    fbox = gate.face_box(crop)
+    onet = onet if onet is not None else gate.onet_weights()
 
     def one(x):
         photo = decode_photo(x, input_name)
         return (preprocessing.crop_resize(photo, image_size, box)[0],
-                face_gate.face_probability(photo, fbox, onet))
+                gate.face_probability(photo, fbox, onet))
 
     nonempty = tf.debugging.assert_positive(tf.size(encoded), message="%s: an empty batch" % input_name)
     with tf.control_dependencies([nonempty]):
@@ -123,7 +135,7 @@ def build_photo_signatures(config, crop, flip_average, threshold):
     """Builds the photo-in serving graph in the default graph.
 
     Args:
-      config: model.json's dict (inference.load_config).
+      config: model.json's dict (traindir.load_config).
       crop: (top, left, height, width) fractions.
       flip_average: average each photo's features with its mirror image's.
       threshold: the distance at or below which `same` is true.
@@ -132,10 +144,10 @@ def build_photo_signatures(config, crop, flip_average, threshold):
     """
     tower_fn = nets_factory.network_fn_from_config(config)
     size, l2 = config["image_size"], config["l2_normalize"]
-    onet = face_gate.onet_weights()
+    onet = gate.onet_weights()
     images = v1.placeholder(tf.string, [None], "images")
     crops, face = photo_batch(images, size, crop, "images", onet)
-    features = inference.features(preprocessing.finish(crops), tower_fn, l2, flip_average)
+    features = models.features(preprocessing.finish(crops), tower_fn, l2, flip_average)
     image_a = v1.placeholder(tf.string, [None], "image_a")
     image_b = v1.placeholder(tf.string, [None], "image_b")
     same_length = tf.debugging.assert_equal(tf.size(image_a), tf.size(image_b), message=(
@@ -143,12 +155,12 @@ def build_photo_signatures(config, crop, flip_average, threshold):
     with tf.control_dependencies([same_length]):
         crops_a, face_a = photo_batch(image_a, size, crop, "image_a", onet)
         crops_b, face_b = photo_batch(image_b, size, crop, "image_b", onet)
-    pair_features = inference.features(preprocessing.finish(tf.concat([crops_a, crops_b], 0)), tower_fn, l2,
+    pair_features = models.features(preprocessing.finish(tf.concat([crops_a, crops_b], 0)), tower_fn, l2,
                                        flip_average, reuse=True)
     n = tf.size(image_a)
     distance = siamese.distance(pair_features[:n], pair_features[n:], config["head"], config["head_units"],
                                 config["epsilon"])
-    min_face = tf.constant(face_gate.MIN_FACE_PROBABILITY, tf.float32)
+    min_face = tf.constant(gate.MIN_FACE_PROBABILITY, tf.float32)
     same = tf.logical_and(tf.less_equal(distance, tf.constant(threshold, tf.float32)),
                           tf.logical_and(face_a >= min_face, face_b >= min_face), name="same")
     verify = _signature({"image_a": image_a, "image_b": image_b},
@@ -166,14 +178,14 @@ def build_face_signatures(config, flip_average):
     tower_fn = nets_factory.network_fn_from_config(config)
     size, l2 = config["image_size"], config["l2_normalize"]
     face = v1.placeholder(tf.float32, [None, size, size, 3], "face")
-    features = inference.features(preprocessing.finish(face), tower_fn, l2, flip_average)
+    features = models.features(preprocessing.finish(face), tower_fn, l2, flip_average)
     dim = features.shape[-1]
     fa = v1.placeholder(tf.float32, [None, dim], "features_a")
     fb = v1.placeholder(tf.float32, [None, dim], "features_b")
     compared = siamese.distance(fa, fb, config["head"], config["head_units"], config["epsilon"])
     face_a = v1.placeholder(tf.float32, [None, size, size, 3], "face_a")
     face_b = v1.placeholder(tf.float32, [None, size, size, 3], "face_b")
-    both = inference.features(preprocessing.finish(tf.concat([face_a, face_b], 0)), tower_fn, l2,
+    both = models.features(preprocessing.finish(tf.concat([face_a, face_b], 0)), tower_fn, l2,
                               flip_average, reuse=True)
     n = tf.shape(face_a)[0]
     verified = siamese.distance(both[:n], both[n:], config["head"], config["head_units"], config["epsilon"],
@@ -197,7 +209,7 @@ def write_saved_model(path, ckpt, config, build, assets_extra=None):
     with graph.as_default():
         signatures = build()
         with v1.Session(graph=graph) as sess:
-            inference.restore(sess, ckpt, config)
+            models.restore(sess, ckpt, config)
             builder = v1.saved_model.Builder(path)
             builder.add_meta_graph_and_variables(sess, [SERVE], signature_def_map=signatures,
                                                  strip_default_attrs=True)
@@ -207,128 +219,3 @@ def write_saved_model(path, ckpt, config, build, assets_extra=None):
         for name, text in assets_extra.items():
             with open(os.path.join(path, "assets.extra", name), "w") as f:
                 f.write(text)
-
-
-def tflite_bytes(saved_model_dir, quantize):
-    """A TFLite flatbuffer of the face-in SavedModel's signatures.
-
-    quantize: None (float32) or "dynamic" (dynamic-range: int8 weights, float activations)."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir,
-                                                         signature_keys=["embed", "compare", "verify"])
-    if quantize == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return converter.convert()
-
-
-def tflite_interpreter(model_path, num_threads=1):
-    """A TFLite interpreter: LiteRT's (ai-edge-litert) when installed, else tf.lite's
-    (deprecated in TF 2.21 in favour of LiteRT, but the same runtime)."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import warnings
-
-        with warnings.catch_warnings():  # its deprecation notice, once per model, says the above
-            warnings.simplefilter("ignore")
-            return tf.lite.Interpreter(model_path=model_path, num_threads=num_threads)
-    return Interpreter(model_path=model_path, num_threads=num_threads)
-
-
-class TFLiteModel:
-    """An exported .tflite model: embed, compare and verify on faces from phone_face.
-
-    Every call checks its input before the interpreter sees it (ValueError naming
-    the argument): a float array [N, S, S, 3] with N >= 1 and S the model's input
-    side, every value finite and in [0, 1] (phone_face's range); features
-    [N, D] finite, both sides the same N. The phone app's contract (docs/serving.md)
-    is the same check."""
-
-    def __init__(self, model_path, num_threads=1):
-        self.interpreter = tflite_interpreter(model_path, num_threads)
-        self.runners = {k: self.interpreter.get_signature_runner(k) for k in ("embed", "compare", "verify")}
-        details = self.runners["embed"].get_input_details()["face"]
-        self.image_size = int(details["shape_signature"][1])
-        self.dim = int(self.runners["compare"].get_input_details()["features_a"]["shape_signature"][1])
-
-    def _faces(self, faces, name):
-        a = np.asarray(faces)
-        s = self.image_size
-        if a.ndim != 4 or a.shape[1:] != (s, s, 3) or a.shape[0] < 1:
-            raise ValueError("%s: expected faces of shape [N >= 1, %d, %d, 3] (RGB), got %s"
-                             % (name, s, s, list(a.shape)))
-        if not np.issubdtype(a.dtype, np.floating):
-            raise ValueError("%s: expected float faces in [0, 1] (serving.phone_face), got %s" % (name, a.dtype))
-        a = a.astype(np.float32)
-        if not np.isfinite(a).all():
-            raise ValueError("%s: %d values are not finite" % (name, int((~np.isfinite(a)).sum())))
-        if a.min() < 0 or a.max() > 1:
-            raise ValueError("%s: values must be in [0, 1] (pixel / 255), got %g..%g" % (name, a.min(), a.max()))
-        return a
-
-    def _features(self, feats, name):
-        a = np.asarray(feats)
-        if a.ndim != 2 or a.shape[1] != self.dim or a.shape[0] < 1:
-            raise ValueError("%s: expected features of shape [N >= 1, %d], got %s" % (name, self.dim, list(a.shape)))
-        a = a.astype(np.float32)
-        if not np.isfinite(a).all():
-            raise ValueError("%s: features are not finite" % name)
-        return a
-
-    @staticmethod
-    def _same_n(a, b, names):
-        if len(a) != len(b):
-            raise ValueError("%s and %s hold %d and %d rows" % (names[0], names[1], len(a), len(b)))
-
-    def embed(self, faces):
-        return self.runners["embed"](face=self._faces(faces, "face"))["features"]
-
-    def compare(self, features_a, features_b):
-        fa, fb = self._features(features_a, "features_a"), self._features(features_b, "features_b")
-        self._same_n(fa, fb, ("features_a", "features_b"))
-        return self.runners["compare"](features_a=fa, features_b=fb)["distance"]
-
-    def verify(self, faces_a, faces_b):
-        fa, fb = self._faces(faces_a, "face_a"), self._faces(faces_b, "face_b")
-        self._same_n(fa, fb, ("face_a", "face_b"))
-        return self.runners["verify"](face_a=fa, face_b=fb)["distance"]
-
-
-def phone_face(rgb, crop, image_size):
-    """The reference of the preprocessing a phone app applies before the TFLite model.
-
-    Args:
-      rgb: uint8 [H, W, 3] decoded photo (RGB; a grayscale photo repeated in 3 channels).
-      crop: (top, left, height, width) fractions of the photo (preprocessing.parse_crop).
-      image_size: S, the model's input side (model.json's image_size).
-    Returns:
-      float32 [S, S, 3] in [0, 1]: the crop box sampled bilinearly on an S x S grid
-      whose corners are the box's corners (pixel centres at (top * (H - 1), left *
-      (W - 1)) and ((top + height) * (H - 1), (left + width) * (W - 1)); samples
-      outside the photo are 0), divided by 255. This is tf.image.crop_and_resize's
-      rule, written in numpy so that it can be ported line by line.
-    """
-    img = np.asarray(rgb, np.float32)
-    h, w = img.shape[:2]
-    t, l, bh, bw = [float(v) for v in crop]
-    f32, i = np.float32, np.arange(image_size, dtype=np.float32)
-    if image_size > 1:  # in float32, in crop_and_resize's order, so the samples match it bit for bit
-        ys = f32(t) * f32(h - 1) + i * ((f32(t + bh) - f32(t)) * f32(h - 1) / f32(image_size - 1))
-        xs = f32(l) * f32(w - 1) + i * ((f32(l + bw) - f32(l)) * f32(w - 1) / f32(image_size - 1))
-    else:
-        ys = np.array([f32(0.5) * (f32(t) + f32(t + bh)) * f32(h - 1)], np.float32)
-        xs = np.array([f32(0.5) * (f32(l) + f32(l + bw)) * f32(w - 1)], np.float32)
-
-    def axis(coords, n):
-        lo = np.floor(coords).astype(int)
-        hi = np.ceil(coords).astype(int)
-        frac = (coords - lo).astype(np.float32)
-        inside = (coords >= 0) & (coords <= n - 1)
-        return np.clip(lo, 0, n - 1), np.clip(hi, 0, n - 1), frac, inside
-
-    y0, y1, fy, iny = axis(ys, h)
-    x0, x1, fx, inx = axis(xs, w)
-    top = img[y0][:, x0] + (img[y0][:, x1] - img[y0][:, x0]) * fx[None, :, None]
-    bottom = img[y1][:, x0] + (img[y1][:, x1] - img[y1][:, x0]) * fx[None, :, None]
-    out = top + (bottom - top) * fy[:, None, None]
-    out = out * (iny[:, None] & inx[None, :])[:, :, None]
-    return (out / 255.0).astype(np.float32)

@@ -14,6 +14,8 @@ import warnings
 import numpy as np
 from PIL import Image
 
+from siamese_graph.errors import DataError
+
 
 class PhotoError(Exception):
     """Why a photo cannot be used (no path: the caller adds it)."""
@@ -123,3 +125,16 @@ def degrade(rgb, steps):
             w, h = im.size
             im = im.resize((max(1, w // k), max(1, h // k)), Image.BILINEAR).resize((w, h), Image.BILINEAR)
     return np.asarray(im)
+
+
+def load_photo(path):
+    """A photo for Model.embed: the file's bytes when it is an RGB or grayscale JPEG
+    (decoded in the graph exactly as training decodes records, and as the exported
+    SavedModel decodes it), else a uint8 [H, W, 3] array converted by
+    to_rgb (any format, mode and bit depth Pillow reads).
+    Raises DataError naming the file."""
+    try:
+        data, im, _ = read(path)
+        return data if tf_decodable_jpeg(im) else to_rgb(im)
+    except PhotoError as e:
+        raise DataError("%s: unusable photo (%s)" % (path, e))

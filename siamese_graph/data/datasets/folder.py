@@ -11,7 +11,7 @@ and embed all list people and photos through it.
 import hashlib
 import os
 
-from siamese_graph.datasets import Listing, Photo
+from siamese_graph.data.datasets import Listing, Photo
 from siamese_graph.errors import ArgumentError, DataError
 
 SPLIT_FOLDERS = ("train", "val", "test")

@@ -1,23 +1,24 @@
 """Photos in, faces out: how every photo-taking command (score, evaluate, gallery,
-embed) loads a photo file for inference.Model.
+embed) loads a photo file for models.Model.
 
   align="mtcnn" (the commands' default): decode the photo, detect faces with
       MTCNN, keep one (align.choose), warp it into CelebA's aligned 178x218 layout;
       the model's crop then frames it as in training. No face: None, never a guess.
-  align="none": the photo as it is (inference.load_photo), for photos already
+  align="none": the photo as it is (photos.load_photo), for photos already
       framed like the training photos (CelebA's aligned crops, records).
 
-A None photo gets no features (NaN) and face probability 0 in inference.Model,
+A None photo gets no features (NaN) and face probability 0 in models.Model,
 so the commands give it no verdict.
 """
-from siamese_graph import align, inference, photos
+from siamese_graph.data import photos
 from siamese_graph.errors import DataError
+from siamese_graph.faces import align
 
 MODES = ("mtcnn", "none")
 
 
 class PhotoLoader:
-    """path -> a photo for inference.Model.embed, or None when no face is found."""
+    """path -> a photo for models.Model.embed, or None when no face is found."""
 
     def __init__(self, mode="mtcnn", min_confidence=align.DEFAULT_MIN_CONFIDENCE, detector=None):
         """Args:
@@ -43,7 +44,7 @@ class PhotoLoader:
 
     def __call__(self, path):
         if self.mode == "none":
-            return inference.load_photo(path)
+            return photos.load_photo(path)
         try:
             _, im, _ = photos.read(path)
             rgb = photos.to_rgb(im)

@@ -17,10 +17,10 @@ import os
 
 from absl import flags
 
-from siamese_graph import align, common_flags, fileio
-from siamese_graph.align import dataset
-from siamese_graph.datasets import celeba
+from siamese_graph import common_flags, fileio
+from siamese_graph.data.datasets import celeba
 from siamese_graph.errors import UserError
+from siamese_graph.faces import align, align_folder
 
 common_flags.declare("output_dir", "seed", "overwrite", "dataset", "data_dir", "num_workers", "allow_missing",
                      "val_fraction", "test_fraction", "jpeg_quality")
@@ -45,13 +45,13 @@ def main(argv):
     data_dir = os.path.abspath(FLAGS.data_dir)
     fileio.check_output_outside(data_dir, FLAGS.output_dir)
     try:
-        listing = dataset.read_source(data_dir, FLAGS.dataset, FLAGS.allow_missing, FLAGS.val_fraction,
+        listing = align_folder.read_source(data_dir, FLAGS.dataset, FLAGS.allow_missing, FLAGS.val_fraction,
                                       FLAGS.test_fraction, FLAGS.seed)
     except celeba.MissingPhotos as e:
         raise UserError("%s; pass --allow_missing to align the photos present" % e)
     listing.source.update({"dataset": FLAGS.dataset, "data_dir": data_dir})
     with fileio.exclusive(FLAGS.output_dir, "siamese-align"):  # one writer of an output folder at a time
-        manifest = dataset.align_listing(listing, FLAGS.output_dir, FLAGS.dataset, FLAGS.num_workers,
+        manifest = align_folder.align_listing(listing, FLAGS.output_dir, FLAGS.dataset, FLAGS.num_workers,
                                          FLAGS.min_confidence, FLAGS.max_side, FLAGS.jpeg_quality, FLAGS.overwrite)
     print(json.dumps({"output_dir": FLAGS.output_dir, "photos": manifest["photos_total"],
                       **manifest["counts"], "seconds_this_run": manifest["seconds_this_run"]}))

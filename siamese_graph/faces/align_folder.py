@@ -22,9 +22,11 @@ import time
 from absl import logging
 from PIL import Image
 
-from siamese_graph import align, fileio, photos
-from siamese_graph.datasets import celeba, folder
+from siamese_graph import fileio
+from siamese_graph.data import photos
+from siamese_graph.data.datasets import celeba, folder
 from siamese_graph.errors import DataError
+from siamese_graph.faces import align
 from siamese_graph.progress import Progress
 
 MANIFEST = "align_manifest.json"

@@ -1,7 +1,7 @@
 """Restores a train_dir's checkpoint into a fresh inference graph (no training ops,
 no pair pipeline), rebuilt from the model.json that train.py saved.
 
-    model = inference.Model("runs/convnet")
+    model = models.Model("runs/convnet")
     features = model.embed([uint8 RGB array, ...])        # [N, D]
     distances = model.distance(features[:k], features[k:])  # [k]
 
@@ -18,58 +18,18 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from siamese_graph import face_gate, fileio, photos, preprocessing, records, siamese
+from siamese_graph import fileio
+from siamese_graph.data import preprocessing, records
 from siamese_graph.errors import DataError
+from siamese_graph.faces import gate
+from siamese_graph.model import siamese, traindir
+from siamese_graph.model.nets import nets_factory
 from siamese_graph.progress import Progress
-from siamese_graph.nets import nets_factory
 
 v1 = tf.compat.v1
-MODEL_FILE = "model.json"
-THRESHOLD_FILE = "threshold.json"
 
 
-def load_photo(path):
-    """A photo for Model.embed: the file's bytes when it is an RGB or grayscale JPEG
-    (decoded in the graph exactly as training decodes records, and as the exported
-    SavedModel decodes it), else a uint8 [H, W, 3] array converted by
-    photos.to_rgb (any format, mode and bit depth Pillow reads).
-    Raises DataError naming the file."""
-    try:
-        data, im, _ = photos.read(path)
-        return data if photos.tf_decodable_jpeg(im) else photos.to_rgb(im)
-    except photos.PhotoError as e:
-        raise DataError("%s: unusable photo (%s)" % (path, e))
-
-
-def load_config(checkpoint_dir):
-    """The model config train saved as CHECKPOINT_DIR/model.json, checked for every key."""
-    path = os.path.join(checkpoint_dir, MODEL_FILE)
-    if not os.path.isfile(path):
-        raise DataError("%s: missing (a train_dir written by siamese_graph.train has it)" % path)
-    config = records.read_json(path, "model.json")
-    if not isinstance(config, dict):
-        raise DataError("%s: not a valid model.json (expected an object)" % path)
-    config = dict(nets_factory.LEGACY_DEFAULTS, **config)
-    missing = [k for k in nets_factory.MODEL_KEYS if k not in config]
-    if missing:
-        raise DataError("%s: not a valid model.json (missing %s)" % (path, ", ".join(missing)))
-    return config
-
-
-def check_threshold(value, what):
-    """value as a float when it is a distance threshold a verdict can use: finite and
-    above 0 (every head's Dw is sqrt(... + epsilon) > 0); else DataError naming what
-    (the flag or the file it came from)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise DataError("%s: threshold %r is not a number" % (what, value))
-    v = float(value)
-    if not np.isfinite(v) or v <= 0:
-        raise DataError("%s: threshold %s is not a finite distance above 0 (distances are > 0); calibrate "
-                        "again with evaluate, or give a positive threshold" % (what, value))
-    return v
-
-
-def verdict(distance, threshold, face_a=1.0, face_b=1.0, min_face_probability=face_gate.MIN_FACE_PROBABILITY):
+def verdict(distance, threshold, face_a=1.0, face_b=1.0, min_face_probability=gate.MIN_FACE_PROBABILITY):
     """A pair's answer: "no_face" when either photo's face probability is below
     min_face_probability (no verdict without a face), else "same" when the distance is
     at or below the threshold, "different" above it, "uncalibrated" without one."""
@@ -78,57 +38,6 @@ def verdict(distance, threshold, face_a=1.0, face_b=1.0, min_face_probability=fa
     if threshold is None:
         return "uncalibrated"
     return "same" if distance <= threshold else "different"
-
-
-class DamagedCheckpoint(DataError):
-    """A checkpoint whose files cannot be read back; .earlier lists the others kept."""
-
-    def __init__(self, path, reason, earlier):
-        super().__init__("%s: damaged checkpoint (%s); earlier checkpoints in the folder: %s"
-                         % (path, reason, ", ".join(earlier) or "none"))
-        self.path, self.reason, self.earlier = path, reason, earlier
-
-
-def checkpoints(checkpoint_dir):
-    """The checkpoint prefixes TF keeps in checkpoint_dir (model.ckpt-N paths), oldest first."""
-    state = tf.train.get_checkpoint_state(checkpoint_dir)
-    kept = list(state.all_model_checkpoint_paths) if state else []
-    return [p if os.path.isabs(p) else os.path.join(checkpoint_dir, p) for p in kept]
-
-
-def resolve_checkpoint(checkpoint_dir, checkpoint_path=None):
-    """The checkpoint prefix to restore: checkpoint_path (a prefix, or a name in
-    checkpoint_dir such as model.ckpt-2000), else the latest. Raises DataError."""
-    if not os.path.isdir(checkpoint_dir):
-        raise DataError("%s: checkpoint folder not found" % checkpoint_dir)
-    if not checkpoint_path:
-        ckpt = tf.train.latest_checkpoint(checkpoint_dir)
-        if not ckpt:
-            raise DataError("%s: no checkpoint in this folder" % checkpoint_dir)
-        return ckpt
-    ckpt = checkpoint_path
-    if not os.path.exists(ckpt + ".index") and os.path.exists(os.path.join(checkpoint_dir, ckpt) + ".index"):
-        ckpt = os.path.join(checkpoint_dir, ckpt)
-    if not os.path.exists(ckpt + ".index"):
-        kept = ", ".join(os.path.basename(p) for p in checkpoints(checkpoint_dir)) or "none"
-        raise DataError("%s: no such checkpoint (no %s.index); kept in %s: %s"
-                        % (checkpoint_path, ckpt, checkpoint_dir, kept))
-    return ckpt
-
-
-def check_checkpoint(ckpt):
-    """Reads every tensor of a checkpoint back (the reader checks each one's checksum).
-
-    Raises DamagedCheckpoint naming it and the earlier ones kept beside it."""
-    try:
-        reader = tf.train.load_checkpoint(ckpt)
-        for name in reader.get_variable_to_shape_map():
-            reader.get_tensor(name)
-    except Exception as e:  # noqa: BLE001 - the reader raises IndexError, OpErrors...: all mean damaged
-        folder = os.path.dirname(ckpt)
-        earlier = [os.path.basename(p) for p in checkpoints(folder)
-                   if os.path.basename(p) != os.path.basename(ckpt)]
-        raise DamagedCheckpoint(ckpt, " ".join(str(e).split())[:100], earlier)
 
 
 def features(images, tower_fn, l2_normalize, flip_average, reuse=None):
@@ -163,7 +72,7 @@ def check_variables(ckpt, graph_names):
     scores with other distances otherwise."""
     try:
         saved = set(tf.train.load_checkpoint(ckpt).get_variable_to_shape_map())
-    except Exception:  # noqa: BLE001 - check_checkpoint names damage; restore reports it again
+    except Exception:  # noqa: BLE001 - traindir.check_checkpoint names damage; restore reports it again
         return
     model_vars = lambda names: {n for n in names if n.startswith(MODEL_SCOPES) and "/ExponentialMovingAverage" not in n
                                 and "/Adam" not in n}
@@ -199,7 +108,7 @@ class Model:
     def __init__(self, checkpoint_dir, crop=None, batch_size=64, flip_average=True, checkpoint_path=None):
         """Args:
           checkpoint_dir: a train_dir (model.json and checkpoints).
-          checkpoint_path: the checkpoint to restore (resolve_checkpoint); None: the latest.
+          checkpoint_path: the checkpoint to restore (traindir.resolve_checkpoint); None: the latest.
           crop: a crop spec for these photos (preprocessing.parse_crop); None: the model's own.
           batch_size: photos a tower pass.
           flip_average: features are the mean of a photo's and its mirror image's.
@@ -209,9 +118,9 @@ class Model:
         checkpoint that does not match model.json; DamagedCheckpoint for one
         that cannot be read back.
         """
-        ckpt = resolve_checkpoint(checkpoint_dir, checkpoint_path)
-        check_checkpoint(ckpt)
-        self.config = c = load_config(checkpoint_dir)
+        ckpt = traindir.resolve_checkpoint(checkpoint_dir, checkpoint_path)
+        traindir.check_checkpoint(ckpt)
+        self.config = c = traindir.load_config(checkpoint_dir)
         self.checkpoint_dir, self.checkpoint = checkpoint_dir, ckpt
         self.image_size = c["image_size"]
         self.crop = preprocessing.parse_crop(crop or c["crop"])
@@ -226,10 +135,10 @@ class Model:
             self.cropped = preprocessing.crop_resize(self.photo, self.image_size, box)
             self.decoded = preprocessing.decode(self.encoded)
             self.cropped_jpeg = preprocessing.crop_resize(self.decoded, self.image_size, box)
-            onet = face_gate.onet_weights()
-            face_box = face_gate.face_box(self.crop)
-            self.face_prob = face_gate.face_probability(self.photo, face_box, onet)
-            self.face_prob_jpeg = face_gate.face_probability(self.decoded, face_box, onet)
+            onet = gate.onet_weights()
+            face_box = gate.face_box(self.crop)
+            self.face_prob = gate.face_probability(self.photo, face_box, onet)
+            self.face_prob_jpeg = gate.face_probability(self.decoded, face_box, onet)
             self.batch = v1.placeholder(tf.float32, [None, self.image_size, self.image_size, 3], "batch")
             self.features = self._features(preprocessing.finish(self.batch), tower_fn)
             dim = self.features.shape[-1]
@@ -266,7 +175,7 @@ class Model:
             raise DataError("unreadable JPEG (%s)" % str(e).splitlines()[0][:80])
 
     def embed(self, photos, with_faces=False):
-        """Photos from load_photo or faces.PhotoLoader (JPEG bytes, uint8 [H, W, 3] of any
+        """Photos from load_photo or loader.PhotoLoader (JPEG bytes, uint8 [H, W, 3] of any
         size, or None for a photo without a face) -> features [N, D] (NaN rows for None);
         with_faces: (features, face probabilities [N], 0 for None)."""
         out, probs = [], []
@@ -290,7 +199,7 @@ class Model:
 
         Args:
           keys: photo keys (paths, record file names), repeats allowed.
-          load: key -> photo for embed (load_photo, faces.PhotoLoader, or a dict's get for
+          load: key -> photo for embed (load_photo, loader.PhotoLoader, or a dict's get for
             record bytes).
         Returns:
           ({key: row}, features [distinct keys, D]), and face probabilities [distinct keys]
@@ -324,14 +233,14 @@ class Model:
         """The calibrated threshold saved by `evaluate --calibrate`, or None.
 
         Raises DataError when it was calibrated with the other flip_average."""
-        path = os.path.join(self.checkpoint_dir, THRESHOLD_FILE)
+        path = os.path.join(self.checkpoint_dir, traindir.THRESHOLD_FILE)
         if not os.path.exists(path):
             return None
         saved = records.read_json(path, "threshold file")
         if not isinstance(saved, dict) or not isinstance(saved.get("threshold"), (int, float)):
             raise DataError("%s: not a valid threshold file (no number 'threshold'); calibrate again "
                             "with evaluate" % path)
-        threshold = check_threshold(saved["threshold"], path)
+        threshold = traindir.check_threshold(saved["threshold"], path)
         if saved.get("flip_average", self.flip_average) != self.flip_average:
             raise DataError("%s: calibrated with flip_average=%s; score with the same setting, or "
                             "pass a threshold" % (path, saved["flip_average"]))
@@ -344,9 +253,9 @@ class Model:
     def save_threshold(self, threshold, source):
         """Writes CHECKPOINT_DIR/threshold.json atomically (with the crop and flip setting it
         was calibrated with); returns its path. Raises DataError for a threshold no
-        verdict can use (check_threshold)."""
-        path = os.path.join(self.checkpoint_dir, THRESHOLD_FILE)
-        check_threshold(threshold, "calibration on %s" % source)
+        verdict can use (traindir.check_threshold)."""
+        path = os.path.join(self.checkpoint_dir, traindir.THRESHOLD_FILE)
+        traindir.check_threshold(threshold, "calibration on %s" % source)
         fileio.write_json(path, {"threshold": threshold, "checkpoint": os.path.basename(self.checkpoint),
                                  "flip_average": self.flip_average, "crop": [float(v) for v in self.crop],
                                  "calibrated_on": source},

@@ -65,16 +65,10 @@ crop from the photo would. Records are read once per run, not about 1.5 per pair
 """
 import re
 
-import numpy as np
 import tensorflow as tf
 
-from siamese_graph import preprocessing, records
+from siamese_graph.data import pair_cache, preprocessing, records
 from siamese_graph.errors import ArgumentError, DataError
-
-MISMATCH = "the identities in the records disagree with the identity blocks in the manifest"
-_META = {"image/encoded": records.FEATURES["image/encoded"],
-         "image/identity": records.FEATURES["image/identity"],
-         "image/filename": records.FEATURES["image/filename"]}
 
 
 def pairable_split(records_dir, split):
@@ -114,22 +108,12 @@ def _records(files, seed, cycle_length, counter=None, tag=False, service_shard=F
     ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat().enumerate()
 
     def read(reading, path):
-        records_ds = _counted(tf.data.TFRecordDataset(path), counter)
+        records_ds = pair_cache.counted(tf.data.TFRecordDataset(path), counter)
         return records_ds.map(lambda s: (reading, s)) if tag else records_ds
 
     return ds.interleave(read, cycle_length=min(cycle_length, len(files)), block_length=1)
 
 
-def _counted(records_ds, counter):
-    """records_ds, adding 1 to the int64 variable counter (if any) for every record read."""
-    if counter is None:
-        return records_ds
-
-    def count(s):
-        with tf.control_dependencies([counter.assign_add(1)]):
-            return tf.identity(s)
-
-    return records_ds.map(count)
 
 
 def same_pairs(info, seed, block_buffer=64, cycle_length=4, counter=None, service_shard=False):
@@ -236,7 +220,7 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
             return preprocessing.finish(images, tf.stack([rnd, 11]) if augment else None, rotation_deg,
                                         gray_prob, lowres_prob, saturation, scale=255.0)
 
-        return _cached_pair_dataset(info, batch_size, image_size, box, augment, seed, counter, finish_all,
+        return pair_cache.cached_pair_dataset(info, batch_size, image_size, box, augment, seed, counter, finish_all,
                                     service_shard, scale_jitter, identity_runs, shared_anchors)
     # a buffer larger than the split would only hold the split several times over
     shuffle_buffer, pair_buffer = min(shuffle_buffer, info.photos), min(pair_buffer, info.photos)
@@ -249,7 +233,7 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
 
     def decode(triplet, rnd):
         (anchor, positive, _), (other, _) = triplet
-        parsed = [tf.io.parse_single_example(s, _META) for s in (anchor, positive, other)]
+        parsed = [tf.io.parse_single_example(s, records.META_FEATURES) for s in (anchor, positive, other)]
         images = [preprocessing.decode(p["image/encoded"]) for p in parsed]
         # the anchor is cropped twice (independent jitters when augmenting), one per pair
         b = preprocessing.boxes(box, 4, tf.stack([rnd, 7]) if augment else None, scale_jitter)
@@ -272,141 +256,10 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def cache_geometry(crop, image_size, augment, scale_jitter=preprocessing.SCALE_JITTER):
-    """(outer box, (height, width)): the region of each photo the cache holds (the
-    crop, enlarged by the jitter when augmenting) and its size in pixels, at the
-    output's resolution (image_size pixels across the crop)."""
-    h, w = crop[2], crop[3]
-    # past the photo's edge the region is black, so every jittered box lies inside it
-    outer = preprocessing.jitter_extent(crop, scale_jitter, clip=False) if augment else tuple(crop)
-    return outer, (max(1, int(round(image_size * outer[2] / h))), max(1, int(round(image_size * outer[3] / w))))
-
-
-def cache_bytes(info, image_size, crop=preprocessing.DEFAULT_CROP, augment=False,
-                scale_jitter=preprocessing.SCALE_JITTER):
-    """Bytes the cached pair graph holds for info's photos (uint8, one copy)."""
-    box = preprocessing.parse_crop(crop) if isinstance(crop, str) else crop
-    _, (height, width) = cache_geometry(box, image_size, augment, scale_jitter)
-    return info.photos * height * width * 3
-
-
-def record_blocks(info):
-    """The split's records in reading order (its files in order) as identity blocks:
-    (identities [N] int64, starts [M] int64, counts [M] int64), from the manifest."""
-    blocks = [(identity, count) for shard in info.shards if shard["records"]
-              for identity, count in shard["identities"]]
-    counts = np.array([c for _, c in blocks], np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    identities = np.repeat(np.array([i for i, _ in blocks], np.int64), counts)
-    return identities, starts, counts
-
-
-def cached_region(image, outer, size):
-    """What the cache holds of one photo: uint8 [H, W, 3] -> uint8 [size[0], size[1], 3],
-    the box outer (top, left, height, width fractions; black where it reaches past
-    the photo), resized (cache_geometry gives both)."""
-    t, l, h, w = outer
-    region = tf.image.crop_and_resize(image[tf.newaxis], [[t, l, t + h, l + w]], [0], size, extrapolation_value=0.0)
-    return tf.cast(tf.round(region[0]), tf.uint8)
-
-
-def _photo_cache(info, ids, outer, size, counter):
-    """A dataset repeating one element, decoded once: (photos uint8 [N, H, W, 3] of
-    the region outer, filenames [N] string). ids [N]: the identity of each record
-    by the manifest, checked against the records'."""
-    ds = _counted(tf.data.TFRecordDataset(info.files), counter)
-
-    def load(s):
-        p = tf.io.parse_single_example(s, _META)
-        photo = cached_region(preprocessing.decode(p["image/encoded"]), outer, size)
-        return photo, p["image/filename"], p["image/identity"]
-
-    def checked(photos, names, identities):
-        check = tf.debugging.assert_equal(
-            identities, ids, message="%s: %s; rewrite it with make_records --overwrite" % (info, MISMATCH))
-        with tf.control_dependencies([check]):
-            return tf.identity(photos), names
-
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(info.photos).map(checked).cache().repeat()
-
-
-def _seeds(seed, service_shard):
-    """Dataset.random(seed), dealt among tf.data service workers with service_shard."""
-    ds = tf.data.Dataset.random(seed)
-    return ds.shard(tf.data.experimental.SHARD_HINT, tf.data.experimental.SHARD_HINT) if service_shard else ds
-
-
 def disagreement(error):
     """The one-line message of a TF error raised by the cache's identity check, else None."""
-    found = re.search(r"\[([^\[\]]*%s[^\[\]]*)\]" % MISMATCH, str(getattr(error, "message", error)))
+    found = re.search(r"\[([^\[\]]*%s[^\[\]]*)\]" % pair_cache.MISMATCH, str(getattr(error, "message", error)))
     return found.group(1).replace("\\'", "'") if found else None
-
-
-def _epoch_triplets(blocks, ids, seed, service_shard=False, group=1):
-    """A dataset of epochs, each int64 [K, 3] (anchor, positive, other) record
-    indices, shuffled: every photo of a multi-photo identity is an anchor once.
-    blocks: record_blocks(split); ids: its identities as a tensor. group > 1 keeps
-    runs of up to that many triplets of one identity together (the shuffle moves
-    runs, not triplets), as FaceNet's images_per_person."""
-    identities, starts, counts = blocks
-    multi = counts >= 2
-    anchors = np.concatenate([np.arange(s, s + c) for s, c in zip(starts[multi], counts[multi])])
-    block = np.repeat(np.arange(int(multi.sum())), counts[multi])  # block of each anchor
-    first = np.repeat(np.concatenate([[0], np.cumsum(counts[multi])[:-1]]), counts[multi])
-    last = np.append(block[1:] != block[:-1], True)  # the last anchor of its block
-    n, m = len(identities), len(anchors)
-    run = np.cumsum((np.arange(m) - first) % group == 0) - 1  # the run of each anchor, in block order
-
-    def triplets(rnd):
-        u = tf.random.stateless_uniform([m], tf.stack([rnd, 0]), dtype=tf.float64)
-        order = tf.gather(tf.constant(anchors), tf.argsort(tf.constant(block, tf.float64) + u))
-        positive = tf.where(tf.constant(last), tf.gather(order, tf.constant(first)), tf.roll(order, -1, 0))
-        other = tf.argsort(tf.random.stateless_uniform([n], tf.stack([rnd, 1])))[:m]
-        other = tf.cast(other, tf.int64)
-        kept = tf.not_equal(tf.gather(ids, other), tf.gather(ids, order))
-        t = tf.stack([order, positive, other], axis=1)
-        if group == 1:  # the shuffle before runs existed: the same seed still gives the same batches
-            t = tf.boolean_mask(t, kept)
-            return tf.gather(t, tf.argsort(tf.random.stateless_uniform([tf.shape(t)[0]], tf.stack([rnd, 2]))))
-        # one random key a run; the stable sort keeps each run's triplets in order
-        keys = tf.gather(tf.random.stateless_uniform([int(run[-1]) + 1], tf.stack([rnd, 2])), tf.constant(run))
-        runs = tf.argsort(keys, stable=True)
-        return tf.boolean_mask(tf.gather(t, runs), tf.gather(kept, runs))
-
-    return _seeds(seed + 2, service_shard).map(triplets)
-
-
-def _cached_pair_dataset(info, batch_size, image_size, box, augment, seed, counter, finish, service_shard,
-                         scale_jitter, group, shared_anchors):
-    outer, size = cache_geometry(box, image_size, augment, scale_jitter)
-    blocks = record_blocks(info)
-    ids = tf.constant(blocks[0])  # one constant for the pairing, the labels and the check
-    epochs = _epoch_triplets(blocks, ids, seed, service_shard, group)
-    half = batch_size // 2
-    renders_a = half if shared_anchors else batch_size  # images rendered for image_a
-
-    def gather(cache, triplet, rnd):
-        photos, names = cache
-        a = tf.reshape(tf.stack([triplet[:, 0], triplet[:, 0]], axis=1), [-1])  # anchor twice
-        b = tf.reshape(triplet[:, 1:], [-1])  # (positive, other) per triplet
-        which = tf.concat([triplet[:, 0] if shared_anchors else a, b], axis=0)
-        boxes = preprocessing.boxes(box, renders_a + batch_size, tf.stack([rnd, 7]) if augment else None,
-                                    scale_jitter)
-        images = finish(preprocessing.crop_resize_many(photos, which, preprocessing.within(boxes, outer), image_size),
-                        rnd)
-        image_a = images[:renders_a]
-        return {"image_a": tf.repeat(image_a, 2, axis=0) if shared_anchors else image_a,
-                "image_b": images[renders_a:],
-                "label": tf.tile(tf.constant([0, 1], tf.int32), [half]),
-                "identity_a": tf.gather(ids, a), "identity_b": tf.gather(ids, b),
-                "filename_a": tf.gather(names, a), "filename_b": tf.gather(names, b)}
-
-    ds = tf.data.Dataset.zip((_photo_cache(info, ids, outer, size, counter),
-                              epochs.rebatch(half, drop_remainder=True),
-                              _seeds(seed + 6, service_shard)))
-    ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def inputs(records_dir, split, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_CROP,

@@ -11,7 +11,7 @@ multiply-adds an image at 64x64; width 2 (32-64-128-256) is 3.7x the arithmetic
 """
 import tensorflow as tf
 
-from siamese_graph import layers
+from siamese_graph.model import layers
 
 FILTERS = (16, 32, 64, 128)
 LAST_FILTERS = 64

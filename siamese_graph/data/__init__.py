@@ -1,0 +1,1 @@
+"""Photos to records to pairs: the data stages."""

@@ -1,0 +1,1 @@
+"""Faces from photos: detection, alignment, the face check, the photo loader."""

@@ -1,0 +1,1 @@
+"""Restoring a trained model and measuring it."""

@@ -1,0 +1,1 @@
+"""The network: layers, towers, heads, losses, preprocessing, the train_dir format."""

@@ -1,0 +1,1 @@
+"""Serving: SavedModel signatures, TFLite and the phone's reference."""

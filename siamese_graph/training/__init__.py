@@ -1,0 +1,1 @@
+"""Training: the config, the graph, the hooks, the session loop, the cluster."""

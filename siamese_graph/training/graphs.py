@@ -1,0 +1,234 @@
+"""The training graph, the validation graph and the session loop, from plain arguments.
+
+    graph = graphs.build_training_graph(splits, config)        # tensors
+    val = graphs.build_validation_graph(val_split, graph.tower_fn, config, graph.averaged)
+    loop.run_loop(graph, train_dir, hooks, ...)               # MonitoredTrainingSession
+
+`train` (the command) turns flags into a TrainConfig, checks the train_dir and
+calls these; any other way of running training (a cluster) builds the same
+graph with build_training_graph and only runs it differently. Nothing here
+reads flags.
+"""
+import collections
+
+import tensorflow as tf
+
+from siamese_graph.data import pairs
+from siamese_graph.errors import ArgumentError
+from siamese_graph.model import schedules, siamese
+from siamese_graph.model.nets import nets_factory
+
+v1 = tf.compat.v1
+
+
+# Validation pairs: drawn in batches of this size from a pair graph with this
+# fixed seed, so every validation of a run scores the same pairs.
+VAL_BATCH_SIZE = 100
+
+
+VAL_SEED = 12345
+
+
+# Each records folder's pair graph is seeded seed + RECORDS_SEED_STRIDE * its index.
+RECORDS_SEED_STRIDE = 1000
+
+
+# Pairs shown in TensorBoard's image and text summaries.
+SUMMARY_PAIRS = 6
+
+
+TrainGraph = collections.namedtuple("TrainGraph", [
+    "global_step", "image_a", "image_b", "labels", "loss", "total_loss", "distance",
+    "learning_rate", "beta1", "train_op", "tower_fn", "averaged", "sync_optimizer"])
+
+
+TrainGraph.__doc__ = """What build_training_graph returns: the tensors a session loop runs.
+
+averaged is a variable_scope custom getter that reads the weights' moving
+averages (None without them); tower_fn builds the tower for other graphs."""
+
+
+ValidationGraph = collections.namedtuple("ValidationGraph", ["iterator", "distance", "labels",
+                                                             "num_batches"])
+
+
+def build_inputs(splits, config, data_service=None):
+    """Pair batches from one or more record splits; several alternate batch by batch.
+
+    Args:
+      splits: records.Split objects (pairs.pairable_split); a batch's identities
+        all come from one of them.
+      config: a TrainConfig (batch_size, image_size, crop, augment, seed, ...).
+      data_service: None, or (dispatcher address "grpc://host:port", job name):
+        the same pair graph then runs on the service's workers, each on its own
+        shards (ShardingPolicy.HINT), and this process only receives batches.
+        Consumers with the same job name share the job's batches (each batch
+        goes to one of them: the cluster's workers); another name is another job.
+    Returns:
+      A dict of batch tensors (see pairs.pair_dataset).
+    """
+    datasets = [pairs.pair_dataset(s, config.batch_size, config.image_size, config.crop, config.augment,
+                                   config.seed + RECORDS_SEED_STRIDE * i,
+                                   shuffle_buffer=config.shuffle_buffer, rotation_deg=config.rotation_deg,
+                                   gray_prob=config.gray_prob, lowres_prob=config.lowres_prob,
+                                   saturation=config.saturation, scale_jitter=config.scale_jitter,
+                                   service_shard=bool(data_service), cache=config.cache,
+                                   identity_runs=config.identity_runs, shared_anchors=config.shared_anchors)
+                for i, s in enumerate(splits)]
+    ds = datasets[0] if len(datasets) == 1 else tf.data.Dataset.choose_from_datasets(
+        datasets, tf.data.Dataset.range(len(datasets)).repeat())
+    if data_service:
+        service = tf.data.experimental.service
+        address, job_name = data_service
+        ds = ds.apply(service.distribute(processing_mode=service.ShardingPolicy.HINT, service=address,
+                                         job_name=job_name)).prefetch(2)
+    return v1.data.make_one_shot_iterator(ds).get_next()
+
+
+def pair_grid(image_a, image_b, n=SUMMARY_PAIRS):
+    """[1, n*S, 2*S, 3] picture of the first n pairs for TensorBoard."""
+    def to_unit(x):
+        lo = tf.reduce_min(x, axis=[1, 2, 3], keepdims=True)
+        hi = tf.reduce_max(x, axis=[1, 2, 3], keepdims=True)
+        return (x - lo) / (hi - lo + 1e-6)
+    rows = tf.concat([to_unit(image_a[:n]), to_unit(image_b[:n])], axis=2)
+    return tf.reshape(rows, [1, -1, rows.shape[2], 3])
+
+
+def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_service=None):
+    """Builds the whole training graph in the default graph.
+
+    Inputs -> two towers under one variable_scope -> head -> contrastive loss
+    (the batch's pairs, or every (a_i, b_j) pair with loss_pairs="all") ->
+    Adam on the learning-rate/beta1 schedule -> moving averages -> summaries.
+
+    Args:
+      splits: records.Split objects to draw training pairs from.
+      config: a TrainConfig.
+      inputs: optional batch dict (image_a, image_b, label, identity_a,
+        identity_b) to train on instead of build_inputs(splits, config).
+      sync_replicas: None, or (replicas_to_aggregate, total_num_replicas) for
+        synchronous cluster training: SyncReplicasOptimizer averages that many
+        workers' gradients into one update (and applies the moving averages
+        once an update); run its sync_optimizer.make_session_run_hook.
+      data_service: a tf.data service dispatcher address for the input (build_inputs).
+    Returns:
+      A TrainGraph of tensors and ops.
+    """
+    tower_fn = nets_factory.network_fn_from_config(config.model_config(), config.weight_decay,
+                                                   config.keep_probability)
+    v1.set_random_seed(config.seed)
+    global_step = v1.train.get_or_create_global_step()
+    with tf.name_scope("inputs"):
+        batch = inputs if inputs is not None else build_inputs(splits, config, data_service)
+    image_a, image_b, labels = batch["image_a"], batch["image_b"], batch["label"]
+    # with shared anchors pairs 2k and 2k+1 share one render of their anchor: one tower pass
+    anchors = image_a[::2] if config.shared_anchors else image_a
+    features_a, features_b = siamese.towers(anchors, image_b, tower_fn, True, config.l2_normalize)
+    if config.shared_anchors:
+        features_a = tf.repeat(features_a, 2, axis=0)
+    if config.loss_pairs in ("all", "active"):
+        all_dw = siamese.pairwise_distance(features_a, features_b, config.head, config.head_units,
+                                           config.epsilon, config.weight_decay,
+                                           head_identity=config.head_identity)
+        dw = tf.linalg.diag_part(all_dw)  # the batch's own pairs, for the summaries
+        loss = siamese.contrastive_loss_all_pairs(all_dw, batch["identity_a"], batch["identity_b"],
+                                                  config.margin, active=config.loss_pairs == "active")
+    else:
+        dw = siamese.distance(features_a, features_b, config.head, config.head_units, config.epsilon,
+                              config.weight_decay, head_identity=config.head_identity)
+        loss = siamese.contrastive_loss(dw, labels, config.margin)
+    decoupled = config.weight_decay_mode == "decoupled"
+    regularization = v1.losses.get_regularization_losses()
+    total_loss = loss + tf.add_n([loss * 0] + ([] if decoupled else regularization))
+    if config.lr_schedule == "cyclic":
+        # Adam's beta1_power variable starts from beta1, so its initializer reads the step.
+        # Initializers run in parallel: on a cluster it could read global_step on the ps
+        # before that exists ("Could not find variable global_step"). Step 0 until it does.
+        step = v1.cond(v1.is_variable_initialized(global_step), global_step.read_value,
+                       lambda: tf.zeros([], global_step.dtype))
+        lr, beta1 = schedules.cyclic(step, config.cycle_steps, config.lr_min, config.lr_max,
+                                     config.beta1_min, config.beta1_max)
+    elif config.lr_schedule == "constant":
+        lr, beta1 = schedules.constant(config.learning_rate, config.beta1_max)
+    else:
+        raise ArgumentError("lr_schedule", config.lr_schedule, "choose from cyclic, constant")
+    optimizer = v1.train.AdamOptimizer(lr, beta1=beta1, beta2=schedules.BETA2)
+    ema = siamese.moving_averages(config.moving_average_decay, global_step) if config.moving_average_decay else None
+    sync_optimizer = None
+    if sync_replicas:
+        check_sync_replicas(config)
+        optimizer = sync_optimizer = v1.train.SyncReplicasOptimizer(
+            optimizer, replicas_to_aggregate=sync_replicas[0], total_num_replicas=sync_replicas[1],
+            variable_averages=ema, variables_to_average=v1.trainable_variables() if ema else None)
+    decay = decoupled_decay(regularization, lr) if decoupled else []
+    with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS) + [d for _, d in decay]):
+        train_op = optimizer.minimize(total_loss, global_step=global_step)
+    if decay:  # AdamW: w_t = w_{t-1} - lr (adam_step + weight_decay w_{t-1}), decay read before the step
+        with tf.control_dependencies([train_op]):
+            train_op = tf.group(*[v.assign_sub(d) for v, d in decay])
+    averaged = None
+    if ema:
+        if not sync_optimizer:  # SyncReplicasOptimizer applies them itself, once an update
+            with tf.control_dependencies([train_op]):
+                train_op = ema.apply(v1.trainable_variables())
+        averaged = siamese.moving_average_getter(ema)
+    same = tf.equal(labels, 0)
+    for name, value in (("loss", loss), ("total_loss", total_loss), ("learning_rate", lr),
+                        ("beta1", beta1),
+                        ("distance/same", tf.reduce_mean(tf.boolean_mask(dw, same))),
+                        ("distance/different", tf.reduce_mean(tf.boolean_mask(dw, tf.logical_not(same))))):
+        v1.summary.scalar(name, value)
+    v1.summary.image("pairs", pair_grid(image_a, image_b))
+    v1.summary.text("pairs/label_and_distance", tf.strings.format(
+        "labels {} distances {}", (labels[:SUMMARY_PAIRS], tf.round(dw[:SUMMARY_PAIRS] * 1000) / 1000)))
+    return TrainGraph(global_step, image_a, image_b, labels, loss, total_loss, dw, lr, beta1, train_op,
+                      tower_fn, averaged, sync_optimizer)
+
+
+def check_sync_replicas(config):
+    """ArgumentError for a config that synchronous replicas cannot train: with decoupled
+    weight decay each worker's step would decay the shared weights again."""
+    if config.weight_decay_mode == "decoupled" and config.weight_decay > 0:
+        raise ArgumentError("weight_decay_mode", config.weight_decay_mode,
+                            "not supported with synchronous replicas (each worker's step would decay the "
+                            "shared weights again); use l2")
+
+
+def decoupled_decay(regularization, lr):
+    """[(variable, lr * d(regularization)/d(variable))] for AdamW's decoupled weight decay
+    (Loshchilov and Hutter): the layers' regularization losses, weight_decay *
+    l2_loss(w - centre), give each decayed weight's weight_decay * (w - centre)."""
+    if not regularization:
+        return []
+    variables = v1.trainable_variables()
+    grads = tf.gradients(tf.add_n(regularization), variables)
+    return [(v, lr * g) for v, g in zip(variables, grads) if g is not None]
+
+
+def build_validation_graph(split, tower_fn, config, custom_getter=None, num_pairs=2000):
+    """A fixed set of held-out pairs and their distances, on the training graph's weights.
+
+    Args:
+      split: a records.Split to draw validation pairs from.
+      tower_fn: the training graph's tower (TrainGraph.tower_fn).
+      config: the TrainConfig (image size, crop, head).
+      custom_getter: TrainGraph.averaged, to validate the moving averages
+        (what inference restores) instead of the raw weights.
+      num_pairs: pairs a validation (rounded down to whole batches of VAL_BATCH_SIZE).
+    Returns:
+      A ValidationGraph: an initializable iterator (re-run its initializer for
+      the same pairs), distances [VAL_BATCH_SIZE], labels and batches a validation.
+    """
+    with tf.name_scope("validation"):
+        ds = pairs.pair_dataset(split, VAL_BATCH_SIZE, config.image_size, config.crop, False,
+                                seed=VAL_SEED)
+        it = v1.data.make_initializable_iterator(ds)
+        val = it.get_next()
+        fa = siamese.tower(val["image_a"], tower_fn, False, config.l2_normalize, reuse=True,
+                           custom_getter=custom_getter)
+        fb = siamese.tower(val["image_b"], tower_fn, False, config.l2_normalize, reuse=True,
+                           custom_getter=custom_getter)
+        dw = siamese.distance(fa, fb, config.head, config.head_units, config.epsilon, reuse=True,
+                              custom_getter=custom_getter)
+    return ValidationGraph(it, dw, val["label"], max(1, num_pairs // VAL_BATCH_SIZE))

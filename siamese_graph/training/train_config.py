@@ -1,0 +1,187 @@
+"""TrainConfig: every number and switch of a training run, with its checks.
+"""
+import dataclasses
+import math
+
+import tensorflow as tf
+
+from siamese_graph.data import pairs, preprocessing
+from siamese_graph.errors import ArgumentError
+from siamese_graph.model import siamese
+from siamese_graph.model.nets import nets_factory
+
+v1 = tf.compat.v1
+
+
+# Bounds that keep a typo from allocating the machine's memory (a step holds
+# 2 x batch_size images of image_size^2 x 3 floats, and their activations).
+MAX_BATCH_SIZE = 4096
+
+
+MAX_IMAGE_SIZE = 512
+
+
+LOSS_PAIRS = ("given", "all", "active")  # TrainConfig.loss_pairs
+
+
+MIXED_PRECISION = ("auto", "none", "bfloat16")  # TrainConfig.mixed_precision
+
+
+WEIGHT_DECAY_MODES = ("l2", "decoupled")  # TrainConfig.weight_decay_mode
+
+
+def _field(default, help_text, choices=None):
+    return dataclasses.field(default=default, metadata={"help": help_text, "choices": choices})
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training graph. The train command has a flag of
+    each name, with these defaults and help texts."""
+    # the model (saved as model.json; see nets_factory.MODEL_KEYS)
+    net: str = _field("convnet", "Tower.", sorted(nets_factory.NETS))
+    head: str = _field("absdiff", "absdiff: |f_a - f_b| -> dense; euclidean: ||f_a - f_b||.", list(siamese.HEADS))
+    head_units: int = _field(128, "absdiff head: units of the dense layer.")
+    head_identity: bool = _field(False, "absdiff head: start the dense layer at the identity (the Euclidean "
+                                 "head) and decay its weights towards it instead of towards zero.")
+    l2_normalize: bool = _field(True, "L2-normalize tower features (fixes the margin's scale).")
+    convnet_width: float = _field(1.0, "convnet: filter multiplier (1: 16-32-64-128, 2: 32-64-128-256).")
+    convnet_embedding: int = _field(0, "convnet: a linear dense embedding of this size on top (0: the conv "
+                                    "features).")
+    embedding_size: int = _field(32, "densenet121: size of the final embedding.")
+    growth_rate: int = _field(32, "densenet121: growth rate k.")
+    theta: float = _field(0.5, "densenet121: compression factor in (0, 1].")
+    epsilon: float = _field(1e-6, "Added under the square root of the distance.")
+    image_size: int = _field(64, "Side of the square network input, in pixels.")
+    crop: str = _field(preprocessing.DEFAULT_CROP, "Face box (preprocessing.parse_crop).")
+    moving_average_decay: float = _field(0.0, "Keep an exponential moving average of the weights with "
+                                         "this decay (FaceNet/TF-Slim style; e.g. 0.999) for validation "
+                                         "and inference; 0: off.")
+    # the objective
+    margin: float = _field(1.0, "Contrastive-loss margin m (> 0).")
+    weight_decay: float = _field(0.0, "Weight decay of the conv and dense weights (0: none); how it applies: "
+                                 "--weight_decay_mode.")
+    weight_decay_mode: str = _field("l2", "l2: weight_decay * l2_loss(w) added to the loss (TF-Slim's and "
+                                    "FaceNet's; Adam then rescales its gradient like any other); decoupled: "
+                                    "AdamW's decay, w -= learning_rate * weight_decay * w after each Adam step "
+                                    "(values near 0.1-1, not 1e-4).", list(WEIGHT_DECAY_MODES))
+    keep_probability: float = _field(1.0, "convnet: in training, keep each flattened conv feature with "
+                                     "this probability (dropout before the embedding; 1: off).")
+    loss_pairs: str = _field("given", "given: the contrastive loss over the batch's pairs; all: over every "
+                             "(image_a[i], image_b[j]) pair of the batch, labelled by identity, same and "
+                             "different pairs averaged apart (siamese.contrastive_loss_all_pairs); "
+                             "active: as all, the different pairs averaged over those inside the margin.",
+                             list(LOSS_PAIRS))
+    # the input
+    batch_size: int = _field(64, "Pairs per batch (even: half same, half different).")
+    augment: bool = _field(False, "Training augmentation.")
+    rotation_deg: float = _field(preprocessing.DEFAULT_ROTATION_DEG, "Random rotation, degrees.")
+    scale_jitter: float = _field(preprocessing.SCALE_JITTER, "With --augment: each crop box scaled by a random "
+                                 "factor in [1 - this, 1 + this] (zoom in and out).")
+    gray_prob: float = _field(0.0, "With --augment: chance an image is made grayscale.")
+    saturation: float = _field(0.0, "With --augment: colour jitter, each image's saturation scaled by a "
+                               "factor in [1 - this, 1 + this] (0: off).")
+    lowres_prob: float = _field(0.0, "With --augment: chance an image is made low-resolution (1/2 or 1/4 "
+                                "of the side and back).")
+    shuffle_buffer: int = _field(2048, "Records in the record-level shuffle buffer.")
+    cache: bool = _field(False, "Decode each training photo once and make pairs in memory (pairs.py).")
+    identity_runs: int = _field(1, "With --cache: up to this many pairs of one identity side by side in a "
+                                   "batch, so the all-pairs loss sees more same-person pairs (1: shuffled apart).")
+    shared_anchors: bool = _field(False, "With --cache: one render of each anchor for its same and its different "
+                                         "pair, and one tower pass on it: 3/4 of the tower's work a step.")
+    seed: int = _field(0, "Seed for shuffling, pairing, augmentation and initial weights.")
+    # the arithmetic
+    mixed_precision: str = _field("auto", "bfloat16: grappler's oneDNN auto mixed precision computes the "
+                                  "training step's convolutions and batch norms in bfloat16 (matmuls, "
+                                  "weights and checkpoints stay float32; fast on CPUs with AVX512_BF16 or AMX); "
+                                  "none: float32; auto: bfloat16 where the CPU has bfloat16 arithmetic "
+                                  "(AVX512_BF16 or AMX), float32 elsewhere (logged at start).",
+                                  list(MIXED_PRECISION))
+    # the optimizer
+    lr_schedule: str = _field("cyclic", "Learning-rate schedule.", ["cyclic", "constant"])
+    learning_rate: float = _field(1e-3, "constant schedule: the learning rate.")
+    lr_min: float = _field(1e-4, "cyclic: lowest learning rate.")
+    lr_max: float = _field(1e-3, "cyclic: highest learning rate.")
+    beta1_min: float = _field(0.85, "cyclic: lowest Adam beta1 (at the highest learning rate).")
+    beta1_max: float = _field(0.95, "cyclic: highest Adam beta1; the constant schedule's beta1.")
+    cycle_steps: int = _field(2000, "cyclic: steps in one cycle.")
+
+    def model_config(self):
+        """What inference needs to rebuild the network (model.json's keys)."""
+        return {k: getattr(self, k) for k in nets_factory.MODEL_KEYS}
+
+    def check(self):
+        """ArgumentError for a value no graph can be built with (every float finite first)."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ArgumentError(f.name, value, "must be a finite number")
+        for name in ("learning_rate", "lr_min", "lr_max"):
+            if not getattr(self, name) > 0:
+                raise ArgumentError(name, getattr(self, name), "must be > 0")
+        if self.lr_max < self.lr_min:
+            raise ArgumentError("lr_max", self.lr_max, "must be at least --%s=%g" % ("lr_min", self.lr_min))
+        for name in ("beta1_min", "beta1_max"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ArgumentError(name, getattr(self, name), "must be in [0, 1)")
+        if self.beta1_max < self.beta1_min:
+            raise ArgumentError("beta1_max", self.beta1_max, "must be at least --%s=%g" % ("beta1_min", self.beta1_min))
+        if self.cycle_steps < 1:
+            raise ArgumentError("cycle_steps", self.cycle_steps, "must be at least 1")
+        if self.rotation_deg < 0 or self.rotation_deg > 180:
+            raise ArgumentError("rotation_deg", self.rotation_deg, "must be in [0, 180]")
+        if self.margin <= 0:
+            raise ArgumentError("margin", self.margin, "must be > 0")
+        if self.epsilon <= 0:
+            raise ArgumentError("epsilon", self.epsilon, "must be > 0")
+        if not 0 <= self.moving_average_decay < 1:
+            raise ArgumentError("moving_average_decay", self.moving_average_decay, "must be in [0, 1)")
+        if self.head not in siamese.HEADS:
+            raise ArgumentError("head", self.head, "choose from %s" % ", ".join(siamese.HEADS))
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ArgumentError("mixed_precision", self.mixed_precision,
+                                "choose from %s" % ", ".join(MIXED_PRECISION))
+        if self.loss_pairs not in LOSS_PAIRS:
+            raise ArgumentError("loss_pairs", self.loss_pairs, "choose from %s" % ", ".join(LOSS_PAIRS))
+        if self.head_units < 1:
+            raise ArgumentError("head_units", self.head_units, "must be at least 1")
+        if self.weight_decay < 0:
+            raise ArgumentError("weight_decay", self.weight_decay, "must be >= 0")
+        if self.weight_decay_mode not in WEIGHT_DECAY_MODES:
+            raise ArgumentError("weight_decay_mode", self.weight_decay_mode,
+                                "choose from %s" % ", ".join(WEIGHT_DECAY_MODES))
+        if self.batch_size < 2 or self.batch_size % 2:
+            raise ArgumentError("batch_size", self.batch_size, "must be even and at least 2 (half same, "
+                                "half different pairs)")
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise ArgumentError("batch_size", self.batch_size, "at most %d pairs a step" % MAX_BATCH_SIZE)
+        if not 1 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ArgumentError("image_size", self.image_size, "must be in 1..%d pixels" % MAX_IMAGE_SIZE)
+        for name in ("gray_prob", "lowres_prob", "saturation"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ArgumentError(name, getattr(self, name), "must be in [0, 1]")
+        if not 0 <= self.scale_jitter < 1:
+            raise ArgumentError("scale_jitter", self.scale_jitter, "must be in [0, 1)")
+        pairs.check_cache_options(self.cache, self.identity_runs, self.shared_anchors)
+        if self.shuffle_buffer < 1:
+            raise ArgumentError("shuffle_buffer", self.shuffle_buffer, "must be at least 1")
+        preprocessing.parse_crop(self.crop)
+        nets_factory.network_fn_from_config(self.model_config(), keep_probability=self.keep_probability)
+
+
+    def check_memory(self, total_bytes):
+        """ArgumentError when a step's activations alone would not fit in total_bytes
+        (this machine's memory; None: unknown, not checked)."""
+        need = self.memory_floor()
+        if total_bytes and need > 0.8 * total_bytes:
+            raise ArgumentError("image_size", self.image_size, "with --%s=%d a step needs at least %.1f "
+                                "GiB of activations, more than this machine's %.1f GiB can hold; lower either"
+                                % ("batch_size", self.batch_size, need / 2 ** 30, total_bytes / 2 ** 30))
+
+    def memory_floor(self):
+        """A lower bound, in bytes, of the activations one training step holds:
+        2 x batch_size images through the tower, each keeping at least 20 floats
+        per input value (the first block's conv, batch norm and ReLU outputs for
+        the backward pass, 16 channels against the input's 3). An estimate to
+        refuse sizes no machine here can run, not a measurement."""
+        return 2 * self.batch_size * self.image_size ** 2 * 3 * 4 * 20
