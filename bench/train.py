@@ -161,10 +161,10 @@ def default_config(*flag_args):
     then flag_args ("--name=value") after it."""
     from absl import flags
 
-    from siamese_graph import train
+    from siamese_graph import train_flags
 
     flags.FLAGS(["bench", "--flagfile=%s" % os.path.join(REPO, "train.flags")] + list(flag_args))
-    return train.config_from_flags()
+    return train_flags.config_from_flags()
 
 
 def variant_flags(text):

@@ -17,7 +17,7 @@ OUT = os.path.join(ROOT, "docs", "modules.md")
 # Layers, top to bottom: a module may import its own layer's modules or lower ones.
 LAYERS = [
     ("commands", ["align", "make_records", "inspect_pairs", "train", "evaluate", "score", "gallery", "embed",
-                  "export", "data_service", "launch", "common_flags"]),
+                  "export", "data_service", "launch", "common_flags", "train_flags"]),
     ("serving", ["serving"]),
     ("training", ["training"]),
     ("inference", ["inference"]),

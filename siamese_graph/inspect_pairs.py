@@ -1,12 +1,18 @@
-r"""Pulls pairs from the pair input graph and reports what the network would be fed.
+r"""Pulls pairs from the training input graph and reports what the network would be fed.
 
   python -m siamese_graph.inspect_pairs --records_dir=tfrecords/celeba-mini --split=train \
       --num_pairs=10000 --save_grid=pairs.png
+  python -m siamese_graph.inspect_pairs --flagfile=train.flags --save_grid=pairs.png   # the default run's pairs
+
+It builds the input exactly as train does (graphs.build_inputs, from train's own
+flags: several records folders, augmentation, the cache), so a run's flag file
+shows that run's pairs.
 
 Prints JSON: same_fraction, records_read_per_pair (every record read from disk,
 shuffle-buffer fills included), identities seen in same and in different pairs,
 mislabeled and same-photo pairs (both must be 0), pairs per second.
 """
+import dataclasses
 import json
 import time
 
@@ -14,10 +20,10 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from siamese_graph import common_flags, fileio
-from siamese_graph.data import pairs, preprocessing
+from siamese_graph import common_flags, fileio, train_flags
+from siamese_graph.data import pairs
 from siamese_graph.errors import UserError
-from siamese_graph.training import loop, train_config
+from siamese_graph.training import graphs, loop, train_config
 
 common_flags.declare("records_dir", "split", "num_pairs", "batch_size", "image_size", "crop", "augment",
                      "rotation_deg", "seed", "shuffle_buffer", "cache")
@@ -27,23 +33,31 @@ FLAGS = flags.FLAGS
 DEFAULT_SPLIT = "train"
 
 
-def inspect(records_dir, split, num_pairs, batch_size=100, grid_pairs=0, **kwargs):
-    """Returns (report dict, first grid_pairs pairs as (image_a, image_b, label, names))."""
-    info = pairs.pairable_split(records_dir, split)
+def inspect(records_dir, split, num_pairs, batch_size=100, grid_pairs=0, **fields):
+    """What the training input feeds, pulled from the same graph train builds
+    (graphs.input_dataset: several records folders alternate batch by batch).
+
+    Args:
+      records_dir: a records folder, or several, comma-separated.
+      split: the split of each.
+      num_pairs: pairs to pull.
+      batch_size, fields: TrainConfig fields (image_size, crop, augment, cache, gray_prob, ...).
+      grid_pairs: pairs to keep as pictures.
+    Returns:
+      (report dict, first grid_pairs pairs as (image_a, image_b, label, filename_a, filename_b)).
+    """
+    config = train_config.TrainConfig(batch_size=batch_size, **fields)
+    splits = [pairs.pairable_split(d, split) for d in records_dir.split(",")]
+    keys = ["label", "identity_a", "identity_b", "filename_a", "filename_b"]
+    got, grid = {k: [] for k in keys}, []
     with tf.Graph().as_default():
         counter = tf.compat.v1.get_variable("records_read", [], tf.int64, trainable=False,
-                                            initializer=tf.compat.v1.zeros_initializer(),
-                                            use_resource=True)
-        ds = pairs.pair_dataset(info, batch_size, counter=counter, **kwargs)
-        it = tf.compat.v1.data.make_initializable_iterator(ds)
+                                            initializer=tf.compat.v1.zeros_initializer(), use_resource=True)
+        it = tf.compat.v1.data.make_initializable_iterator(graphs.input_dataset(splits, config, counter=counter))
         batch = it.get_next()
-        keys = ["label", "identity_a", "identity_b", "filename_a", "filename_b"]
-        got = {k: [] for k in keys}
-        grid = []
         with tf.compat.v1.Session() as sess:
             sess.run([tf.compat.v1.global_variables_initializer(), it.initializer])
-            start = time.time()
-            n = 0
+            start, n = time.time(), 0
             try:
                 while n < num_pairs:
                     fetch = {k: batch[k] for k in keys}
@@ -61,9 +75,9 @@ def inspect(records_dir, split, num_pairs, batch_size=100, grid_pairs=0, **kwarg
                     raise UserError(message)
                 raise
             except tf.errors.DataLossError as e:
-                path = info.find_corrupt_shard()
+                path = next((p for p in (s.find_corrupt_shard() for s in splits) if p), None)
                 raise UserError("%s: corrupt shard (%s); rewrite it with make_records --overwrite"
-                                % (path or info, e.message.splitlines()[0][:120]))
+                                % (path or records_dir, e.message.splitlines()[0][:120]))
             elapsed = time.time() - start
             reads = int(sess.run(counter))
     got = {k: np.concatenate(v) for k, v in got.items()}
@@ -71,17 +85,19 @@ def inspect(records_dir, split, num_pairs, batch_size=100, grid_pairs=0, **kwarg
     same = label == 0
     report = {
         "split": split,
+        "records_dirs": [s.records_dir for s in splits],
         "pairs": int(len(label)),
         "same_fraction": float(same.mean()),
         "records_read": reads,
         "records_read_per_pair": reads / len(label),
         "mislabeled_pairs": int(((ia != ib).astype(np.int32) != label).sum()),
         "same_photo_pairs": int((got["filename_a"] == got["filename_b"]).sum()),
-        "split_identities": info.identities,
-        "split_identities_with_2_photos": info.multi,
+        "split_identities": sum(s.identities for s in splits),
+        "split_identities_with_2_photos": sum(s.multi for s in splits),
         "identities_in_same_pairs": int(len(np.unique(ia[same]))),
         "identities_in_different_pairs": int(len(np.unique(np.concatenate([ia[~same], ib[~same]])))),
         "pairs_per_second": len(label) / elapsed,
+        "augment": {k: getattr(config, k) for k in ("augment", "gray_prob", "lowres_prob", "rotation_deg", "cache")},
     }
     return report, grid
 
@@ -115,20 +131,16 @@ def main(argv):
         raise UserError("--records_dir is required")
     if FLAGS.num_pairs < 1:
         raise UserError("--num_pairs=%d: must be at least 1" % FLAGS.num_pairs)
-    # the sizes train refuses, refused here by the same check
-    config = train_config.TrainConfig(batch_size=FLAGS.batch_size, image_size=FLAGS.image_size,
-                                  crop=FLAGS.crop or preprocessing.DEFAULT_CROP, rotation_deg=FLAGS.rotation_deg,
-                                  shuffle_buffer=FLAGS.shuffle_buffer, seed=FLAGS.seed)
+    # the default run's TrainConfig (train's own flags: --flagfile=train.flags works),
+    # refused by the same checks train makes
+    config = train_flags.config_from_flags()
     config.check()
     config.check_memory(loop.machine_memory())
     if FLAGS.save_grid:
         fileio.check_writable_file(FLAGS.save_grid, "save_grid")
-    with tf.Graph().as_default():
-        report, grid = inspect(FLAGS.records_dir, FLAGS.split or DEFAULT_SPLIT, FLAGS.num_pairs, FLAGS.batch_size,
-                               FLAGS.grid_pairs if FLAGS.save_grid else 0, image_size=FLAGS.image_size,
-                               crop=FLAGS.crop or preprocessing.DEFAULT_CROP, augment=FLAGS.augment,
-                               rotation_deg=FLAGS.rotation_deg, seed=FLAGS.seed, shuffle_buffer=FLAGS.shuffle_buffer,
-                               cache=FLAGS.cache)
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "batch_size"}
+    report, grid = inspect(FLAGS.records_dir, FLAGS.split or DEFAULT_SPLIT, FLAGS.num_pairs, config.batch_size,
+                           FLAGS.grid_pairs if FLAGS.save_grid else 0, **fields)
     if FLAGS.save_grid:
         save_grid(FLAGS.save_grid, grid)
         report["grid"] = FLAGS.save_grid

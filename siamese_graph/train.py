@@ -14,7 +14,6 @@ The graph and the loop are siamese_graph.training.graphs's; this module owns the
 the checks and the train_dir.
 """
 import contextlib
-import dataclasses
 import os
 import re
 import sys
@@ -22,72 +21,17 @@ import sys
 import tensorflow as tf
 from absl import flags, logging
 
-from siamese_graph import common_flags, errors, fileio
-from siamese_graph.data import pair_cache, pairs, preprocessing, records
+from siamese_graph import common_flags, errors, fileio, train_flags
+from siamese_graph.data import pair_cache, pairs, records
 from siamese_graph.errors import UserError
 from siamese_graph.model import traindir
-from siamese_graph.training import cluster, graphs, loop, session_hooks, train_config
+from siamese_graph.training import cluster, graphs, loop, session_hooks
 
 v1 = tf.compat.v1
-# TrainConfig's input fields are shared flags; the rest of its fields are train's own.
-SHARED_FIELDS = ("seed", "batch_size", "image_size", "crop", "augment", "rotation_deg", "shuffle_buffer", "cache")
-common_flags.declare("records_dir", "split", "checkpoint_path", *SHARED_FIELDS)
-# Where
-flags.DEFINE_string("train_dir", None, "Checkpoints, events, flags.txt and model.json go here.")
-flags.DEFINE_string("val_records_dir", None, "Records for validation; default: the first --records_dir.")
-flags.DEFINE_string("val_split", "auto", "Split to validate on: auto (val if present, else test), none, or a name.")
-# The model, the loss and the optimizer: a flag for each other TrainConfig field,
-# with its default and help.
-_DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float,
-           bool: flags.DEFINE_bool}
-for _f in dataclasses.fields(train_config.TrainConfig):
-    if _f.name in SHARED_FIELDS:
-        continue
-    if _f.metadata["choices"]:
-        flags.DEFINE_enum(_f.name, _f.default, _f.metadata["choices"], _f.metadata["help"])
-    else:
-        _DEFINE[_f.type](_f.name, _f.default, _f.metadata["help"])
-# How long
-flags.DEFINE_integer("max_steps", 6000, "Stop at this global step.")
-flags.DEFINE_float("max_minutes", 0, "Also stop after this many minutes of this run (0: no limit).")
-flags.register_validator("max_minutes", lambda v: v >= 0, "must be >= 0 (0: no limit)")
-# Bookkeeping
-flags.DEFINE_integer("save_checkpoint_steps", 500, "Checkpoint every this many steps.")
-flags.DEFINE_integer("save_summaries_steps", 100, "TensorBoard summaries every this many steps.")
-flags.DEFINE_integer("log_every_n_steps", 50, "Progress line every this many steps.")
-flags.DEFINE_integer("validate_every_n_steps", 1000, "Validation every this many steps (0: never).")
-flags.DEFINE_integer("val_pairs", 2000, "Pairs in each validation.")
-flags.DEFINE_enum("input_priority", "idle", ["idle", "normal"], "CPU priority of the input "
-                  "pipeline's threads: idle (Linux SCHED_IDLE: they use the cycles the step leaves) or normal. "
-                  "One-process training with its own input only (not on a cluster or with --data_service).")
-# A cluster (TensorFlow's parameter-server runtime); or the TF_CONFIG environment variable
-flags.DEFINE_string("ps_hosts", None, "Cluster: parameter servers, host:port[,host:port...].")
-flags.DEFINE_string("worker_hosts", None, "Cluster: workers, host:port[,...]; worker 0 is the chief.")
-flags.DEFINE_enum("job_name", None, ["ps", "worker"], "Cluster: this process's job.")
-flags.DEFINE_integer("task_index", 0, "Cluster: this process's index in its job.")
-flags.DEFINE_bool("sync_replicas", False, "Cluster: synchronous updates (SyncReplicasOptimizer): each "
-                  "global step averages --replicas_to_aggregate workers' gradients.")
-flags.DEFINE_integer("replicas_to_aggregate", None, "Cluster with --sync_replicas: gradients an update "
-                     "(default: the number of workers).")
-flags.DEFINE_float("ps_grace_seconds", 30, "Cluster: once the chief is done, a parameter server gives up "
-                   "a worker that has not reported done this long after its server stops accepting "
-                   "connections, and waits at most %d times this long in all." % cluster.MAX_WAIT_GRACES)
-flags.register_validator("ps_grace_seconds", lambda v: v > 0, "must be > 0")
-# Input on other machines' CPUs (TensorFlow's tf.data service; see data_service.py)
-flags.DEFINE_integer("cache_limit_mb", 4096, "With --cache: the most memory the decoded training photos "
-                     "may take; above it the run is refused.")
-flags.DEFINE_string("data_service", None, "A tf.data service dispatcher, grpc://HOST:PORT: the pair graph "
-                    "runs on its workers, each on its own shards.")
+common_flags.declare("records_dir", "split", "checkpoint_path", *train_flags.SHARED_FIELDS, *train_flags.names())
 FLAGS = flags.FLAGS
 
 DEFAULT_SPLIT = "train"
-
-
-def config_from_flags():
-    """The TrainConfig of the command line (every field is a flag of the same name)."""
-    values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(train_config.TrainConfig)}
-    values["crop"] = values["crop"] or preprocessing.DEFAULT_CROP
-    return train_config.TrainConfig(**values)
 
 
 def resolve_val_split(record_set, split):
@@ -111,7 +55,7 @@ def check_flags():
             raise UserError("--%s=%d: must be at least 1" % (name, FLAGS[name].value))
     if FLAGS.validate_every_n_steps < 0 or FLAGS.val_pairs < 1:
         raise UserError("--validate_every_n_steps must be >= 0 and --val_pairs >= 1")
-    config = config_from_flags()
+    config = train_flags.config_from_flags()
     config.check()
     check_memory(config)
     fileio.check_writable_dir(FLAGS.train_dir, "train_dir")

@@ -13,7 +13,7 @@ import tensorflow as tf
 from siamese_graph import netns
 from siamese_graph.errors import ArgumentError
 from siamese_graph.training import cluster
-from tests.conftest import REPO, SYNTHETIC, face, run_cli
+from tests.conftest import REPO, SYNTHETIC, cli, face, run_cli
 
 # With the README's `-n 2 --dist loadgroup`, this file's tests run one at a time in one
 # worker: two clusters of three processes each would share 2 cores.
@@ -284,14 +284,14 @@ def test_sync_replicas(six_shard_records, tmp_path):
 
 
 def test_sync_replicas_needs_a_cluster(tmp_path):
-    r = run_cli("siamese_graph.train", "--records_dir=%s" % tmp_path, "--train_dir=%s" % (tmp_path / "r"),
+    r = cli("siamese_graph.train", "--records_dir=%s" % tmp_path, "--train_dir=%s" % (tmp_path / "r"),
                 "--sync_replicas")
     assert r.returncode == 1 and "--sync_replicas needs a cluster" in r.stderr.strip().splitlines()[-1]
 
 
 def test_sync_replicas_refuse_decoupled_weight_decay_before_anything_starts(tmp_path):
     # loopback addresses that nothing listens on: the refusal comes before any server starts
-    r = run_cli("siamese_graph.train", "--records_dir=%s" % tmp_path, "--train_dir=%s" % (tmp_path / "r"),
+    r = cli("siamese_graph.train", "--records_dir=%s" % tmp_path, "--train_dir=%s" % (tmp_path / "r"),
                 "--ps_hosts=127.0.0.1:1", "--worker_hosts=127.0.0.1:2,127.0.0.1:3", "--job_name=worker",
                 "--task_index=0", "--sync_replicas", "--weight_decay=0.3", "--weight_decay_mode=decoupled")
     last = r.stderr.strip().splitlines()[-1]

@@ -13,7 +13,7 @@ import tensorflow as tf
 from siamese_graph import netns
 from siamese_graph.data import records
 from siamese_graph.training import cluster, graphs, train_config
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, cli, run_cli
 
 v1 = tf.compat.v1
 
@@ -155,11 +155,11 @@ def _cmdline(pid):
 
 def test_unreachable_service_is_one_line(six_shard_records, tmp_path):
     port = cluster.free_ports(1)[0]
-    r = run_cli("siamese_graph.train", "--records_dir=%s" % six_shard_records, "--train_dir=%s" % (tmp_path / "r"),
+    r = cli("siamese_graph.train", "--records_dir=%s" % six_shard_records, "--train_dir=%s" % (tmp_path / "r"),
                 "--data_service=grpc://127.0.0.1:%d" % port)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "no tf.data service dispatcher answers there" in r.stderr.strip().splitlines()[-1]
-    r = run_cli("siamese_graph.train", "--records_dir=%s" % six_shard_records, "--train_dir=%s" % (tmp_path / "r"),
+    r = cli("siamese_graph.train", "--records_dir=%s" % six_shard_records, "--train_dir=%s" % (tmp_path / "r"),
                 "--data_service=127.0.0.1:%d" % port)
     assert "expected grpc://HOST:PORT" in r.stderr.strip().splitlines()[-1]
 

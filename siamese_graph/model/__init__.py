@@ -1,1 +1,1 @@
-"""The network: layers, towers, heads, losses, preprocessing, the train_dir format."""
+"""The network: layers, nets (one file each), towers, heads, losses, schedules, the train_dir format."""

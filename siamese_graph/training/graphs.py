@@ -52,7 +52,7 @@ ValidationGraph = collections.namedtuple("ValidationGraph", ["iterator", "distan
                                                              "num_batches"])
 
 
-def build_inputs(splits, config, data_service=None):
+def input_dataset(splits, config, data_service=None, counter=None):
     """Pair batches from one or more record splits; several alternate batch by batch.
 
     Args:
@@ -64,15 +64,16 @@ def build_inputs(splits, config, data_service=None):
         shards (ShardingPolicy.HINT), and this process only receives batches.
         Consumers with the same job name share the job's batches (each batch
         goes to one of them: the cluster's workers); another name is another job.
+      counter: an int64 variable that counts every record read (inspect_pairs), or None.
     Returns:
-      A dict of batch tensors (see pairs.pair_dataset).
+      A tf.data.Dataset of batch dicts (see pairs.pair_dataset).
     """
     datasets = [pairs.pair_dataset(s, config.batch_size, config.image_size, config.crop, config.augment,
                                    config.seed + RECORDS_SEED_STRIDE * i,
                                    shuffle_buffer=config.shuffle_buffer, rotation_deg=config.rotation_deg,
                                    gray_prob=config.gray_prob, lowres_prob=config.lowres_prob,
                                    saturation=config.saturation, scale_jitter=config.scale_jitter,
-                                   service_shard=bool(data_service), cache=config.cache,
+                                   service_shard=bool(data_service), cache=config.cache, counter=counter,
                                    identity_runs=config.identity_runs, shared_anchors=config.shared_anchors)
                 for i, s in enumerate(splits)]
     ds = datasets[0] if len(datasets) == 1 else tf.data.Dataset.choose_from_datasets(
@@ -82,7 +83,12 @@ def build_inputs(splits, config, data_service=None):
         address, job_name = data_service
         ds = ds.apply(service.distribute(processing_mode=service.ShardingPolicy.HINT, service=address,
                                          job_name=job_name)).prefetch(2)
-    return v1.data.make_one_shot_iterator(ds).get_next()
+    return ds
+
+
+def build_inputs(splits, config, data_service=None):
+    """The next batch of input_dataset (a dict of batch tensors), from a one-shot iterator."""
+    return v1.data.make_one_shot_iterator(input_dataset(splits, config, data_service)).get_next()
 
 
 def pair_grid(image_a, image_b, n=SUMMARY_PAIRS):
