@@ -25,7 +25,7 @@ out a shared machine's noise; the table shows the median of the repeats.
   python bench/train.py [--records_dir=tfrecords/celeba-mini[,tfrecords/celeba-10k-lowres]]
       [--batch_size=N] [--image_size=N] [--steps=40] [--repeats=3] [--kinds=cached,records,cache]
       [--variant=convnet_embedding=256 --kinds=cached,variant]
-      [--variant=shared_anchors=true --kinds=cached,cache,variant,variant_cache]
+      [--variant=loss_pairs=all --kinds=cached,cache,variant,variant_cache]
 
 batch_size and image_size default to train.flags' values.
 """

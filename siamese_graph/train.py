@@ -112,8 +112,6 @@ def train(locks=None):
         logging.info("parameter server %d: workers done: %s", conf.task_index, sorted(done))
         return [], []
     config = check_flags()
-    if conf and FLAGS.sync_replicas:  # before anything is written or any server starts
-        graphs.check_sync_replicas(config)
     service = check_data_service(FLAGS.data_service)
     split = FLAGS.split or DEFAULT_SPLIT
     record_dirs = FLAGS.records_dir.split(",")

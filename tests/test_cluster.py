@@ -289,16 +289,6 @@ def test_sync_replicas_needs_a_cluster(tmp_path):
     assert r.returncode == 1 and "--sync_replicas needs a cluster" in r.stderr.strip().splitlines()[-1]
 
 
-def test_sync_replicas_refuse_decoupled_weight_decay_before_anything_starts(tmp_path):
-    # loopback addresses that nothing listens on: the refusal comes before any server starts
-    r = cli("siamese_graph.train", "--records_dir=%s" % tmp_path, "--train_dir=%s" % (tmp_path / "r"),
-                "--ps_hosts=127.0.0.1:1", "--worker_hosts=127.0.0.1:2,127.0.0.1:3", "--job_name=worker",
-                "--task_index=0", "--sync_replicas", "--weight_decay=0.3", "--weight_decay_mode=decoupled")
-    last = r.stderr.strip().splitlines()[-1]
-    assert r.returncode == 1 and "--weight_decay_mode=decoupled: not supported with synchronous replicas" in last
-    assert "Traceback" not in r.stderr and not (tmp_path / "r").exists()
-
-
 @pytest.mark.slow
 def test_a_lost_parameter_server_ends_the_workers_in_one_line_and_a_restart_resumes(six_shard_records, tmp_path):
     run = str(tmp_path / "run")

@@ -62,27 +62,6 @@ def test_convnet_gives_1024_features_at_64():
         assert f.shape.as_list() == [3, 1024]
 
 
-def test_convnet_dropout_only_in_training_and_scaled():
-    with tf.Graph().as_default():
-        v1.set_random_seed(3)
-        x = tf.random.uniform([64, 16, 16, 3], seed=1)
-        out = {}
-        for keep in (1.0, 0.5):
-            fn = nets_factory.get_network_fn("convnet", 16, keep_probability=keep)
-            with v1.variable_scope("t", reuse=v1.AUTO_REUSE):
-                out[keep] = fn(x, True), fn(x, False)
-        with v1.Session() as sess:
-            sess.run(v1.global_variables_initializer())
-            (train_full, infer_full), (train_drop, infer_drop) = sess.run([out[1.0], out[0.5]])
-    live = train_full != 0
-    kept = train_drop != 0
-    # training: about half the live features dropped, the others scaled by 1 / keep
-    assert 0.4 < 1 - kept[live].mean() < 0.6
-    np.testing.assert_allclose(train_drop[kept], 2 * train_full[kept], rtol=1e-5)
-    # inference: no dropout at all
-    np.testing.assert_array_equal(infer_drop, infer_full)
-
-
 def test_densenet121_structure():
     with tf.Graph().as_default():
         fn = nets_factory.get_network_fn("densenet121", 32, growth_rate=4, theta=0.5, embedding_size=8)
@@ -107,8 +86,6 @@ def test_densenet121_structure():
     ("densenet121", 16, {}, "too small"),
     ("densenet121", 64, {"theta": 0.0}, r"\(0, 1\]"),
     ("densenet121", 64, {"theta": 1.5}, r"\(0, 1\]"),
-    ("convnet", 64, {"keep_probability": 0.0}, r"\(0, 1\]"),
-    ("densenet121", 64, {"keep_probability": 0.8}, "convnet option"),
 ])
 def test_factory_rejects_bad_settings(name, size, kw, needle):
     with pytest.raises(ArgumentError, match=needle):

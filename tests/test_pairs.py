@@ -12,7 +12,7 @@ import tensorflow as tf
 from siamese_graph import inspect_pairs
 from siamese_graph.data import pair_cache, pairs, preprocessing, record_writer
 from siamese_graph.data.datasets import celeba
-from siamese_graph.errors import ArgumentError, DataError
+from siamese_graph.errors import DataError
 from tests.conftest import REPO, cli, make_celeba, shared
 
 
@@ -75,28 +75,13 @@ def test_same_seed_same_batches_in_two_processes(synthetic_records, cache):
     assert digests[0] != digests[2]
 
 
-def test_shared_anchors_render_each_anchor_once_for_its_two_pairs(synthetic_records):
-    records_dir, _ = synthetic_records
-    for plain, once in zip(batches(records_dir, 4, augment=True, cache=True),
-                           batches(records_dir, 4, augment=True, cache=True, shared_anchors=True)):
-        assert np.array_equal(plain["filename_a"], once["filename_a"])  # the same pairs
-        assert np.array_equal(plain["filename_b"], once["filename_b"])
-        assert np.array_equal(once["label"], [0, 1] * 5)
-        for b, renders_equal in ((once, True), (plain, False)):
-            assert np.array_equal(b["filename_a"][0::2], b["filename_a"][1::2])  # one anchor, two pairs
-            assert np.array_equal(b["image_a"][0::2], b["image_a"][1::2]) == renders_equal
-    with pytest.raises(ArgumentError, match="shared_anchors=True: works only with the cache"):
-        batches(records_dir, 1, shared_anchors=True)
-
-
-@pytest.mark.parametrize("group", [1, 3])
-def test_cached_epochs_make_every_anchor_once_with_a_positive_of_its_identity(synthetic_records, group):
+def test_cached_epochs_make_every_anchor_once_with_a_positive_of_its_identity(synthetic_records):
     info = pairs.pairable_split(synthetic_records[0], "train")
     blocks = pair_cache.record_blocks(info)
     identities, starts, counts = blocks
     assert len(identities) == info.photos and sorted(counts) == sorted(c for c in info.counts if c)
     with tf.Graph().as_default():
-        epochs = pair_cache._epoch_triplets(blocks, tf.constant(identities), seed=3, group=group)
+        epochs = pair_cache._epoch_triplets(blocks, tf.constant(identities), seed=3)
         nxt = tf.compat.v1.data.make_one_shot_iterator(epochs).get_next()
         with tf.compat.v1.Session() as sess:
             first, second = sess.run(nxt), sess.run(nxt)
@@ -108,10 +93,9 @@ def test_cached_epochs_make_every_anchor_once_with_a_positive_of_its_identity(sy
         assert len(set(a)) == len(a) and set(a) <= set(multi)  # an anchor at most once an epoch
         assert len(a) >= 0.7 * len(multi)  # only anchors whose other photo had their identity are dropped
         assert len(set(o)) == len(o)  # the other photos: a permutation of the split
-        # runs of one identity: no more spans than runs of up to `group` anchors
+        # shuffled: one identity's anchors are spread, not kept side by side
         spans = 1 + np.count_nonzero(identities[a][1:] != identities[a][:-1])
-        runs = sum(-(-c // group) for c in counts if c >= 2)
-        assert spans <= runs if group > 1 else spans > 0.8 * len(a)
+        assert spans > 0.8 * len(a)
     assert not np.array_equal(first, second)  # reshuffled each epoch
 
 

@@ -129,25 +129,6 @@ def test_active_all_pairs_loss_averages_only_the_different_pairs_inside_the_marg
             assert sess.run(far) == pytest.approx(0.5 * same_term, rel=1e-5)
 
 
-def test_identity_absdiff_head_starts_as_the_euclidean_head_and_decays_towards_it():
-    rng = np.random.RandomState(5)
-    fa, fb = rng.normal(size=(6, 4)).astype(np.float32), rng.normal(size=(6, 4)).astype(np.float32)
-    with tf.Graph().as_default():
-        euclidean = siamese.distance(tf.constant(fa), tf.constant(fb), "euclidean")
-        head = siamese.distance(tf.constant(fa), tf.constant(fb), "absdiff", head_units=4, weight_decay=0.1,
-                                head_identity=True)
-        decay = tf.add_n(v1.losses.get_regularization_losses())
-        w = [v for v in v1.trainable_variables() if v.name.endswith("weights:0")][0]
-        moved = w.assign_add(tf.ones_like(w))
-        with v1.Session() as sess:
-            sess.run(v1.global_variables_initializer())
-            e, h, d0 = sess.run([euclidean, head, decay])
-            sess.run(moved)
-            d1 = sess.run(decay)
-    np.testing.assert_allclose(h, e, rtol=1e-5)
-    assert d0 == 0.0 and d1 == pytest.approx(0.1 * 16 / 2)  # 0.1 * l2_loss(ones(4, 4))
-
-
 def test_euclidean_and_absdiff_distances():
     with tf.Graph().as_default():
         a = tf.constant([[0.0, 3.0], [1.0, 1.0]])

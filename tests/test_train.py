@@ -101,8 +101,6 @@ def test_other_model_in_train_dir_is_refused(synthetic_records, tmp_path):
     ("--theta=1.5", "(0, 1]"),
     ("--image_size=8", "too small"),
     ("--moving_average_decay=1", "--moving_average_decay=1: must be in [0, 1)"),
-    ("--shared_anchors", "--shared_anchors=True: works only with the cache"),
-    ("--identity_runs=2", "--identity_runs=2: works only with the cache"),
 ])
 def test_bad_flags_one_line(synthetic_records, tmp_path, flag, needle):
     extra = [flag] + (["--net=densenet121"] if "theta" in flag else [])
@@ -177,41 +175,6 @@ def test_the_optimizer_initializes_before_the_global_step(synthetic_records):
             assert sess.run(v1.train.get_global_step()) == 1
 
 
-def test_shared_anchors_give_the_same_loss_and_gradients_with_a_quarter_fewer_tower_passes():
-    """With --shared_anchors pairs 2k and 2k+1 hold one render of their anchor; the tower
-    then runs once on it. On such a batch the loss and every gradient are those of the
-    graph that runs the tower on all of image_a (batch norm sees the same mean and variance)."""
-    import numpy as np
-
-    from siamese_graph.training import graphs, train_config
-
-    v1 = tf.compat.v1
-    rng = np.random.RandomState(0)
-    anchors = rng.normal(size=(4, 16, 16, 3)).astype("float32")
-    batch = {"image_a": np.repeat(anchors, 2, axis=0), "image_b": rng.normal(size=(8, 16, 16, 3)).astype("float32"),
-             "label": np.array([0, 1] * 4, np.int32), "identity_a": np.repeat(np.arange(4), 2),
-             "identity_b": np.array([0, 7, 1, 8, 2, 9, 3, 10])}
-    out = {}
-    for shared in (False, True):
-        config = train_config.TrainConfig(image_size=16, batch_size=8, cache=True, shared_anchors=shared,
-                                      loss_pairs="active", weight_decay=1e-4)
-        with tf.Graph().as_default():
-            graph = graphs.build_training_graph([], config, inputs={k: tf.constant(v) for k, v in batch.items()})
-            variables = v1.trainable_variables()
-            grads = v1.gradients(graph.total_loss, variables)
-            tower_batches = sorted(op.inputs[0].shape[0] for op in v1.get_default_graph().get_operations()
-                                   if op.type == "Conv2D" and "conv1" in op.name)
-            with v1.Session() as sess:
-                sess.run(v1.global_variables_initializer())
-                out[shared] = sess.run([graph.total_loss] + grads), [v.name for v in variables], tower_batches
-    (plain, names, plain_batches), (shared, shared_names, shared_batches) = out[False], out[True]
-    assert names == shared_names
-    assert plain_batches == [8, 8] and shared_batches == [4, 8]  # the first conv's batch in towers a and b
-    assert shared[0] == pytest.approx(plain[0], rel=1e-5)
-    for name, g0, g1 in zip(names, plain[1:], shared[1:]):  # equal up to float rounding
-        np.testing.assert_allclose(g1, g0, rtol=0, atol=1e-4 * np.abs(g0).max() + 1e-9, err_msg=name)
-
-
 def test_bfloat16_session_config_keeps_a_cluster_workers_settings(tmp_path):
     from siamese_graph.training import loop, train_config
 
@@ -269,49 +232,6 @@ def test_bfloat16_step_runs_the_convolutions_in_bfloat16_and_keeps_float32_weigh
         assert not any("MatMul" in op for op in out["bfloat16"][2]), out["bfloat16"][2]
     assert np.isfinite(out["bfloat16"][1])
     assert out["bfloat16"][0] == pytest.approx(out["none"][0], rel=0.03)
-
-
-def test_decoupled_weight_decay_is_adams_step_plus_lr_times_the_decay():
-    """--weight_decay_mode=decoupled (AdamW): the loss carries no L2 term, and one step moves
-    each decayed weight by Adam's step on the loss alone plus lr * weight_decay * w; batch
-    norm's scale and offset are not decayed. Synchronous replicas refuse it."""
-    import numpy as np
-
-    from siamese_graph.errors import ArgumentError
-    from siamese_graph.training import graphs, train_config
-
-    v1 = tf.compat.v1
-    lr, wd = 0.01, 0.5
-    out = {}
-    for mode, decay in (("decoupled", 0.0), ("decoupled", wd), ("l2", 1e-3)):
-        config = train_config.TrainConfig(image_size=16, batch_size=8, loss_pairs="active", lr_schedule="constant",
-                                      learning_rate=lr, weight_decay=decay, weight_decay_mode=mode)
-        with tf.Graph().as_default():
-            graph = graphs.build_training_graph([], config, inputs=fixed_inputs())
-            variables = v1.trainable_variables()
-            with v1.Session() as sess:
-                sess.run(v1.global_variables_initializer())
-                before = sess.run(variables)
-                losses = sess.run([graph.loss, graph.total_loss])
-                sess.run(graph.train_op)
-                out[mode, decay] = ([v.name for v in variables], before, sess.run(variables), losses)
-    names, before, plain, _ = out["decoupled", 0.0]
-    _, before_d, decayed, (loss, total) = out["decoupled", wd]
-    assert total == pytest.approx(loss)  # no L2 term in the loss
-    l2_loss, l2_total = out["l2", 1e-3][3]
-    assert l2_total > l2_loss * 1.001  # the L2 term is there in the other mode
-    decayed_names = 0
-    for name, w0, w0d, w_plain, w_dec in zip(names, before, before_d, plain, decayed):
-        np.testing.assert_array_equal(w0, w0d, err_msg=name)  # the same start
-        if name.endswith("/weights:0"):
-            decayed_names += 1
-            np.testing.assert_allclose(w_dec, w_plain - lr * wd * w0, rtol=0, atol=1e-6, err_msg=name)
-        else:  # batch norm's scale and offset, the biases: Adam's step alone
-            np.testing.assert_allclose(w_dec, w_plain, rtol=0, atol=1e-7, err_msg=name)
-    assert decayed_names == 6  # five convolutions and the head (no embedding layer by default)
-    config = train_config.TrainConfig(image_size=16, batch_size=8, weight_decay=wd, weight_decay_mode="decoupled")
-    with tf.Graph().as_default(), pytest.raises(ArgumentError, match="weight_decay_mode"):
-        graphs.build_training_graph([], config, inputs=fixed_inputs(), sync_replicas=(2, 2))
 
 
 @pytest.mark.skipif(not (hasattr(os, "SCHED_IDLE") and os.path.isdir("/proc/self/task")),

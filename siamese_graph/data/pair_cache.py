@@ -85,12 +85,10 @@ def _seeds(seed, service_shard):
     return ds.shard(tf.data.experimental.SHARD_HINT, tf.data.experimental.SHARD_HINT) if service_shard else ds
 
 
-def _epoch_triplets(blocks, ids, seed, service_shard=False, group=1):
+def _epoch_triplets(blocks, ids, seed, service_shard=False):
     """A dataset of epochs, each int64 [K, 3] (anchor, positive, other) record
     indices, shuffled: every photo of a multi-photo identity is an anchor once.
-    blocks: record_blocks(split); ids: its identities as a tensor. group > 1 keeps
-    runs of up to that many triplets of one identity together (the shuffle moves
-    runs, not triplets), as FaceNet's images_per_person."""
+    blocks: record_blocks(split); ids: its identities as a tensor."""
     identities, starts, counts = blocks
     multi = counts >= 2
     anchors = np.concatenate([np.arange(s, s + c) for s, c in zip(starts[multi], counts[multi])])
@@ -98,7 +96,6 @@ def _epoch_triplets(blocks, ids, seed, service_shard=False, group=1):
     first = np.repeat(np.concatenate([[0], np.cumsum(counts[multi])[:-1]]), counts[multi])
     last = np.append(block[1:] != block[:-1], True)  # the last anchor of its block
     n, m = len(identities), len(anchors)
-    run = np.cumsum((np.arange(m) - first) % group == 0) - 1  # the run of each anchor, in block order
 
     def triplets(rnd):
         u = tf.random.stateless_uniform([m], tf.stack([rnd, 0]), dtype=tf.float64)
@@ -107,39 +104,30 @@ def _epoch_triplets(blocks, ids, seed, service_shard=False, group=1):
         other = tf.argsort(tf.random.stateless_uniform([n], tf.stack([rnd, 1])))[:m]
         other = tf.cast(other, tf.int64)
         kept = tf.not_equal(tf.gather(ids, other), tf.gather(ids, order))
-        t = tf.stack([order, positive, other], axis=1)
-        if group == 1:  # the shuffle before runs existed: the same seed still gives the same batches
-            t = tf.boolean_mask(t, kept)
-            return tf.gather(t, tf.argsort(tf.random.stateless_uniform([tf.shape(t)[0]], tf.stack([rnd, 2]))))
-        # one random key a run; the stable sort keeps each run's triplets in order
-        keys = tf.gather(tf.random.stateless_uniform([int(run[-1]) + 1], tf.stack([rnd, 2])), tf.constant(run))
-        runs = tf.argsort(keys, stable=True)
-        return tf.boolean_mask(tf.gather(t, runs), tf.gather(kept, runs))
+        t = tf.boolean_mask(tf.stack([order, positive, other], axis=1), kept)
+        return tf.gather(t, tf.argsort(tf.random.stateless_uniform([tf.shape(t)[0]], tf.stack([rnd, 2]))))
 
     return _seeds(seed + 2, service_shard).map(triplets)
 
 
 def cached_pair_dataset(info, batch_size, image_size, box, augment, seed, counter, finish, service_shard,
-                         scale_jitter, group, shared_anchors):
+                        scale_jitter):
+    """pairs.pair_dataset with cache=True: batches gathered from the decoded photos."""
     outer, size = cache_geometry(box, image_size, augment, scale_jitter)
     blocks = record_blocks(info)
     ids = tf.constant(blocks[0])  # one constant for the pairing, the labels and the check
-    epochs = _epoch_triplets(blocks, ids, seed, service_shard, group)
+    epochs = _epoch_triplets(blocks, ids, seed, service_shard)
     half = batch_size // 2
-    renders_a = half if shared_anchors else batch_size  # images rendered for image_a
 
     def gather(cache, triplet, rnd):
         photos, names = cache
         a = tf.reshape(tf.stack([triplet[:, 0], triplet[:, 0]], axis=1), [-1])  # anchor twice
         b = tf.reshape(triplet[:, 1:], [-1])  # (positive, other) per triplet
-        which = tf.concat([triplet[:, 0] if shared_anchors else a, b], axis=0)
-        boxes = preprocessing.boxes(box, renders_a + batch_size, tf.stack([rnd, 7]) if augment else None,
-                                    scale_jitter)
+        which = tf.concat([a, b], axis=0)
+        boxes = preprocessing.boxes(box, 2 * batch_size, tf.stack([rnd, 7]) if augment else None, scale_jitter)
         images = finish(preprocessing.crop_resize_many(photos, which, preprocessing.within(boxes, outer), image_size),
                         rnd)
-        image_a = images[:renders_a]
-        return {"image_a": tf.repeat(image_a, 2, axis=0) if shared_anchors else image_a,
-                "image_b": images[renders_a:],
+        return {"image_a": images[:batch_size], "image_b": images[batch_size:],
                 "label": tf.tile(tf.constant([0, 1], tf.int32), [half]),
                 "identity_a": tf.gather(ids, a), "identity_b": tf.gather(ids, b),
                 "filename_a": tf.gather(names, a), "filename_b": tf.gather(names, b)}

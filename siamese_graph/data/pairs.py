@@ -147,21 +147,10 @@ def other_photos(info, seed, shuffle_buffer=2048, cycle_length=16, counter=None,
     return ds.map(lambda s: (s, records.parse_identity(s)))
 
 
-def check_cache_options(cache, identity_runs, shared_anchors):
-    """ArgumentError for pair_dataset's options that only the cached pair graph has."""
-    if identity_runs < 1:
-        raise ArgumentError("identity_runs", identity_runs, "must be at least 1")
-    for name, value, on in (("identity_runs", identity_runs, identity_runs > 1),
-                            ("shared_anchors", shared_anchors, shared_anchors)):
-        if on and not cache:
-            raise ArgumentError(name, value, "works only with the cache")
-
-
 def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_CROP, augment=False,
                  seed=0, shuffle_buffer=2048, pair_buffer=512, block_buffer=64, counter=None,
                  rotation_deg=preprocessing.DEFAULT_ROTATION_DEG, service_shard=False, gray_prob=0.0,
-                 lowres_prob=0.0, cache=False, saturation=0.0, scale_jitter=preprocessing.SCALE_JITTER,
-                 identity_runs=1, shared_anchors=False):
+                 lowres_prob=0.0, cache=False, scale_jitter=preprocessing.SCALE_JITTER):
     """Batched balanced pairs from one split of a record set.
 
     Args:
@@ -177,7 +166,6 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
       rotation_deg: with augment, random rotation up to +-this many degrees.
       gray_prob, lowres_prob: with augment, the chance an image is made grayscale,
         and made low-resolution (preprocessing.finish).
-      saturation: with augment, colour jitter: saturation scaled by up to 1 +- this.
       scale_jitter: with augment, each crop box scaled by a factor in 1 +- this.
       service_shard: for tf.data service workers (ShardingPolicy.HINT): each worker
         reads its own shards, so two workers never make the same pairs; the split
@@ -187,13 +175,6 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
         block_buffer do not apply (the shuffles are full). With service_shard each
         tf.data service worker caches the whole split and makes its own epochs
         (worker i of n gets epochs i, i + n, ...: other permutations, other pairs).
-      identity_runs: with cache, the epoch's shuffle moves runs of up to this many
-        pairs of one identity (consecutive anchors and their positives): the
-        all-pairs loss then sees more same-person pairs a batch.
-      shared_anchors: with cache, each anchor is rendered (cropped and augmented)
-        once for its same and its different pair: image_a holds every render
-        twice in a row (pairs 2k and 2k+1), so a training graph can run the tower
-        once on image_a[::2] (FaceNet's triplet: one anchor, a positive, a negative).
     Returns:
       A tf.data.Dataset of dicts: image_a, image_b (float32 [B, S, S, 3]); label
       (int32 [B], 0 same, 1 different); identity_a, identity_b (int64 [B]);
@@ -202,26 +183,23 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
     if batch_size < 2 or batch_size % 2:
         raise ArgumentError("batch_size", batch_size, "must be even and at least 2 (half same, "
                             "half different pairs)")
-    check_cache_options(cache, identity_runs, shared_anchors)
     check_pairable(info)
     box = preprocessing.parse_crop(crop) if isinstance(crop, str) else crop
 
     def finish(batch, rnd):
         seeds = tf.random.experimental.stateless_split(tf.stack([rnd, 11]), 2) if augment else [None, None]
         batch = dict(batch)
-        batch["image_a"] = preprocessing.finish(batch["image_a"], seeds[0], rotation_deg, gray_prob, lowres_prob,
-                                                saturation)
-        batch["image_b"] = preprocessing.finish(batch["image_b"], seeds[1], rotation_deg, gray_prob, lowres_prob,
-                                                saturation)
+        batch["image_a"] = preprocessing.finish(batch["image_a"], seeds[0], rotation_deg, gray_prob, lowres_prob)
+        batch["image_b"] = preprocessing.finish(batch["image_b"], seeds[1], rotation_deg, gray_prob, lowres_prob)
         return batch
 
     if cache:
         def finish_all(images, rnd):  # image_a and image_b as one batch: half the ops; pixels in [0, 255]
             return preprocessing.finish(images, tf.stack([rnd, 11]) if augment else None, rotation_deg,
-                                        gray_prob, lowres_prob, saturation, scale=255.0)
+                                        gray_prob, lowres_prob, scale=255.0)
 
         return pair_cache.cached_pair_dataset(info, batch_size, image_size, box, augment, seed, counter, finish_all,
-                                    service_shard, scale_jitter, identity_runs, shared_anchors)
+                                              service_shard, scale_jitter)
     # a buffer larger than the split would only hold the split several times over
     shuffle_buffer, pair_buffer = min(shuffle_buffer, info.photos), min(pair_buffer, info.photos)
     block_buffer = min(block_buffer, info.multi)

@@ -219,16 +219,14 @@ def exposure_draws(seed, n):
             tf.reshape(u[2] * MAX_BRIGHTNESS, [-1, 1, 1, 1]))
 
 
-def finish(images, seed=None, rotation_deg=DEFAULT_ROTATION_DEG, gray_prob=0.0, lowres_prob=0.0,
-           saturation=0.0, scale=1.0):
+def finish(images, seed=None, rotation_deg=DEFAULT_ROTATION_DEG, gray_prob=0.0, lowres_prob=0.0, scale=1.0):
     """Stage 2, on a batch: float [B, S, S, 3] in [0, scale] -> standardized float [B, S, S, 3].
 
     With a seed ([2] int tensor), training: each image is rotated by up to
     +-rotation_deg (0 turns rotation off); with probability lowres_prob made a
     low-resolution photo (1/2 or 1/4 of the side, equally likely: the mean of each
     2x2 or 4x4 block, as a sensor with fewer pixels records it, then bilinear back);
-    with probability gray_prob made grayscale, else its colour saturation scaled
-    by a factor in [1 - saturation, 1 + saturation] (colour jitter; 0: off); and has its brightness and contrast
+    with probability gray_prob made grayscale; and has its brightness and contrast
     changed, clipped to [0, 1] (without the clip, per-image standardization
     would undo both exactly; with it they saturate highlights and shadows like
     a badly exposed photo). Batched: small per-image ops cost more in overhead
@@ -249,10 +247,8 @@ def finish(images, seed=None, rotation_deg=DEFAULT_ROTATION_DEG, gray_prob=0.0, 
         if lowres_prob:
             images = _low_resolution(images, v[0] < lowres_prob / 2, 2)
             images = _low_resolution(images, (v[0] >= lowres_prob / 2) & (v[0] < lowres_prob), 4)
-        if gray_prob or saturation:
-            jitter = 1.0 + saturation * tf.random.stateless_uniform(
-                tf.shape(images)[:1], tf.cast(seed, tf.int64) + tf.constant([0, 2], tf.int64), -1.0, 1.0)
-            images = _saturate(images, tf.where(v[1] < gray_prob, 0.0, jitter))
+        if gray_prob:
+            images = _saturate(images, tf.where(v[1] < gray_prob, 0.0, 1.0))
         mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
         # clip(((x - mean) * factor + mean) / scale + shift, 0, 1) is gain * clip(x, low, high)
         # + offset with gain > 0, and standardization removes the gain and the offset:

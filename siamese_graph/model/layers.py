@@ -5,19 +5,15 @@ variables in the current variable_scope, so a tower built twice under one scope
 with reuse shares every weight. Weight-decay losses go to REGULARIZATION_LOSSES
 when weight_decay > 0.
 """
-import numpy as np
 import tensorflow as tf
 
 v1 = tf.compat.v1
 
 
-def _weights(name, shape, weight_decay, identity=False):
-    """He-initialised weights decayed towards zero; with identity (a [N, units]
-    matrix), started at the identity and decayed towards it instead."""
-    centre = np.eye(*shape, dtype=np.float32) if identity else 0.0
-    init = v1.constant_initializer(centre) if identity else v1.variance_scaling_initializer(
-        scale=2.0, mode="fan_in", distribution="truncated_normal")
-    reg = (lambda w: weight_decay * tf.nn.l2_loss(w - centre)) if weight_decay > 0 else None
+def _weights(name, shape, weight_decay):
+    """He-initialised weights, decayed towards zero (weight_decay * l2_loss(w))."""
+    init = v1.variance_scaling_initializer(scale=2.0, mode="fan_in", distribution="truncated_normal")
+    reg = (lambda w: weight_decay * tf.nn.l2_loss(w)) if weight_decay > 0 else None
     return v1.get_variable(name, shape, tf.float32, initializer=init, regularizer=reg)
 
 
@@ -31,11 +27,10 @@ def conv2d(x, filters, kernel=3, stride=1, scope="conv", use_bias=False, weight_
         return y
 
 
-def dense(x, units, scope="dense", use_bias=True, weight_decay=0.0, identity=False):
-    """[B, N] -> [B, units], no activation. identity: the weights start at the
-    identity (units == N: y = x) and weight decay pulls them back to it."""
+def dense(x, units, scope="dense", use_bias=True, weight_decay=0.0):
+    """[B, N] -> [B, units], no activation."""
     with v1.variable_scope(scope):
-        w = _weights("weights", [x.shape[-1], units], weight_decay, identity)
+        w = _weights("weights", [x.shape[-1], units], weight_decay)
         y = tf.matmul(x, w)
         if use_bias:
             y = tf.nn.bias_add(y, v1.get_variable("biases", [units], initializer=v1.zeros_initializer()))

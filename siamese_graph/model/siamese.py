@@ -46,14 +46,12 @@ def towers(image_a, image_b, tower_fn, training, l2_normalize=True):
 
 
 def distance(features_a, features_b, head="absdiff", head_units=128, epsilon=1e-6,
-             weight_decay=0.0, reuse=None, custom_getter=None, head_identity=False):
-    """Dw [B] for pairs of features [B, D] through the chosen head. head_identity:
-    the absdiff head's dense layer starts at the identity (where it equals the
-    Euclidean head) and its weight decay pulls it back there (layers.dense)."""
+             weight_decay=0.0, reuse=None, custom_getter=None):
+    """Dw [B] for pairs of features [B, D] through the chosen head."""
     if head == "absdiff":
         with v1.variable_scope(HEAD_SCOPE, reuse=reuse, custom_getter=custom_getter):
             diff = layers.dense(tf.abs(features_a - features_b), head_units, scope="dense",
-                                weight_decay=weight_decay, identity=head_identity)
+                                weight_decay=weight_decay)
     elif head == "euclidean":
         diff = features_a - features_b
     else:
@@ -62,15 +60,14 @@ def distance(features_a, features_b, head="absdiff", head_units=128, epsilon=1e-
 
 
 def pairwise_distance(features_a, features_b, head="absdiff", head_units=128, epsilon=1e-6,
-                      weight_decay=0.0, reuse=None, head_identity=False):
+                      weight_decay=0.0, reuse=None):
     """Dw [B, B] between every row i of features_a and every row j of features_b,
     through the same head as distance() (the diagonal is distance()'s result)."""
     n = tf.shape(features_a)[0]
     dim = features_a.shape[-1]
     a = tf.reshape(tf.tile(features_a[:, tf.newaxis, :], [1, n, 1]), [-1, dim])
     b = tf.reshape(tf.tile(features_b[tf.newaxis, :, :], [n, 1, 1]), [-1, dim])
-    return tf.reshape(distance(a, b, head, head_units, epsilon, weight_decay, reuse,
-                               head_identity=head_identity), [n, n])
+    return tf.reshape(distance(a, b, head, head_units, epsilon, weight_decay, reuse), [n, n])
 
 
 def contrastive_loss_all_pairs(dw, identity_a, identity_b, margin, active=False):

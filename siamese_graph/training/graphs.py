@@ -72,9 +72,8 @@ def input_dataset(splits, config, data_service=None, counter=None):
                                    config.seed + RECORDS_SEED_STRIDE * i,
                                    shuffle_buffer=config.shuffle_buffer, rotation_deg=config.rotation_deg,
                                    gray_prob=config.gray_prob, lowres_prob=config.lowres_prob,
-                                   saturation=config.saturation, scale_jitter=config.scale_jitter,
-                                   service_shard=bool(data_service), cache=config.cache, counter=counter,
-                                   identity_runs=config.identity_runs, shared_anchors=config.shared_anchors)
+                                   scale_jitter=config.scale_jitter,
+                                   service_shard=bool(data_service), cache=config.cache, counter=counter)
                 for i, s in enumerate(splits)]
     ds = datasets[0] if len(datasets) == 1 else tf.data.Dataset.choose_from_datasets(
         datasets, tf.data.Dataset.range(len(datasets)).repeat())
@@ -121,32 +120,24 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
     Returns:
       A TrainGraph of tensors and ops.
     """
-    tower_fn = nets_factory.network_fn_from_config(config.model_config(), config.weight_decay,
-                                                   config.keep_probability)
+    tower_fn = nets_factory.network_fn_from_config(config.model_config(), config.weight_decay)
     v1.set_random_seed(config.seed)
     global_step = v1.train.get_or_create_global_step()
     with tf.name_scope("inputs"):
         batch = inputs if inputs is not None else build_inputs(splits, config, data_service)
     image_a, image_b, labels = batch["image_a"], batch["image_b"], batch["label"]
-    # with shared anchors pairs 2k and 2k+1 share one render of their anchor: one tower pass
-    anchors = image_a[::2] if config.shared_anchors else image_a
-    features_a, features_b = siamese.towers(anchors, image_b, tower_fn, True, config.l2_normalize)
-    if config.shared_anchors:
-        features_a = tf.repeat(features_a, 2, axis=0)
+    features_a, features_b = siamese.towers(image_a, image_b, tower_fn, True, config.l2_normalize)
     if config.loss_pairs in ("all", "active"):
         all_dw = siamese.pairwise_distance(features_a, features_b, config.head, config.head_units,
-                                           config.epsilon, config.weight_decay,
-                                           head_identity=config.head_identity)
+                                           config.epsilon, config.weight_decay)
         dw = tf.linalg.diag_part(all_dw)  # the batch's own pairs, for the summaries
         loss = siamese.contrastive_loss_all_pairs(all_dw, batch["identity_a"], batch["identity_b"],
                                                   config.margin, active=config.loss_pairs == "active")
     else:
         dw = siamese.distance(features_a, features_b, config.head, config.head_units, config.epsilon,
-                              config.weight_decay, head_identity=config.head_identity)
+                              config.weight_decay)
         loss = siamese.contrastive_loss(dw, labels, config.margin)
-    decoupled = config.weight_decay_mode == "decoupled"
-    regularization = v1.losses.get_regularization_losses()
-    total_loss = loss + tf.add_n([loss * 0] + ([] if decoupled else regularization))
+    total_loss = loss + tf.add_n([loss * 0] + v1.losses.get_regularization_losses())
     if config.lr_schedule == "cyclic":
         # Adam's beta1_power variable starts from beta1, so its initializer reads the step.
         # Initializers run in parallel: on a cluster it could read global_step on the ps
@@ -163,16 +154,11 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
     ema = siamese.moving_averages(config.moving_average_decay, global_step) if config.moving_average_decay else None
     sync_optimizer = None
     if sync_replicas:
-        check_sync_replicas(config)
         optimizer = sync_optimizer = v1.train.SyncReplicasOptimizer(
             optimizer, replicas_to_aggregate=sync_replicas[0], total_num_replicas=sync_replicas[1],
             variable_averages=ema, variables_to_average=v1.trainable_variables() if ema else None)
-    decay = decoupled_decay(regularization, lr) if decoupled else []
-    with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS) + [d for _, d in decay]):
+    with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS)):
         train_op = optimizer.minimize(total_loss, global_step=global_step)
-    if decay:  # AdamW: w_t = w_{t-1} - lr (adam_step + weight_decay w_{t-1}), decay read before the step
-        with tf.control_dependencies([train_op]):
-            train_op = tf.group(*[v.assign_sub(d) for v, d in decay])
     averaged = None
     if ema:
         if not sync_optimizer:  # SyncReplicasOptimizer applies them itself, once an update
@@ -190,26 +176,6 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
         "labels {} distances {}", (labels[:SUMMARY_PAIRS], tf.round(dw[:SUMMARY_PAIRS] * 1000) / 1000)))
     return TrainGraph(global_step, image_a, image_b, labels, loss, total_loss, dw, lr, beta1, train_op,
                       tower_fn, averaged, sync_optimizer)
-
-
-def check_sync_replicas(config):
-    """ArgumentError for a config that synchronous replicas cannot train: with decoupled
-    weight decay each worker's step would decay the shared weights again."""
-    if config.weight_decay_mode == "decoupled" and config.weight_decay > 0:
-        raise ArgumentError("weight_decay_mode", config.weight_decay_mode,
-                            "not supported with synchronous replicas (each worker's step would decay the "
-                            "shared weights again); use l2")
-
-
-def decoupled_decay(regularization, lr):
-    """[(variable, lr * d(regularization)/d(variable))] for AdamW's decoupled weight decay
-    (Loshchilov and Hutter): the layers' regularization losses, weight_decay *
-    l2_loss(w - centre), give each decayed weight's weight_decay * (w - centre)."""
-    if not regularization:
-        return []
-    variables = v1.trainable_variables()
-    grads = tf.gradients(tf.add_n(regularization), variables)
-    return [(v, lr * g) for v, g in zip(variables, grads) if g is not None]
 
 
 def build_validation_graph(split, tower_fn, config, custom_getter=None, num_pairs=2000):

@@ -5,7 +5,7 @@ import math
 
 import tensorflow as tf
 
-from siamese_graph.data import pairs, preprocessing
+from siamese_graph.data import preprocessing
 from siamese_graph.errors import ArgumentError
 from siamese_graph.model import siamese
 from siamese_graph.model.nets import nets_factory
@@ -27,7 +27,6 @@ LOSS_PAIRS = ("given", "all", "active")  # TrainConfig.loss_pairs
 MIXED_PRECISION = ("auto", "none", "bfloat16")  # TrainConfig.mixed_precision
 
 
-WEIGHT_DECAY_MODES = ("l2", "decoupled")  # TrainConfig.weight_decay_mode
 
 
 def _field(default, help_text, choices=None):
@@ -42,8 +41,6 @@ class TrainConfig:
     net: str = _field("convnet", "Tower.", sorted(nets_factory.NETS))
     head: str = _field("absdiff", "absdiff: |f_a - f_b| -> dense; euclidean: ||f_a - f_b||.", list(siamese.HEADS))
     head_units: int = _field(128, "absdiff head: units of the dense layer.")
-    head_identity: bool = _field(False, "absdiff head: start the dense layer at the identity (the Euclidean "
-                                 "head) and decay its weights towards it instead of towards zero.")
     l2_normalize: bool = _field(True, "L2-normalize tower features (fixes the margin's scale).")
     convnet_width: float = _field(1.0, "convnet: filter multiplier (1: 16-32-64-128, 2: 32-64-128-256).")
     convnet_embedding: int = _field(0, "convnet: a linear dense embedding of this size on top (0: the conv "
@@ -59,14 +56,8 @@ class TrainConfig:
                                          "and inference; 0: off.")
     # the objective
     margin: float = _field(1.0, "Contrastive-loss margin m (> 0).")
-    weight_decay: float = _field(0.0, "Weight decay of the conv and dense weights (0: none); how it applies: "
-                                 "--weight_decay_mode.")
-    weight_decay_mode: str = _field("l2", "l2: weight_decay * l2_loss(w) added to the loss (TF-Slim's and "
-                                    "FaceNet's; Adam then rescales its gradient like any other); decoupled: "
-                                    "AdamW's decay, w -= learning_rate * weight_decay * w after each Adam step "
-                                    "(values near 0.1-1, not 1e-4).", list(WEIGHT_DECAY_MODES))
-    keep_probability: float = _field(1.0, "convnet: in training, keep each flattened conv feature with "
-                                     "this probability (dropout before the embedding; 1: off).")
+    weight_decay: float = _field(0.0, "Weight decay of the conv and dense weights (0: none): weight_decay * "
+                                 "l2_loss(w) added to the loss, as TF-Slim and FaceNet do.")
     loss_pairs: str = _field("given", "given: the contrastive loss over the batch's pairs; all: over every "
                              "(image_a[i], image_b[j]) pair of the batch, labelled by identity, same and "
                              "different pairs averaged apart (siamese.contrastive_loss_all_pairs); "
@@ -79,16 +70,10 @@ class TrainConfig:
     scale_jitter: float = _field(preprocessing.SCALE_JITTER, "With --augment: each crop box scaled by a random "
                                  "factor in [1 - this, 1 + this] (zoom in and out).")
     gray_prob: float = _field(0.0, "With --augment: chance an image is made grayscale.")
-    saturation: float = _field(0.0, "With --augment: colour jitter, each image's saturation scaled by a "
-                               "factor in [1 - this, 1 + this] (0: off).")
     lowres_prob: float = _field(0.0, "With --augment: chance an image is made low-resolution (1/2 or 1/4 "
                                 "of the side and back).")
     shuffle_buffer: int = _field(2048, "Records in the record-level shuffle buffer.")
     cache: bool = _field(False, "Decode each training photo once and make pairs in memory (pairs.py).")
-    identity_runs: int = _field(1, "With --cache: up to this many pairs of one identity side by side in a "
-                                   "batch, so the all-pairs loss sees more same-person pairs (1: shuffled apart).")
-    shared_anchors: bool = _field(False, "With --cache: one render of each anchor for its same and its different "
-                                         "pair, and one tower pass on it: 3/4 of the tower's work a step.")
     seed: int = _field(0, "Seed for shuffling, pairing, augmentation and initial weights.")
     # the arithmetic
     mixed_precision: str = _field("auto", "bfloat16: grappler's oneDNN auto mixed precision computes the "
@@ -147,9 +132,6 @@ class TrainConfig:
             raise ArgumentError("head_units", self.head_units, "must be at least 1")
         if self.weight_decay < 0:
             raise ArgumentError("weight_decay", self.weight_decay, "must be >= 0")
-        if self.weight_decay_mode not in WEIGHT_DECAY_MODES:
-            raise ArgumentError("weight_decay_mode", self.weight_decay_mode,
-                                "choose from %s" % ", ".join(WEIGHT_DECAY_MODES))
         if self.batch_size < 2 or self.batch_size % 2:
             raise ArgumentError("batch_size", self.batch_size, "must be even and at least 2 (half same, "
                                 "half different pairs)")
@@ -157,16 +139,15 @@ class TrainConfig:
             raise ArgumentError("batch_size", self.batch_size, "at most %d pairs a step" % MAX_BATCH_SIZE)
         if not 1 <= self.image_size <= MAX_IMAGE_SIZE:
             raise ArgumentError("image_size", self.image_size, "must be in 1..%d pixels" % MAX_IMAGE_SIZE)
-        for name in ("gray_prob", "lowres_prob", "saturation"):
+        for name in ("gray_prob", "lowres_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ArgumentError(name, getattr(self, name), "must be in [0, 1]")
         if not 0 <= self.scale_jitter < 1:
             raise ArgumentError("scale_jitter", self.scale_jitter, "must be in [0, 1)")
-        pairs.check_cache_options(self.cache, self.identity_runs, self.shared_anchors)
         if self.shuffle_buffer < 1:
             raise ArgumentError("shuffle_buffer", self.shuffle_buffer, "must be at least 1")
         preprocessing.parse_crop(self.crop)
-        nets_factory.network_fn_from_config(self.model_config(), keep_probability=self.keep_probability)
+        nets_factory.network_fn_from_config(self.model_config())
 
 
     def check_memory(self, total_bytes):

@@ -18,11 +18,9 @@ LAST_FILTERS = 64
 MIN_IMAGE_SIZE = 16
 
 
-def convnet(images, training, weight_decay=0.0, width=1.0, embedding_size=0, keep_probability=1.0):
+def convnet(images, training, weight_decay=0.0, width=1.0, embedding_size=0):
     """[B, S, S, 3] float -> [B, (S/16)^2 * 64] float (1024 at S=64), or with
-    embedding_size > 0 a linear dense layer on top: [B, embedding_size].
-    keep_probability < 1: in training, dropout on the flattened conv features
-    (before the embedding), as FaceNet's --keep_probability before its bottleneck."""
+    embedding_size > 0 a linear dense layer on top: [B, embedding_size]."""
     x = images
     for i, filters in enumerate(FILTERS):
         x = layers.conv2d(x, max(1, int(filters * width)), 3, scope="conv%d" % (i + 1), weight_decay=weight_decay)
@@ -31,8 +29,6 @@ def convnet(images, training, weight_decay=0.0, width=1.0, embedding_size=0, kee
     x = layers.conv2d(x, LAST_FILTERS, 3, scope="conv5", weight_decay=weight_decay)
     x = tf.nn.relu(layers.batch_norm(x, training, scope="bn5"))
     x = layers.flatten(x)
-    if training and keep_probability < 1:
-        x = tf.nn.dropout(x, rate=1 - keep_probability)
     if embedding_size:  # linear: ReLU features alone live in the positive orthant
         x = layers.dense(x, embedding_size, scope="embedding", weight_decay=weight_decay)
     return x

@@ -25,11 +25,10 @@ LEGACY_DEFAULTS = {"convnet_width": 1.0, "convnet_embedding": 0, "moving_average
 
 
 def get_network_fn(name, image_size, weight_decay=0.0, convnet_width=1.0, convnet_embedding=0,
-                   embedding_size=32, growth_rate=32, theta=0.5, keep_probability=1.0):
+                   embedding_size=32, growth_rate=32, theta=0.5):
     """Returns tower(images [B, S, S, 3], training: bool) -> features [B, D].
 
-    convnet_width, convnet_embedding and keep_probability (dropout in training;
-    a training setting, not in model.json) go to convnet; embedding_size,
+    convnet_width and convnet_embedding go to convnet; embedding_size,
     growth_rate and theta to densenet121. Raises ArgumentError for an unknown name or an
     image size the net cannot take.
     """
@@ -39,24 +38,19 @@ def get_network_fn(name, image_size, weight_decay=0.0, convnet_width=1.0, convne
     if image_size < min_size or image_size % multiple:
         raise ArgumentError("image_size", image_size, "too small or not a multiple of %d for net %s "
                             "(at least %d)" % (multiple, name, min_size))
-    if not 0 < keep_probability <= 1:
-        raise ArgumentError("keep_probability", keep_probability, "must be in (0, 1]")
     if name == "densenet121":
-        if keep_probability < 1:
-            raise ArgumentError("keep_probability", keep_probability, "dropout is a convnet option")
         if not 0 < theta <= 1:
             raise ArgumentError("theta", theta, "the compression factor must be in (0, 1]")
         kwargs = {"growth_rate": growth_rate, "theta": theta, "embedding_size": embedding_size}
     else:
-        kwargs = {"width": convnet_width, "embedding_size": convnet_embedding,
-                  "keep_probability": keep_probability}
+        kwargs = {"width": convnet_width, "embedding_size": convnet_embedding}
     return functools.partial(fn, weight_decay=weight_decay, **kwargs)
 
 
-def network_fn_from_config(config, weight_decay=0.0, keep_probability=1.0):
+def network_fn_from_config(config, weight_decay=0.0):
     """The tower of a model config with every MODEL_KEYS entry (traindir.load_config
     fills the ones older model.json files lack); see get_network_fn."""
     c = config
     return get_network_fn(c["net"], c["image_size"], weight_decay, convnet_width=c["convnet_width"],
                           convnet_embedding=c["convnet_embedding"], embedding_size=c["embedding_size"],
-                          growth_rate=c["growth_rate"], theta=c["theta"], keep_probability=keep_probability)
+                          growth_rate=c["growth_rate"], theta=c["theta"])
