@@ -39,8 +39,7 @@ def main(argv):
         for x, y in e["points"].values():
             d.ellipse([x - 2 * w, y - 2 * w, x + 2 * w, y + 2 * w], fill=(0, 255, 0))
         im.thumbnail((178, H))
-        out = Image.open(os.path.join(FLAGS.aligned_dir, align_folder.output_name(
-            type("P", (), {"relname": e["photo"]}), m["layout"])))
+        out = Image.open(os.path.join(FLAGS.aligned_dir, e["output"]))
         x0, y0 = (k % 4) * cell_w, (k // 4) * H
         grid.paste(im, (x0 + (178 - im.width) // 2, y0 + (H - im.height) // 2))
         grid.paste(out, (x0 + 178, y0))

@@ -1,8 +1,9 @@
 r"""Runs a tf.data service dispatcher or worker: the pair graph on other machines' CPUs.
 
   python -m siamese_graph.data_service --role=dispatcher --port=5000 \
-      --worker_addresses=host1:5001,host2:5001
-  python -m siamese_graph.data_service --role=worker --port=5001 --dispatcher=host0:5000
+      --worker_addresses=host1:5001,host2:5001 --listen_on_every_interface
+  python -m siamese_graph.data_service --role=worker --port=5001 --dispatcher=host0:5000 \
+      --listen_on_every_interface
   python -m siamese_graph.train --flagfile=train.flags --data_service=grpc://host0:5000 ...
 
 TensorFlow's own servers (tf.data.experimental.service.DispatchServer and
@@ -26,13 +27,18 @@ import time
 import tensorflow as tf
 from absl import flags, logging
 
-from siamese_graph import common_flags, fileio
+from siamese_graph import common_flags, fileio, netns
 from siamese_graph.errors import UserError
 from siamese_graph.training import cluster
 
 flags.DEFINE_enum("role", None, ["dispatcher", "worker"], "Which server this process runs.")
-flags.DEFINE_integer("port", None, "Port to listen on (binds every interface unless "
-                     "--worker_address/--dispatcher say otherwise; tests use 127.0.0.1).")
+flags.DEFINE_integer("port", None, "Port to listen on, on EVERY network interface of this machine: "
+                     "TensorFlow's servers have no bind address and no authentication (see "
+                     "--listen_on_every_interface).")
+flags.DEFINE_bool("listen_on_every_interface", False, "Required to start a server outside "
+                  "bin/train_data_service: the server listens on every interface, reachable by anyone "
+                  "who can reach this machine, with no authentication. Use it on a private network "
+                  "only (docs/scaling.md). bin/train_data_service runs its servers loopback-only.")
 flags.DEFINE_string("worker_addresses", None, "Dispatcher: every worker's host:port, comma-separated "
                     "(static sharding needs the full list).")
 flags.DEFINE_string("dispatcher", None, "Worker: the dispatcher's host:port.")
@@ -78,6 +84,11 @@ def main(argv):
     del argv
     if not FLAGS.role or not FLAGS.port:
         raise UserError("--role and --port are required")
+    launched = os.environ.get(netns.INSIDE_ENV) or os.environ.get(netns.ALLOW_ALL_ENV)
+    if not (FLAGS.listen_on_every_interface or launched):
+        raise UserError("a tf.data service server listens on every network interface, with no authentication "
+                        "(TensorFlow has no bind address): pass --listen_on_every_interface to start it on a "
+                        "private network, or run bin/train_data_service, which keeps its servers loopback-only")
     if FLAGS.role == "dispatcher" and not FLAGS.worker_addresses:
         raise UserError("--worker_addresses is required for the dispatcher (static sharding needs the list)")
     if FLAGS.role == "worker" and not FLAGS.dispatcher:

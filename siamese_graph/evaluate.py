@@ -200,6 +200,8 @@ def main(argv):
     sources = [bool(FLAGS.pairs), bool(FLAGS.records_dir), bool(FLAGS.folder)]
     if sum(sources) != 1:
         raise UserError("give one of --pairs, --records_dir or --folder")
+    if FLAGS["kshot"].present and FLAGS.kshot < 1:
+        raise UserError("--kshot=%d: must be at least 1 (photos enrolled per identity in each episode)" % FLAGS.kshot)
     if FLAGS.folder and not FLAGS.kshot:
         raise UserError("--folder goes with --kshot (verification pairs come from --pairs or --records_dir)")
     split = FLAGS.split or DEFAULT_SPLIT

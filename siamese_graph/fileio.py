@@ -190,6 +190,7 @@ def exclusive(folder, what):
     created = not os.path.exists(folder)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, LOCK_FILE)
+    new_lock = not os.path.exists(path)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -198,15 +199,20 @@ def exclusive(folder, what):
         os.close(fd)
         raise DataError("%s: another %s is writing here (pid %s); wait for it to end or use another folder"
                         % (folder, what, holder))
+    refused = True
     try:
         os.ftruncate(fd, 0)
         os.write(fd, b"%d\n" % os.getpid())
         yield
+        refused = False
     finally:
         os.close(fd)
         if created and os.listdir(folder) == [LOCK_FILE]:  # a refused run leaves nothing behind
             os.remove(path)
             os.rmdir(folder)
+        elif refused and new_lock:  # nor a lock file in a folder that had none
+            with contextlib.suppress(OSError):
+                os.remove(path)
 
 
 def check_output_outside(data_dir, out_dir, name="output_dir", data_name="data_dir"):

@@ -253,3 +253,43 @@ def test_make_records_aligns_in_the_wild_photos_through_the_same_code(tmp_path):
     assert m["counts"]["no_face"] == 1
     for n in WILD:  # the same aligned faces siamese-align writes
         assert Image.open(out / "aligned" / "img_align_celeba" / n).size == (178, 218)
+
+
+def test_align_never_writes_into_a_folder_it_did_not_write(tmp_path):
+    """An output folder holding someone else's files (an identity file, photos) is
+    refused, --overwrite or not, and left as it was."""
+    src = _wild_subset(tmp_path / "wild", WILD[:1], extra_blank=False)
+    out = tmp_path / "theirs"
+    (out / "img_align_celeba").mkdir(parents=True)
+    (out / "identity_CelebA.txt").write_text("mine 1\n")
+    (out / "img_align_celeba" / WILD[0]).write_bytes(b"my photo")
+    for extra in ([], ["--overwrite"]):
+        r = cli("siamese_graph.align", "--data_dir=%s" % src, "--output_dir=%s" % out, "--num_workers=1", *extra)
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.returncode == 1 and last == ("error: %s holds files siamese-align did not write "
+                                              "(identity_CelebA.txt, img_align_celeba): choose another output folder"
+                                              % out), last
+    assert (out / "identity_CelebA.txt").read_text() == "mine 1\n"
+    assert (out / "img_align_celeba" / WILD[0]).read_bytes() == b"my photo"
+    assert sorted(os.listdir(out)) == ["identity_CelebA.txt", "img_align_celeba"]  # no lock, config or journal left
+
+
+def test_two_photos_differing_only_in_extension_are_both_kept(tmp_path):
+    """pA/x.jpg and pA/x.png: two aligned photos (x.jpg, x.png.jpg), each in the manifest
+    with its own output, none lost; 1000 workers asked for, as many as the CPUs run."""
+    wild = os.path.join(shared("celeba-mini-wild"), "img_celeba")
+    src = tmp_path / "people"
+    (src / "pA").mkdir(parents=True)
+    shutil.copy(os.path.join(wild, WILD[0]), src / "pA" / "x.jpg")
+    Image.open(os.path.join(wild, WILD[1])).save(src / "pA" / "x.png")
+    out = tmp_path / "aligned"
+    r = cli("siamese_graph.align", "--dataset=folder", "--data_dir=%s" % src, "--output_dir=%s" % out,
+            "--test_fraction=0", "--num_workers=1000")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "workers, not 1000" in r.stderr
+    m = json.load(open(out / "align_manifest.json"))
+    outputs = {e["photo"]: e["output"] for e in m["photos"] if e["status"] == "aligned"}
+    assert outputs == {os.path.join("pA", "x.jpg"): os.path.join("pA", "x.jpg"),
+                       os.path.join("pA", "x.png"): os.path.join("pA", "x.png.jpg")}
+    a, b = (np.asarray(Image.open(out / o)).astype(int) for o in sorted(outputs.values()))
+    assert np.abs(a - b).mean() > 10  # two different faces, both on disk

@@ -23,7 +23,8 @@ def service():
     """A dispatcher and 2 workers, one process each, on 127.0.0.1 free ports; all reaped."""
     ports = cluster.free_ports(3)
     workers = ["127.0.0.1:%d" % p for p in ports[1:]]
-    base = [sys.executable, "-m", "siamese_graph.data_service", "--parent_pid=%d" % os.getpid()]
+    base = [sys.executable, "-m", "siamese_graph.data_service", "--parent_pid=%d" % os.getpid(),
+            "--listen_on_every_interface"]
     cmds = [base + ["--role=dispatcher", "--port=%d" % ports[0], "--worker_addresses=%s" % ",".join(workers)]]
     cmds += [base + ["--role=worker", "--port=%d" % ports[1 + i], "--dispatcher=127.0.0.1:%d" % ports[0],
                      "--worker_address=%s" % w] for i, w in enumerate(workers)]
@@ -167,7 +168,8 @@ def test_unreachable_service_is_one_line(six_shard_records, tmp_path):
 def test_a_worker_without_its_dispatcher_gives_up_in_bounded_time_and_on_sigterm(tmp_path):
     ports = cluster.free_ports(2)
     env = dict(os.environ, PYTHONPATH=REPO)
-    cmd = [sys.executable, "-m", "siamese_graph.data_service", "--role=worker", "--port=%d" % ports[0],
+    cmd = [sys.executable, "-m", "siamese_graph.data_service", "--listen_on_every_interface", "--role=worker",
+           "--port=%d" % ports[0],
            "--dispatcher=127.0.0.1:%d" % ports[1]]
     start = time.time()
     r = subprocess.run(cmd + ["--dispatcher_wait_seconds=3"], cwd=REPO, env=env, capture_output=True, text=True,
@@ -196,3 +198,27 @@ def test_train_refuses_a_server_that_is_not_a_dispatcher_before_writing(six_shar
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "not a tf.data service dispatcher" in r.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "r").exists()  # nothing written (no model.ckpt-0)
+
+
+def test_a_server_starts_only_when_told_it_listens_on_every_interface(monkeypatch):
+    """TensorFlow's servers bind every interface with no authentication: the command
+    refuses to start one unless --listen_on_every_interface says the user knows
+    (bin/train_data_service's loopback-only namespace says it for its own)."""
+    from siamese_graph import netns
+
+    monkeypatch.delenv(netns.INSIDE_ENV, raising=False)
+    monkeypatch.delenv(netns.ALLOW_ALL_ENV, raising=False)
+    port = cluster.free_ports(1)[0]
+    r = cli("siamese_graph.data_service", "--role=worker", "--port=%d" % port, "--dispatcher=127.0.0.1:1")
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 1 and last.startswith("error: a tf.data service server listens on every network interface")
+    assert "--listen_on_every_interface" in last and "bin/train_data_service" in last
+    # the control: with the flag it goes on to wait for its dispatcher (and gives up, bounded)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        r = cli("siamese_graph.data_service", "--role=worker", "--port=%d" % port, "--dispatcher=127.0.0.1:1",
+                "--listen_on_every_interface", "--dispatcher_wait_seconds=0.5")
+    finally:  # the command's own stop handlers, not this test process's
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert r.returncode == 1 and "no tf.data service dispatcher answered within 0.5 s" in r.stderr.strip().splitlines()[-1]

@@ -359,3 +359,15 @@ def test_degrade_equals_evaluating_converted_photos(trained, tmp_path):
     r = cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % train_dir, "--pairs=%s" % (tmp_path / "a.txt"),
                 "--degrade=sepia")
     assert r.returncode == 1 and "--degrade=sepia: expected grayscale" in r.stderr.strip().splitlines()[-1]
+
+
+def test_kshot_must_be_at_least_one(tiny_model, tmp_path):
+    people = make_people(tmp_path / "people", 0, 3, 3)
+    for k in ("0", "-2"):
+        r = cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % tiny_model, "--folder=%s" % people,
+                "--kshot=%s" % k)
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.returncode == 1 and last.startswith("error: --kshot=%s: must be at least 1" % k), last
+    # the control: without --kshot, --folder is refused for what it lacks
+    r = cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % tiny_model, "--folder=%s" % people)
+    assert "--folder goes with --kshot" in r.stderr.strip().splitlines()[-1]

@@ -14,3 +14,13 @@ def test_progress_logs_rate_and_eta(monkeypatch):
     quiet = Progress(10, "photos", every_seconds=60)
     quiet.update(3)
     assert len(lines) == 1  # not every item: every few seconds
+
+
+def test_worker_count_is_capped_by_tasks_and_cpus(monkeypatch):
+    from siamese_graph import progress
+
+    monkeypatch.setattr(progress.os, "cpu_count", lambda: 2)
+    assert progress.worker_count(1000, 50, "x") == 2
+    assert progress.worker_count(1000, 1, "x") == 1
+    assert progress.worker_count(2, 50, "x") == 2
+    assert progress.worker_count(1, 0, "x") == 1  # at least one

@@ -145,3 +145,13 @@ def test_a_jpeg_over_the_served_limit_is_refused_from_its_header():
     data[sof + 5:sof + 9] = struct.pack(">HH", 20000, 20000)  # SOF0: height, width
     with pytest.raises(tf.errors.InvalidArgumentError, match="over the served limit"):
         _decode_all([bytes(data)])
+
+
+def test_phone_face_reads_the_crop_as_the_export_stores_it():
+    """tflite/preprocessing.json stores the crop as an object (top, left, height,
+    width, units): the phone reference takes it as the phone reads it."""
+    rgb = np.random.RandomState(2).randint(0, 256, (218, 178, 3)).astype(np.uint8)
+    box = preprocessing.parse_crop("celeba")
+    stored = {"top": box[0], "left": box[1], "height": box[2], "width": box[3],
+              "units": "fractions of the photo's height and width"}
+    assert np.array_equal(phone.phone_face(rgb, stored, 48), phone.phone_face(rgb, box, 48))

@@ -28,6 +28,7 @@ from siamese_graph import errors, fileio
 from siamese_graph.data import photos as photo_files
 from siamese_graph.data import records
 from siamese_graph.errors import DataError
+from siamese_graph.progress import worker_count
 
 PROGRESS_DIR = ".progress"
 # What make_records writes in an output folder: the only names --overwrite removes.
@@ -258,7 +259,8 @@ def convert(listing, out_dir, num_shards=16, num_workers=2, seed=0, overwrite=Fa
     progress.start()
     start = time.time()
     try:
-        if num_workers <= 1 or len(tasks) <= 1:
+        num_workers = worker_count(num_workers, len(tasks), "make_records")
+        if num_workers <= 1:
             _init_worker(counter)
             results = [write_shard(t) for t in tasks]
         else:

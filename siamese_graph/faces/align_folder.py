@@ -13,6 +13,7 @@ temporary name and renamed; each outcome is appended to a hidden journal as it
 arrives, so a killed run resumes where it stopped, and a finished run is
 complete already when run again with the same inputs and settings.
 """
+import collections
 import io
 import json
 import multiprocessing
@@ -27,7 +28,7 @@ from siamese_graph.data import photos
 from siamese_graph.data.datasets import celeba, folder
 from siamese_graph.errors import DataError
 from siamese_graph.faces import align
-from siamese_graph.progress import Progress
+from siamese_graph.progress import Progress, worker_count
 
 MANIFEST = "align_manifest.json"
 JOURNAL = ".align-journal.jsonl"
@@ -44,10 +45,20 @@ def read_source(data_dir, layout, allow_missing=False, val_fraction=0.0, test_fr
     return folder.read(data_dir, val_fraction, test_fraction, seed)
 
 
-def output_name(photo, layout):
-    """The aligned photo's path relative to the output folder (always a .jpg)."""
-    stem = os.path.splitext(photo.relname)[0] + ".jpg"
-    return os.path.join(celeba.IMAGES, stem) if layout == "celeba" else stem
+def output_names(photos, layout):
+    """{relname: the aligned photo's path relative to the output folder} (always a .jpg):
+    the photo's name with .jpg for its extension, or, where two photos of a folder
+    differ only in extension (x.jpg, x.png), the whole name plus .jpg for all but
+    the one already named so (x.jpg, x.png.jpg): no photo overwrites another."""
+    plain = {p.relname: os.path.splitext(p.relname)[0] + ".jpg" for p in photos}
+    taken = collections.Counter(plain.values())
+    names = {}
+    for p in photos:
+        name = plain[p.relname]
+        if taken[name] > 1 and p.relname != name:
+            name = p.relname + ".jpg"
+        names[p.relname] = os.path.join(celeba.IMAGES, name) if layout == "celeba" else name
+    return names
 
 
 _DETECTOR = None
@@ -60,8 +71,9 @@ def _init_worker(min_confidence, max_side):
 
 
 def align_one(task):
-    """(source path, output path, relname, jpeg quality) -> the manifest entry of one photo."""
-    src, dst, relname, quality = task
+    """(source path, output path, relname, output relname, jpeg quality) -> the manifest
+    entry of one photo."""
+    src, dst, relname, output, quality = task
     entry = {"photo": relname}
     try:
         _, im, _ = photos.read(src)
@@ -79,7 +91,7 @@ def align_one(task):
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     with fileio.atomic_write(dst, "wb") as f:
         f.write(buf.getvalue())
-    entry.update(status="aligned", faces=len(faces), why=align.kept_reason(len(faces)), **align.describe(faces[0]))
+    entry.update(status="aligned", output=output, faces=len(faces), why=align.kept_reason(len(faces)), **align.describe(faces[0]))
     return entry
 
 
@@ -120,6 +132,10 @@ def align_listing(listing, out_dir, layout, num_workers=2, min_confidence=align.
               "jpeg_quality": jpeg_quality, "template": template["points"].tolist(),
               "photos": len(listing.photos)}
     config_path, journal_path = os.path.join(out_dir, CONFIG), os.path.join(out_dir, JOURNAL)
+    foreign = sorted(n for n in os.listdir(out_dir) if n != fileio.LOCK_FILE) if not os.path.isfile(config_path) else []
+    if foreign:  # a folder siamese-align did not write: never write into it, --overwrite or not
+        raise DataError("%s holds files siamese-align did not write (%s%s): choose another output folder"
+                        % (out_dir, ", ".join(foreign[:3]), ", ..." if len(foreign) > 3 else ""))
     if os.path.isfile(config_path) and not overwrite:
         with open(config_path) as f:
             if json.load(f) != json.loads(json.dumps(config)):
@@ -128,14 +144,15 @@ def align_listing(listing, out_dir, layout, num_workers=2, min_confidence=align.
         os.remove(journal_path)
     fileio.write_json(config_path, config)
     done = _read_journal(journal_path)
-    tasks = []
+    tasks, names = [], output_names(listing.photos, layout)
     for p in listing.photos:
-        dst = os.path.join(out_dir, output_name(p, layout))
+        dst = os.path.join(out_dir, names[p.relname])
         prior = done.get(p.relname)
         if prior and (prior["status"] != "aligned" or os.path.isfile(dst)):
             continue
         done.pop(p.relname, None)
-        tasks.append((p.path, dst, p.relname, jpeg_quality))
+        tasks.append((p.path, dst, p.relname, names[p.relname], jpeg_quality))
+    num_workers = worker_count(num_workers, len(tasks), "siamese-align")
     logging.info("%s: %d photos to align (%d done by an earlier run), %d workers",
                  out_dir, len(tasks), len(done), num_workers)
     start, progress = time.time(), Progress(len(tasks), "photos aligned")
@@ -147,7 +164,7 @@ def align_listing(listing, out_dir, layout, num_workers=2, min_confidence=align.
                 pool = None
             else:
                 pool = multiprocessing.get_context("spawn").Pool(
-                    min(num_workers, len(tasks)), initializer=_init_worker, initargs=(min_confidence, max_side))
+                    num_workers, initializer=_init_worker, initargs=(min_confidence, max_side))
                 results = pool.imap_unordered(align_one, tasks, chunksize=2)
             try:
                 for k, entry in enumerate(results, 1):
@@ -165,13 +182,14 @@ def align_listing(listing, out_dir, layout, num_workers=2, min_confidence=align.
 
 def _finish(listing, out_dir, layout, done, config, aligned_now, elapsed):
     entries = [done[p.relname] for p in listing.photos]
+    names = output_names(listing.photos, layout)
     counts = {s: sum(e["status"] == s for e in entries) for s in ("aligned", "no_face", "unusable")}
     counts["several_faces"] = sum(e.get("faces", 0) > 1 for e in entries)
     if layout == "celeba":
         aligned = [(p, e) for p, e in zip(listing.photos, entries) if e["status"] == "aligned"]
-        ids = "".join("%s %s\n" % (os.path.basename(output_name(p, layout)), p.identity_name) for p, _ in aligned)
+        ids = "".join("%s %s\n" % (os.path.basename(names[p.relname]), p.identity_name) for p, _ in aligned)
         codes = {v: k for k, v in celeba.PARTITIONS.items()}
-        parts = "".join("%s %s\n" % (os.path.basename(output_name(p, layout)), codes[p.split]) for p, _ in aligned)
+        parts = "".join("%s %s\n" % (os.path.basename(names[p.relname]), codes[p.split]) for p, _ in aligned)
         fileio.write_text(os.path.join(out_dir, celeba.IDENTITY_FILE), ids)
         fileio.write_text(os.path.join(out_dir, celeba.PARTITION_FILE), parts)
     manifest = {"source": listing.source, "layout": layout, "settings": {k: config[k] for k in (

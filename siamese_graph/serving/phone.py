@@ -11,7 +11,8 @@ def phone_face(rgb, crop, image_size):
 
     Args:
       rgb: uint8 [H, W, 3] decoded photo (RGB; a grayscale photo repeated in 3 channels).
-      crop: (top, left, height, width) fractions of the photo (preprocessing.parse_crop).
+      crop: (top, left, height, width) fractions of the photo (preprocessing.parse_crop), or
+        the crop object of the export's tflite/preprocessing.json.
       image_size: S, the model's input side (model.json's image_size).
     Returns:
       float32 [S, S, 3] in [0, 1]: the crop box sampled bilinearly on an S x S grid
@@ -20,6 +21,8 @@ def phone_face(rgb, crop, image_size):
       outside the photo are 0), divided by 255. This is tf.image.crop_and_resize's
       rule, written in numpy so that it can be ported line by line.
     """
+    if isinstance(crop, dict):  # as the export's tflite/preprocessing.json stores it
+        crop = (crop["top"], crop["left"], crop["height"], crop["width"])
     img = np.asarray(rgb, np.float32)
     h, w = img.shape[:2]
     t, l, bh, bw = [float(v) for v in crop]

@@ -1,0 +1,44 @@
+"""embed: an output set (embeddings.npy, embeddings.tsv, metadata.tsv) is written
+whole or not at all."""
+import errno
+import os
+
+import numpy as np
+
+from siamese_graph import fileio
+from tests.conftest import SYNTHETIC, cli, make_people
+
+OUTPUTS = ("embeddings.npy", "embeddings.tsv", "metadata.tsv")
+
+
+def test_a_full_disk_keeps_the_earlier_set_whole(tiny_model, tmp_path, monkeypatch):
+    small = make_people(tmp_path / "small", 0, 2, 2)
+    big = make_people(tmp_path / "big", 5, 4, 3)
+    out = tmp_path / "out"
+    args = [*SYNTHETIC, "--checkpoint_dir=%s" % tiny_model, "--output_dir=%s" % out]
+    r = cli("siamese_graph.embed", *args, "--folder=%s" % small)
+    assert r.returncode == 0, r.stderr[-2000:]
+    before = {n: (out / n).read_bytes() for n in OUTPUTS}
+    assert np.load(out / "embeddings.npy").shape[0] == 4
+    # the disk fills while the second of the three files is written
+    real_open, opened = fileio.open_file, []
+
+    def filling(path, mode="r"):
+        if "w" in mode:
+            opened.append(path)
+            if len(opened) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device", path)
+        return real_open(path, mode)
+
+    monkeypatch.setattr(fileio, "open_file", filling)
+    r = cli("siamese_graph.embed", *args, "--folder=%s" % big)
+    monkeypatch.undo()
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error: no space left on device")
+    assert {n: (out / n).read_bytes() for n in OUTPUTS} == before  # the earlier set, whole
+    assert sorted(os.listdir(out)) == sorted(OUTPUTS)  # no temporary file left
+    # the control: with room, the new set replaces the old one whole
+    r = cli("siamese_graph.embed", *args, "--folder=%s" % big)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = np.load(out / "embeddings.npy").shape[0]
+    assert rows == 12 == len((out / "embeddings.tsv").read_text().splitlines())
+    assert len((out / "metadata.tsv").read_text().splitlines()) == rows + 1  # its header
