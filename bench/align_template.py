@@ -28,7 +28,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     files = sorted(glob.glob(os.path.join(FLAGS.data_dir, "img_align_celeba", "*.jpg")))[:FLAGS.num]
-    det = align.Detector(min_confidence=0.9, max_side=0)
+    det = align.Detector(min_confidence=0.9, max_side=align.MAX_DETECT_SIDE)
     pts, boxes, none, several = [], [], 0, 0
     for f in files:
         im = Image.open(f).convert("RGB")

@@ -25,8 +25,9 @@ from siamese_graph.faces import align, align_folder
 common_flags.declare("output_dir", "seed", "overwrite", "dataset", "data_dir", "num_workers", "allow_missing",
                      "val_fraction", "test_fraction", "jpeg_quality")
 flags.DEFINE_float("min_confidence", align.DEFAULT_MIN_CONFIDENCE, "MTCNN faces below this confidence do not count.")
-flags.DEFINE_integer("max_side", align.DEFAULT_MAX_SIDE, "Detect on photos downscaled to this longer side "
-                     "(0: full size); the warp always reads the full-size photo.")
+flags.DEFINE_integer("max_side", align.DEFAULT_MAX_SIDE, "Detect on photos downscaled to this longer side, "
+                     "48..%d (detection's memory grows with the square of it); the warp always reads the "
+                     "full-size photo." % align.MAX_DETECT_SIDE)
 FLAGS = flags.FLAGS
 
 
@@ -38,8 +39,9 @@ def main(argv):
         raise UserError("--num_workers=%d: must be at least 1" % FLAGS.num_workers)
     if not 0 <= FLAGS.min_confidence <= 1:
         raise UserError("--min_confidence=%g: must be in [0, 1]" % FLAGS.min_confidence)
-    if FLAGS.max_side != 0 and FLAGS.max_side < 48:
-        raise UserError("--max_side=%d: must be 0 (full size) or at least 48" % FLAGS.max_side)
+    if not 48 <= FLAGS.max_side <= align.MAX_DETECT_SIDE:
+        raise UserError("--max_side=%d: must be in 48..%d (detection's memory grows with the photo's area: a "
+                        "72-megapixel photo at full size took over 6 GB)" % (FLAGS.max_side, align.MAX_DETECT_SIDE))
     if not 1 <= FLAGS.jpeg_quality <= 100:
         raise UserError("--jpeg_quality=%d: must be in 1..100" % FLAGS.jpeg_quality)
     data_dir = os.path.abspath(FLAGS.data_dir)

@@ -61,7 +61,9 @@ flags.DEFINE_float("min_face_probability", 0.5, "A photo whose face box MTCNN's 
 # Photos and files
 flags.DEFINE_string("pairs", None, "A pairs file: `path_a path_b label [fold]` lines (evaluate; or LFW's "
                     "pairs.txt with --pairs_format=lfw); score reads `path_a path_b` and ignores the rest.")
-flags.DEFINE_string("image_root", "", "Folder the pairs file's relative photo paths are under.")
+flags.DEFINE_string("image_root", "", "Folder the pairs file's relative photo paths are under. It does not "
+                    "confine them: a pairs file is trusted input, and its paths (absolute, or with ..) are read "
+                    "as written, as a shell reads them.")
 flags.DEFINE_string("folder", None, "Folder-per-person photos: FOLDER/<person>/<photo>.")
 flags.DEFINE_string("output_dir", None, "Output folder (make_records: default tfrecords/<name>; "
                     "evaluate: default CHECKPOINT_DIR/eval-<source>).")

@@ -134,6 +134,7 @@ def train(locks=None):
     if is_chief:  # the chief owns the train_dir's records, as it owns its checkpoints
         if locks is not None:  # one writer of a train_dir at a time, held until training ends
             locks.enter_context(fileio.exclusive(FLAGS.train_dir, "train"))
+        traindir.check_own_folder(FLAGS.train_dir)
         traindir.check_same_model(FLAGS.train_dir, config.model_config())
         resume = resume_checkpoint(FLAGS.train_dir)
         traindir.write_run_record(FLAGS.train_dir, config.model_config(), FLAGS.flags_into_string())

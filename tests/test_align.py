@@ -293,3 +293,17 @@ def test_two_photos_differing_only_in_extension_are_both_kept(tmp_path):
                        os.path.join("pA", "x.png"): os.path.join("pA", "x.png.jpg")}
     a, b = (np.asarray(Image.open(out / o)).astype(int) for o in sorted(outputs.values()))
     assert np.abs(a - b).mean() > 10  # two different faces, both on disk
+
+
+def test_detection_memory_is_bounded_whatever_the_flags(tmp_path):
+    """--max_side=0 ("full size") ran MTCNN on a 72-megapixel photo (over 6 GB): the
+    command takes 48..MAX_DETECT_SIDE, and the library never detects above it."""
+    src = _wild_subset(tmp_path / "wild", WILD[:1], extra_blank=False)
+    for bad in ("0", "10000"):
+        r = cli("siamese_graph.align", "--data_dir=%s" % src, "--output_dir=%s" % (tmp_path / "o"),
+                "--max_side=%s" % bad)
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.returncode == 1 and last.startswith("error: --max_side=%s: must be in 48..%d" % (
+            bad, align.MAX_DETECT_SIDE)), last
+    assert align.Detector(max_side=0).max_side == align.MAX_DETECT_SIDE
+    assert align.Detector(max_side=10 ** 6).max_side == align.MAX_DETECT_SIDE

@@ -51,7 +51,8 @@ def test_beam_writes_the_local_writers_shards(people_with_a_bad_photo, tmp_path,
                  "--batch_size=8") for d in ("local", "beam")]
     assert r[0].returncode == 0 and r[1].returncode == 0, (r[0].stderr[-2000:], r[1].stderr[-2000:])
     reports = [json.loads(x.stdout) for x in r]
-    timing = ("pairs_per_second", "records_read", "records_read_per_pair")  # read-ahead varies run to run
+    # read-ahead varies run to run; the folders differ by name only
+    timing = ("pairs_per_second", "records_read", "records_read_per_pair", "records_dirs")
     assert {k: v for k, v in reports[0].items() if k not in timing} == \
         {k: v for k, v in reports[1].items() if k not in timing}
     assert reports[0]["same_fraction"] == reports[1]["same_fraction"] == 0.5

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from siamese_graph import netns
-from siamese_graph.errors import ArgumentError
+from siamese_graph.errors import ArgumentError, DataError
 from siamese_graph.training import cluster
 from tests.conftest import REPO, SYNTHETIC, cli, face, run_cli
 
@@ -48,10 +48,17 @@ def test_cluster_from_flags_and_tf_config_agree():
     ((None, None, None, 0, '{"cluster": '), "not a cluster and task in JSON"),
     ((None, None, None, 0, json.dumps({"cluster": {"ps": [PS]}, "task": {"type": "ps", "index": 0}})),
      "the cluster has no worker"),
+    # a TF_CONFIG that is set is never ignored: a list, a task alone, an empty cluster
+    ((None, None, None, 0, "[]"), "TF_CONFIG=[]: not a cluster and task in JSON"),
+    ((None, None, None, 0, json.dumps({"task": {"type": "worker", "index": 0}})), "not a cluster and task in JSON"),
+    ((None, None, None, 0, json.dumps({"cluster": {}, "task": {"type": "worker", "index": 0}})),
+     "the cluster has no parameter server"),
 ])
 def test_inconsistent_clusters_are_refused(args, needle):
-    with pytest.raises(ArgumentError, match=re.escape(needle)):
+    with pytest.raises(ArgumentError, match=re.escape(needle)) as e:
         cluster.resolve(*args)
+    if args[4] and not args[0]:  # from TF_CONFIG alone: the error names TF_CONFIG, no flag
+        assert e.value.name == "TF_CONFIG" and "--" not in e.value.message, e.value
 
 
 def test_free_ports_are_distinct_loopback_ports():
@@ -316,3 +323,19 @@ def test_a_refused_flag_stops_the_cluster_at_once_with_the_reason(six_shard_reco
     assert "error: worker" in out and "--margin=-1: must be > 0" in out, out[-3000:]
     assert time.time() - start < 55, "the parameter server was left to wait"  # it waited 60 s before
     assert_no_process_left(run)
+
+
+def test_a_port_in_use_is_named_in_one_line():
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        port = taken.getsockname()[1]
+        conf = cluster.resolve("127.0.0.1:%d" % port, "127.0.0.1:%d" % cluster.free_ports(1)[0], "ps", 0, None)
+        with pytest.raises(DataError, match=r"^127.0.0.1:%d: the ps task 0's server could not start there "
+                                            r"\(.*\): is the port in use by another process\?$" % port):
+            cluster.server(conf)
+    finally:
+        taken.close()

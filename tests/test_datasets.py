@@ -38,3 +38,23 @@ def test_split_folders_beside_other_folders_are_named(tmp_path):
     os.rename(tmp_path / "valid", tmp_path / "val")
     listing = folder.read(str(tmp_path))
     assert {p.split for p in listing.photos} == {"train", "val"}
+
+
+@pytest.mark.parametrize("bad", [b"caf\xe9/0.png", b"p0/x\xff.png"])
+def test_names_that_are_not_utf8_are_refused_in_one_line(tmp_path, bad):
+    """Stray bytes in a name (a Latin-1 disk, say) are named in one line, before
+    anything is written; the manifest, labels.txt and metadata.tsv are UTF-8."""
+    from tests.conftest import cli, face
+
+    root = make_people(tmp_path / "people", 0, 2, 2)
+    path = os.fsdecode(os.fsencode(str(root)) + b"/" + bad)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    face(7, 0).save(path, format="PNG")
+    with pytest.raises(DataError, match=r"a file or folder name that is not UTF-8 \(b'.*'\); rename it"):
+        folder.read(str(root), 0.0, 0.0, 0)
+    for command in ("make_records", "align"):
+        r = cli("siamese_graph." + command, "--dataset=folder", "--data_dir=%s" % root,
+                "--output_dir=%s" % (tmp_path / command), "--test_fraction=0")
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.returncode == 1 and "not UTF-8" in last and "Traceback" not in r.stderr, r.stderr[-1500:]
+        assert not (tmp_path / command).exists()

@@ -21,3 +21,27 @@ def test_a_gallery_with_a_name_added_is_refused(tiny_model, tmp_path):
     assert "names, rows and names disagree" not in r.stderr  # the message says which
     assert "features, rows and names disagree: 4 names" in r.stderr.strip().splitlines()[-1]
     assert "ghost" not in r.stdout and "nan" not in r.stdout
+
+
+def test_a_gallery_with_features_of_another_width_is_refused(tiny_model, tmp_path):
+    people = make_people(tmp_path / "people", 0, 3, 2)
+    g = tmp_path / "g.npz"
+    r = cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % tiny_model, "--enroll=%s" % people,
+            "--k=2", "--gallery=%s" % g)
+    assert r.returncode == 0, r.stderr[-2000:]
+    with np.load(g) as f:
+        parts = {k: f[k] for k in f.files}
+    width = parts["features"].shape[1]
+    parts["features"] = parts["features"][:, :5]  # an edited gallery: 5 numbers a photo
+    narrow = tmp_path / "narrow.npz"
+    np.savez(narrow, **parts)
+    r = cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % tiny_model, "--gallery=%s" % narrow,
+            str(people / "p1" / "0.png"))
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-1500:]
+    assert last == ("error: %s: not a gallery file of this model (features of width 5; the model's are %d); "
+                    "enroll again" % (narrow, width)), last
+    # the control: the gallery as enrolled names the probe
+    r = cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % tiny_model, "--gallery=%s" % g,
+            str(people / "p1" / "0.png"))
+    assert r.returncode == 0 and "p1" in r.stdout, r.stdout + r.stderr[-1000:]

@@ -114,3 +114,20 @@ def test_nonsense_thresholds_are_refused_by_every_command(trained, tmp_path, com
     else:
         assert r.returncode == 0, (command, r.stderr[-1500:])
         assert any(o.exists() for o in outputs) or "different" in r.stdout or "same" in r.stdout
+
+
+def test_a_model_json_with_another_image_size_is_refused_in_one_line(trained, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    config = json.load(open(run / "model.json"))
+    assert config["image_size"] == 32
+    config["image_size"] = 48  # valid for the net, not the size the checkpoint was trained at
+    (run / "model.json").write_text(json.dumps(config))
+    with pytest.raises(DataError, match=r"checkpoint variables do not match model.json \(.* is \[.*\] in the "
+                                        r"checkpoint, \[.*\] as model.json builds it"):
+        models.Model(str(run))
+    a = str(tmp_path / "a.png")
+    face(1, 1).save(a)
+    r = cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % run, a, a)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "Matrix size" not in r.stderr, r.stderr[-1500:]
+    assert "model.json" in r.stderr.strip().splitlines()[-1]

@@ -35,3 +35,17 @@ def test_a_manifest_that_is_not_json_is_named(tmp_path):
     with pytest.raises(DataError, match="manifest"):
         records.RecordSet(str(tmp_path))
     assert json.loads('{"a": 1}')
+
+
+@pytest.mark.parametrize("name", ["../other/train-00001-of-00005.tfrecord", "/etc/passwd", "..", "sub/x.tfrecord"])
+def test_a_manifest_names_only_files_of_its_own_folder(synthetic_records, tmp_path, name):
+    import json
+    import shutil
+
+    d = tmp_path / "rec"
+    shutil.copytree(synthetic_records[0], d)
+    m = json.load(open(d / "manifest.json"))
+    m["splits"]["train"]["shards"][0]["file"] = name
+    (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(DataError, match=r"splits.train.shards\[0\].file: .* is not a file of the records folder"):
+        records.RecordSet(str(d))

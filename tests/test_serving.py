@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from siamese_graph.data import preprocessing
+from siamese_graph.data import photos, preprocessing
 from siamese_graph.serving import phone, signatures
 from tests.conftest import face
 
@@ -155,3 +155,18 @@ def test_phone_face_reads_the_crop_as_the_export_stores_it():
     stored = {"top": box[0], "left": box[1], "height": box[2], "width": box[3],
               "units": "fractions of the photo's height and width"}
     assert np.array_equal(phone.phone_face(rgb, stored, 48), phone.phone_face(rgb, box, 48))
+
+
+def test_served_photos_show_transparent_pixels_white():
+    """The served graph reads a transparent PNG as the commands do (photos.to_rgb):
+    composited on white, so a fully transparent picture is blank, not its hidden colours."""
+    rgb = np.asarray(face(2, 1, size=(32, 32)))
+    for alpha in (0, 128, 255):
+        im = Image.fromarray(np.dstack([rgb, np.full((32, 32), alpha, np.uint8)]), "RGBA")
+        with tf.Graph().as_default():
+            decoded = signatures.decode_photo(tf.constant(_encode(im, "PNG")), "image")
+            with v1.Session() as sess:
+                got = sess.run(decoded).astype(int)
+        want = photos.to_rgb(im).astype(int)
+        assert np.abs(got - want).max() <= 1, alpha  # Pillow's integer rounding
+    assert (got == rgb).all() and alpha == 255

@@ -321,3 +321,20 @@ def test_a_second_train_on_one_train_dir_is_refused(synthetic_records, tmp_path)
         first.wait()
     r = train(synthetic_records[0], run, "--max_steps=3")
     assert "another train is writing" not in r.stderr  # nothing stuck after kill -9
+
+
+def test_train_never_writes_into_a_folder_it_did_not_write(synthetic_records, tmp_path):
+    run = tmp_path / "mine"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    (run / "checkpoint").write_text("my own file called checkpoint")
+    r = train(synthetic_records[0], run, "--max_steps=5")
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 1 and last == ("error: %s holds files train did not write (checkpoint, notes.txt) and no "
+                                          "model.json: choose another folder" % run), last
+    assert sorted(os.listdir(run)) == ["checkpoint", "notes.txt"]
+    assert (run / "checkpoint").read_text() == "my own file called checkpoint"
+    # the control: an empty folder is a fine train_dir
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert train(synthetic_records[0], empty, "--max_steps=5").returncode == 0

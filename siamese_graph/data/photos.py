@@ -12,7 +12,7 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from siamese_graph.errors import DataError
 
@@ -23,6 +23,11 @@ class PhotoError(Exception):
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
+# EXIF's Orientation tag: a camera's photo stored sideways, shown upright by a viewer.
+EXIF_ORIENTATION = 0x0112
+# What a transparent pixel shows as (a viewer's page): white.
+BACKGROUND = (255, 255, 255)
+
 
 def read(path, draft_scale=1):
     """Opens and decodes a photo file.
@@ -32,7 +37,9 @@ def read(path, draft_scale=1):
       draft_scale: for RGB JPEGs, decode at 1/draft_scale (a faster check that
         still reads every byte); the image is then for checking only.
     Returns:
-      (file bytes, decoded PIL image, (width, height) of the photo).
+      (file bytes, decoded PIL image, (width, height) of the photo). A photo with an
+      EXIF orientation comes turned as a viewer shows it (a new image, not a JPEG
+      whose bytes could be used as they are).
     Raises:
       PhotoError: missing, unreadable, not an image, corrupt or truncated, or
         over Pillow's decompression-bomb limit.
@@ -52,6 +59,12 @@ def read(path, draft_scale=1):
             if draft_scale > 1 and is_rgb_jpeg(im):
                 im.draft("RGB", (max(1, size[0] // draft_scale), max(1, size[1] // draft_scale)))
             im.load()  # truncated or corrupt data fails here
+            if im.getexif().get(EXIF_ORIENTATION, 1) != 1:  # shown turned or mirrored: read it as shown
+                if draft_scale > 1:
+                    im = Image.open(io.BytesIO(data))
+                    im.load()
+                im = ImageOps.exif_transpose(im)  # a new image: its bytes no longer describe it
+                size = im.size
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise PhotoError("over Pillow's decompression-bomb limit of %d pixels" % Image.MAX_IMAGE_PIXELS)
     except Image.UnidentifiedImageError:
@@ -74,7 +87,8 @@ def tf_decodable_jpeg(im):
 
 
 def to_rgb(im):
-    """A decoded PIL image of any mode -> uint8 [H, W, 3]. Raises PhotoError for mode F."""
+    """A decoded PIL image of any mode -> uint8 [H, W, 3], as a viewer shows it:
+    transparent pixels composited on white (BACKGROUND). Raises PhotoError for mode F."""
     if im.mode in _SIXTEEN_BIT:
         a = np.asarray(im).astype(np.float64)
         if a.min() < 0 or a.max() > 65535:
@@ -83,8 +97,9 @@ def to_rgb(im):
         return np.repeat(gray[:, :, None], 3, axis=2)
     if im.mode == "F":
         raise PhotoError("floating-point pixels (mode F) have no defined range; save it as 8 or 16 bits")
-    if im.mode in ("LA", "La", "PA"):
-        im = im.convert("RGBA")
+    if im.mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        im = Image.alpha_composite(Image.new("RGBA", im.size, BACKGROUND + (255,)), rgba)
     try:
         return np.asarray(im.convert("RGB"))
     except ValueError as e:

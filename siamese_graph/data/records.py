@@ -184,7 +184,10 @@ def _check_manifest(m, path):
         where = "splits.%s" % name
         for k, shard in enumerate(need(entry, "shards", list, where)):
             w = "%s.shards[%d]" % (where, k)
-            need(shard, "file", str, w)
+            name = need(shard, "file", str, w)
+            if name in ("", ".", "..") or "/" in name or "\\" in name or name != os.path.basename(name):
+                fail(w + ".file", "%r is not a file of the records folder (a manifest names its own shards, "
+                     "nothing outside)" % name)
             need(shard, "sha256", str, w)
             need(shard, "records", int, w)
             need(shard, "bytes", int, w)

@@ -30,6 +30,9 @@ TEMPLATE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templa
 POINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # left = the image's left
 DEFAULT_MIN_CONFIDENCE = 0.9
 DEFAULT_MAX_SIDE = 640
+# The largest side detection ever runs at: MTCNN's memory grows with the photo's area
+# (a 72-megapixel photo at full size took over 6 GB); larger photos are downscaled.
+MAX_DETECT_SIDE = 4096
 
 Face = collections.namedtuple("Face", ["box", "confidence", "points"])
 Face.__doc__ = """One detected face: box (x1, y1, x2, y2) in pixels, MTCNN's confidence in [0, 1],
@@ -136,7 +139,8 @@ class Detector:
     def __init__(self, min_confidence=DEFAULT_MIN_CONFIDENCE, max_side=DEFAULT_MAX_SIDE, min_face_size=20):
         """Args:
           min_confidence: faces ONet scores below this are dropped.
-          max_side: detect on photos downscaled to this longer side (0: never).
+          max_side: detect on photos downscaled to this longer side (0: at most
+            MAX_DETECT_SIDE, the bound that holds whatever is asked).
           min_face_size: MTCNN's smallest face, in pixels of the detected photo.
         Raises ImportError (with the install line) when mtcnn is missing."""
         if not 0 <= min_confidence <= 1:
@@ -150,14 +154,15 @@ class Detector:
         if not tf.executing_eagerly():
             raise RuntimeError("MTCNN runs eagerly: detect before tf.compat.v1.disable_eager_execution()")
         self._mtcnn = MTCNN()
-        self.min_confidence, self.max_side, self.min_face_size = min_confidence, max_side, min_face_size
+        self.max_side = min(max_side or MAX_DETECT_SIDE, MAX_DETECT_SIDE)
+        self.min_confidence, self.min_face_size = min_confidence, min_face_size
 
     def detect(self, rgb):
         """uint8 [H, W, 3] -> [Face], the one choose() keeps first, then by confidence."""
         rgb = np.asarray(rgb, np.uint8)
         h, w = rgb.shape[:2]
         rgb_in = rgb
-        if self.max_side and max(h, w) > self.max_side:
+        if max(h, w) > self.max_side:
             scale = self.max_side / float(max(h, w))
             rgb_in = np.asarray(Image.fromarray(rgb).resize((max(1, round(w * scale)), max(1, round(h * scale))),
                                                             Image.BILINEAR))

@@ -65,17 +65,20 @@ def features(images, tower_fn, l2_normalize, flip_average, reuse=None):
 MODEL_SCOPES = ("tower/", "head/")
 
 
-def check_variables(ckpt, graph_names):
+def check_variables(ckpt, graph_shapes):
     """DataError unless the checkpoint's network variables (under MODEL_SCOPES, not
     optimizer slots or moving averages) are exactly the ones model.json's network
-    builds: an edited model.json (another head, net or size) restores partly and
-    scores with other distances otherwise."""
+    builds, with the same shapes: an edited model.json (another head, net or size)
+    restores partly and scores with other distances otherwise, or fails deep in
+    TensorFlow. graph_shapes: {variable name: shape list} of the built graph."""
     try:
-        saved = set(tf.train.load_checkpoint(ckpt).get_variable_to_shape_map())
+        saved_shapes = tf.train.load_checkpoint(ckpt).get_variable_to_shape_map()
+        saved = set(saved_shapes)
     except Exception:  # noqa: BLE001 - traindir.check_checkpoint names damage; restore reports it again
         return
     model_vars = lambda names: {n for n in names if n.startswith(MODEL_SCOPES) and "/ExponentialMovingAverage" not in n
                                 and "/Adam" not in n}
+    graph_names = set(graph_shapes)
     extra, missing = sorted(model_vars(saved) - model_vars(graph_names)), sorted(model_vars(graph_names) - model_vars(saved))
     if extra or missing:
         raise DataError("%s: checkpoint variables do not match model.json (%s); was model.json edited?" % (
@@ -83,13 +86,19 @@ def check_variables(ckpt, graph_names):
                 "the checkpoint has %d model.json does not build, e.g. %s" % (len(extra), extra[0]) if extra else "",
                 "model.json builds %d the checkpoint lacks, e.g. %s" % (len(missing), missing[0]) if missing else "")
                 if x)))
+    reshaped = sorted(n for n in model_vars(graph_names) if list(saved_shapes[n]) != list(graph_shapes[n]))
+    if reshaped:
+        n = reshaped[0]
+        raise DataError("%s: checkpoint variables do not match model.json (%s is %s in the checkpoint, %s as "
+                        "model.json builds it: its image_size or sizes differ from the run's); was model.json edited?"
+                        % (ckpt, n, list(saved_shapes[n]), list(graph_shapes[n])))
 
 
 def restore(sess, ckpt, config):
     """Restores ckpt into sess's graph (built from config): the moving averages of
     the trainable weights where the run kept them, as FaceNet does.
     Raises DataError when the variables do not match."""
-    check_variables(ckpt, {v.op.name for v in v1.global_variables()})
+    check_variables(ckpt, {v.op.name: v.shape.as_list() for v in v1.global_variables()})
     if config.get("moving_average_decay"):
         saver = v1.train.Saver(siamese.averaged_variables_to_restore(
             siamese.moving_averages(config["moving_average_decay"], None)))

@@ -104,6 +104,18 @@ def check_checkpoint(ckpt):
         raise DamagedCheckpoint(ckpt, " ".join(str(e).split())[:100], earlier)
 
 
+def check_own_folder(train_dir):
+    """DataError when train_dir is a folder that holds files but no model.json: not a
+    train_dir (train writes model.json before its first step), so train writes nothing
+    into it (its `checkpoint` file, say, would be replaced)."""
+    if not os.path.isdir(train_dir) or os.path.isfile(os.path.join(train_dir, MODEL_FILE)):
+        return
+    foreign = sorted(n for n in os.listdir(train_dir) if n != fileio.LOCK_FILE)
+    if foreign:
+        raise DataError("%s holds files train did not write (%s%s) and no %s: choose another folder"
+                        % (train_dir, ", ".join(foreign[:3]), ", ..." if len(foreign) > 3 else "", MODEL_FILE))
+
+
 def check_same_model(train_dir, config):
     """DataError when train_dir holds a checkpoint of a model other than config (the
     model.json keys: net, head, sizes)."""

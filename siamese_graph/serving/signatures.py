@@ -88,7 +88,7 @@ def decode_photo(encoded, input_name):
 
     JPEG is decoded as the records are (preprocessing.decode); PNG, GIF (first
     frame) and BMP with tf.io.decode_image. Grayscale becomes three equal
-    channels, alpha is dropped. An empty or unknown string, or a photo over
+    channels; transparent pixels show white (on_white), as in the commands. An empty or unknown string, or a photo over
     MAX_PHOTO_PIXELS or MAX_PHOTO_SIDE (read from its header), fails with an
     InvalidArgumentError that names the input."""
     check = tf.debugging.Assert(_is_image(encoded), [
@@ -103,7 +103,18 @@ def decode_photo(encoded, input_name):
          "height, width:" % (input_name, MAX_PHOTO_PIXELS, MAX_PHOTO_SIDE), size])
     with tf.control_dependencies([small]):
         return tf.cond(tf.io.is_jpeg(encoded), lambda: preprocessing.decode(encoded),
-                       lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False))
+                       lambda: on_white(tf.io.decode_image(encoded, expand_animations=False)))
+
+
+def on_white(image):
+    """uint8 [H, W, C] with C in 1..4 (gray, gray + alpha, RGB, RGBA) -> uint8 [H, W, 3]
+    as a viewer shows it: transparent pixels composited on white, as photos.to_rgb
+    does (within a grey level of Pillow's rounding)."""
+    channels = tf.shape(image)[-1]
+    x = tf.cast(image, tf.float32)
+    colour = tf.cond(channels >= 3, lambda: x[..., :3], lambda: tf.tile(x[..., :1], [1, 1, 3]))
+    alpha = tf.cond(tf.equal(channels % 2, 0), lambda: x[..., -1:] / 255.0, lambda: tf.ones_like(x[..., :1]))
+    return tf.cast(tf.round(colour * alpha + 255.0 * (1.0 - alpha)), tf.uint8)
 
 
 def photo_batch(encoded, image_size, crop, input_name, onet=None):

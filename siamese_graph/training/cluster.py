@@ -22,7 +22,7 @@ import time
 import tensorflow as tf
 from absl import logging
 
-from siamese_graph.errors import ArgumentError
+from siamese_graph.errors import ArgumentError, DataError
 
 v1 = tf.compat.v1
 JOBS = ("ps", "worker")
@@ -99,14 +99,19 @@ def resolve(ps_hosts, worker_hosts, job_name, task_index, tf_config):
                                 "--job_name together")
         from_flags = ClusterConfig(_hosts(ps_hosts, "ps_hosts"), _hosts(worker_hosts, "worker_hosts"),
                                    job_name, task_index)
-    from_env = from_tf_config(tf_config) if tf_config and "cluster" in tf_config else None
+    # a TF_CONFIG that is set is a cluster and task, or a mistake (never ignored)
+    from_env = from_tf_config(tf_config) if tf_config and tf_config.strip() else None
     if from_flags and from_env and from_flags != from_env:
         raise ArgumentError("TF_CONFIG", tf_config[:80], "disagrees with --ps_hosts/--worker_hosts/--job_name/"
                             "--task_index; give one or the other")
-    config = from_flags or from_env
-    if config:
-        check(config)
-    return config
+    if from_flags:
+        check(from_flags)
+    elif from_env:
+        try:
+            check(from_env)
+        except ArgumentError as e:  # name what the user gave: TF_CONFIG, not flags
+            raise ArgumentError("TF_CONFIG", tf_config[:80], e.message.replace("--ps_hosts", "ps"))
+    return from_flags or from_env
 
 
 def check(config):
@@ -125,9 +130,16 @@ def check(config):
 
 
 def server(config):
-    """This task's tf.distribute.Server (started)."""
-    return tf.distribute.Server(config.spec(), job_name=config.job_name, task_index=config.task_index,
-                                start=True)
+    """This task's tf.distribute.Server (started). DataError naming this task's
+    host:port when its server cannot start there (the port is taken)."""
+    try:
+        return tf.distribute.Server(config.spec(), job_name=config.job_name, task_index=config.task_index,
+                                    start=True)
+    except tf.errors.UnknownError as e:
+        hosts = config.ps_hosts if config.job_name == "ps" else config.worker_hosts
+        raise DataError("%s: the %s task %d's server could not start there (%s): is the port in use by "
+                        "another process?" % (hosts[config.task_index], config.job_name, config.task_index,
+                                              str(e).splitlines()[0][:100]))
 
 
 def session_config(config):

@@ -22,6 +22,16 @@ def _visible(name):
     return not name.startswith(".")
 
 
+def _check_utf8(folder, name):
+    """DataError for a file or folder name that is not UTF-8 (Python holds its stray
+    bytes as surrogates): manifests, labels.txt and the projector's files are UTF-8."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError("%s: a file or folder name that is not UTF-8 (%r); rename it"
+                        % (folder, os.fsencode(name)))
+
+
 def people(root):
     """Sorted person folder names under root (hidden ones left out).
 
@@ -31,6 +41,7 @@ def people(root):
         raise DataError("%s: folder not found" % root)
     names = sorted(d for d in os.listdir(root) if _visible(d) and os.path.isdir(os.path.join(root, d)))
     for name in names:
+        _check_utf8(root, name)
         if _CONTROL & set(name):
             raise DataError("%r: a person folder name with a tab, newline or other control "
                             "character; rename it" % os.path.join(root, name))
@@ -39,8 +50,10 @@ def people(root):
 
 def photo_files(folder):
     """Sorted paths of the visible files in one person's folder."""
-    return [os.path.join(folder, f) for f in sorted(os.listdir(folder))
-            if _visible(f) and os.path.isfile(os.path.join(folder, f))]
+    names = [f for f in sorted(os.listdir(folder)) if _visible(f) and os.path.isfile(os.path.join(folder, f))]
+    for f in names:
+        _check_utf8(folder, f)
+    return [os.path.join(folder, f) for f in names]
 
 
 def walk(root):
