@@ -23,6 +23,7 @@ MODEL_FILE = "model.json"
 
 THRESHOLD_FILE = "threshold.json"
 FLAGFILE = "flags.txt"
+LOGS_DIR = "logs"  # bin/train_cluster and bin/train_data_service write their tasks' logs here first
 
 
 def load_config(checkpoint_dir):
@@ -110,7 +111,7 @@ def check_own_folder(train_dir):
     into it (its `checkpoint` file, say, would be replaced)."""
     if not os.path.isdir(train_dir) or os.path.isfile(os.path.join(train_dir, MODEL_FILE)):
         return
-    foreign = sorted(n for n in os.listdir(train_dir) if n != fileio.LOCK_FILE)
+    foreign = sorted(n for n in os.listdir(train_dir) if n not in (fileio.LOCK_FILE, LOGS_DIR))
     if foreign:
         raise DataError("%s holds files train did not write (%s%s) and no %s: choose another folder"
                         % (train_dir, ", ".join(foreign[:3]), ", ..." if len(foreign) > 3 else "", MODEL_FILE))
