@@ -18,7 +18,6 @@ import os
 from absl import flags
 
 from siamese_graph import common_flags, fileio
-from siamese_graph.data.datasets import celeba
 from siamese_graph.errors import UserError
 from siamese_graph.faces import align, align_folder
 
@@ -46,15 +45,11 @@ def main(argv):
         raise UserError("--jpeg_quality=%d: must be in 1..100" % FLAGS.jpeg_quality)
     data_dir = os.path.abspath(FLAGS.data_dir)
     fileio.check_output_outside(data_dir, FLAGS.output_dir)
-    try:
-        listing = align_folder.read_source(data_dir, FLAGS.dataset, FLAGS.allow_missing, FLAGS.val_fraction,
-                                      FLAGS.test_fraction, FLAGS.seed)
-    except celeba.MissingPhotos as e:
-        raise UserError("%s; pass --allow_missing to align the photos present" % e)
-    listing.source.update({"dataset": FLAGS.dataset, "data_dir": data_dir})
+    listing = common_flags.source_listing(data_dir, "align")
     with fileio.exclusive(FLAGS.output_dir, "siamese-align"):  # one writer of an output folder at a time
         manifest = align_folder.align_listing(listing, FLAGS.output_dir, FLAGS.dataset, FLAGS.num_workers,
-                                         FLAGS.min_confidence, FLAGS.max_side, FLAGS.jpeg_quality, FLAGS.overwrite)
+                                              FLAGS.min_confidence, FLAGS.max_side, FLAGS.jpeg_quality,
+                                              FLAGS.overwrite)
     print(json.dumps({"output_dir": FLAGS.output_dir, "photos": manifest["photos_total"],
                       **manifest["counts"], "seconds_this_run": manifest["seconds_this_run"]}))
 

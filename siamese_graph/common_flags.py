@@ -11,8 +11,9 @@ import sys
 from absl import app, flags
 
 from siamese_graph.data import preprocessing
+from siamese_graph.data.datasets import celeba
 from siamese_graph.errors import UserError, run_main
-from siamese_graph.faces import loader
+from siamese_graph.faces import align_folder, loader
 from siamese_graph.inference import models
 from siamese_graph.model import traindir
 
@@ -87,6 +88,20 @@ def declare(*names):
     """Marks shared flags as used by the calling command module (listed in its --help)."""
     for name in names:
         flags.declare_key_flag(name)
+
+
+def source_listing(data_dir, what):
+    """The photos of --dataset in data_dir, read with the source flags (--allow_missing,
+    --val_fraction, --test_fraction, --seed) by the reader siamese-align and
+    make_records share; UserError when listed photos are missing. what: the command's
+    work, for the hint ("align", "write records for")."""
+    try:
+        listing = align_folder.read_source(data_dir, FLAGS.dataset, FLAGS.allow_missing, FLAGS.val_fraction,
+                                           FLAGS.test_fraction, FLAGS.seed)
+    except celeba.MissingPhotos as e:
+        raise UserError("%s; pass --allow_missing to %s the photos present" % (e, what))
+    listing.source.update({"dataset": FLAGS.dataset, "data_dir": data_dir})
+    return listing
 
 
 def restored_model():

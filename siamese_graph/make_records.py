@@ -65,15 +65,10 @@ def align_first(data_dir, out_dir):
     """Aligns the source into OUT_DIR/aligned (the same code as siamese-align); returns that folder."""
     if fileio.is_url(out_dir):
         raise UserError("--align_faces writes the aligned photos beside the records: give a local --output_dir")
-    try:
-        listing = align_folder.read_source(data_dir, FLAGS.dataset, FLAGS.allow_missing, FLAGS.val_fraction,
-                                            FLAGS.test_fraction, FLAGS.seed)
-    except celeba.MissingPhotos as e:
-        raise UserError("%s; pass --allow_missing to write records for the photos present" % e)
-    listing.source.update({"dataset": FLAGS.dataset, "data_dir": data_dir})
+    listing = common_flags.source_listing(data_dir, "write records for")
     aligned = os.path.join(out_dir, record_writer.ALIGNED_DIR)
     manifest = align_folder.align_listing(listing, aligned, FLAGS.dataset, FLAGS.num_workers,
-                                           jpeg_quality=FLAGS.jpeg_quality, overwrite=FLAGS.overwrite)
+                                          jpeg_quality=FLAGS.jpeg_quality, overwrite=FLAGS.overwrite)
     logging.info("aligned %s into %s: %s", data_dir, aligned, manifest["counts"])
     return os.path.abspath(aligned)
 

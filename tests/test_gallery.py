@@ -4,14 +4,19 @@ import numpy as np
 from tests.conftest import SYNTHETIC, cli, make_people
 
 
-def test_a_gallery_with_a_name_added_is_refused(tiny_model, tmp_path):
+def enrolled(model, tmp_path):
+    """(people folder, gallery file, the gallery's arrays) of 3 synthetic people, 2 photos each."""
     people = make_people(tmp_path / "people", 0, 3, 2)
     g = tmp_path / "g.npz"
-    r = cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % tiny_model, "--enroll=%s" % people,
-                "--k=2", "--gallery=%s" % g)
+    r = cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % model, "--enroll=%s" % people,
+            "--k=2", "--gallery=%s" % g)
     assert r.returncode == 0, r.stderr[-2000:]
     with np.load(g) as f:
-        parts = {k: f[k] for k in f.files}
+        return people, g, {k: f[k] for k in f.files}
+
+
+def test_a_gallery_with_a_name_added_is_refused(tiny_model, tmp_path):
+    people, g, parts = enrolled(tiny_model, tmp_path)
     parts["names"] = np.append(parts["names"], "ghost")  # a name with no enrolled photo
     ghost = tmp_path / "ghost.npz"
     np.savez(ghost, **parts)
@@ -24,13 +29,7 @@ def test_a_gallery_with_a_name_added_is_refused(tiny_model, tmp_path):
 
 
 def test_a_gallery_with_features_of_another_width_is_refused(tiny_model, tmp_path):
-    people = make_people(tmp_path / "people", 0, 3, 2)
-    g = tmp_path / "g.npz"
-    r = cli("siamese_graph.gallery", *SYNTHETIC, "--checkpoint_dir=%s" % tiny_model, "--enroll=%s" % people,
-            "--k=2", "--gallery=%s" % g)
-    assert r.returncode == 0, r.stderr[-2000:]
-    with np.load(g) as f:
-        parts = {k: f[k] for k in f.files}
+    people, g, parts = enrolled(tiny_model, tmp_path)
     width = parts["features"].shape[1]
     parts["features"] = parts["features"][:, :5]  # an edited gallery: 5 numbers a photo
     narrow = tmp_path / "narrow.npz"
