@@ -63,6 +63,26 @@ def load_photo(path, jpeg_quality=95):
     return out.getvalue(), height, width
 
 
+def worker_context():
+    """The multiprocessing context make_records' workers start from: fork, the
+    cheapest, from a process that runs no TensorFlow thread pools yet (a fresh
+    command: TensorFlow imported, no op run); else a fork server that has imported
+    this module and nothing else, since a fork of a process whose TensorFlow or
+    logging threads hold locks can deadlock the child (an in-process caller that ran
+    a graph before, a test). The fork server costs one import of TensorFlow (about
+    2.5 s, once a process)."""
+    threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else None
+    if threads is not None and threads <= QUIET_THREADS:
+        return multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
+# Threads of a process that has imported TensorFlow and run no op (measured: 2).
+QUIET_THREADS = 2
+
+
 def plan_shards(listing, num_shards, seed):
     """{split: [shard, ...]} where a shard is [(identity index, [Photo, ...]), ...].
 
@@ -249,11 +269,7 @@ def convert(listing, out_dir, num_shards=16, num_workers=2, seed=0, overwrite=Fa
             results.append(entry)
         return _finish(plan, done, results, listing, config, flags_used, strict, out_dir, fp, total, elapsed,
                        runner)
-    # Workers come from a fork server that has imported this module and nothing else:
-    # as cheap as fork, and safe in a process whose TensorFlow or logging threads hold
-    # locks (a plain fork there can deadlock the child: an in-process caller, a test).
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
+    ctx = worker_context()
     counter = ctx.Value("q", 0)
     progress = _Progress(counter, total)
     progress.start()
