@@ -34,20 +34,15 @@ def _field(default, help_text, choices=None):
 
 
 @dataclasses.dataclass
-class TrainConfig:
+class _Fields:
     """Everything that defines a training graph. The train command has a flag of
-    each name, with these defaults and help texts."""
+    each name, with these defaults and help texts; each net's options
+    (nets_factory.OPTIONS) are fields too, added below."""
     # the model (saved as model.json; see nets_factory.MODEL_KEYS)
     net: str = _field("convnet", "Tower.", sorted(nets_factory.NETS))
     head: str = _field("absdiff", "absdiff: |f_a - f_b| -> dense; euclidean: ||f_a - f_b||.", list(siamese.HEADS))
     head_units: int = _field(128, "absdiff head: units of the dense layer.")
     l2_normalize: bool = _field(True, "L2-normalize tower features (fixes the margin's scale).")
-    convnet_width: float = _field(1.0, "convnet: filter multiplier (1: 16-32-64-128, 2: 32-64-128-256).")
-    convnet_embedding: int = _field(0, "convnet: a linear dense embedding of this size on top (0: the conv "
-                                    "features).")
-    embedding_size: int = _field(32, "densenet121: size of the final embedding.")
-    growth_rate: int = _field(32, "densenet121: growth rate k.")
-    theta: float = _field(0.5, "densenet121: compression factor in (0, 1].")
     epsilon: float = _field(1e-6, "Added under the square root of the distance.")
     image_size: int = _field(64, "Side of the square network input, in pixels.")
     crop: str = _field(preprocessing.DEFAULT_CROP, "Face box (preprocessing.parse_crop).")
@@ -166,3 +161,10 @@ class TrainConfig:
         the backward pass, 16 channels against the input's 3). An estimate to
         refuse sizes no machine here can run, not a measurement."""
         return 2 * self.batch_size * self.image_size ** 2 * 3 * 4 * 20
+
+
+# TrainConfig: the fields above plus every net's options, declared by the nets.
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig", [(name, type(default), _field(default, nets_factory.OPTION_HELP[name]))
+                    for name, default in nets_factory.OPTIONS.items()], bases=(_Fields,))
+TrainConfig.__module__, TrainConfig.__doc__ = __name__, _Fields.__doc__

@@ -16,6 +16,12 @@ from siamese_graph.model import layers
 FILTERS = (16, 32, 64, 128)
 LAST_FILTERS = 64
 MIN_IMAGE_SIZE = 16
+SIZE_MULTIPLE = 16  # four 2x2 max pools
+# The options of this net: flags of train of the same name, saved in model.json.
+OPTIONS = {
+    "convnet_width": (1.0, "convnet: filter multiplier (1: 16-32-64-128, 2: 32-64-128-256)."),
+    "convnet_embedding": (0, "convnet: a linear dense embedding of this size on top (0: the conv features)."),
+}
 
 
 def convnet(images, training, weight_decay=0.0, width=1.0, embedding_size=0):
@@ -32,3 +38,8 @@ def convnet(images, training, weight_decay=0.0, width=1.0, embedding_size=0):
     if embedding_size:  # linear: ReLU features alone live in the positive orthant
         x = layers.dense(x, embedding_size, scope="embedding", weight_decay=weight_decay)
     return x
+
+
+def build(images, training, weight_decay=0.0, convnet_width=1.0, convnet_embedding=0):
+    """The registry's entry (nets_factory): convnet with its OPTIONS by name."""
+    return convnet(images, training, weight_decay, width=convnet_width, embedding_size=convnet_embedding)

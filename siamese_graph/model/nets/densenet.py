@@ -10,10 +10,18 @@ to the embedding (32 by default, the article's size).
 """
 import tensorflow as tf
 
+from siamese_graph.errors import ArgumentError
 from siamese_graph.model import layers
 
 BLOCKS = (6, 12, 24, 16)
 MIN_IMAGE_SIZE = 32  # the stem divides by 4 and three transitions by 8
+SIZE_MULTIPLE = 32
+# The options of this net: flags of train of the same name, saved in model.json.
+OPTIONS = {
+    "embedding_size": (32, "densenet121: size of the final embedding."),
+    "growth_rate": (32, "densenet121: growth rate k."),
+    "theta": (0.5, "densenet121: compression factor in (0, 1]."),
+}
 
 
 def _bn_relu_conv(x, filters, kernel, training, scope, weight_decay):
@@ -44,3 +52,17 @@ def densenet121(images, training, growth_rate=32, theta=0.5, embedding_size=32, 
     x = tf.nn.relu(layers.batch_norm(x, training, scope="final_bn"))
     x = tf.reduce_mean(x, axis=[1, 2])
     return layers.dense(x, embedding_size, scope="embedding", weight_decay=weight_decay)
+
+
+def check_options(growth_rate, theta, embedding_size):
+    """ArgumentError for options no DenseNet can be built with."""
+    if not 0 < theta <= 1:
+        raise ArgumentError("theta", theta, "the compression factor must be in (0, 1]")
+    for name, value in (("growth_rate", growth_rate), ("embedding_size", embedding_size)):
+        if value < 1:
+            raise ArgumentError(name, value, "must be at least 1")
+
+
+def build(images, training, weight_decay=0.0, growth_rate=32, theta=0.5, embedding_size=32):
+    """The registry's entry (nets_factory): densenet121 with its OPTIONS by name."""
+    return densenet121(images, training, growth_rate, theta, embedding_size, weight_decay)
