@@ -13,6 +13,7 @@ at the saved step. SIGINT/SIGTERM save a checkpoint and exit cleanly.
 The graph and the loop are siamese_graph.training.graphs's; this module owns the flags,
 the checks and the train_dir.
 """
+import collections
 import contextlib
 import os
 import re
@@ -101,6 +102,10 @@ def cluster_from_flags():
     return conf
 
 
+Run = collections.namedtuple("Run", "config service splits val_set val_info is_chief")
+Built = collections.namedtuple("Built", "graph hooks progress counter validation done_ops")
+
+
 def train(locks=None):
     """Checks flags and records, prepares the train_dir, builds the graphs and runs the loop,
     on one machine or as a task of a cluster (a parameter server only serves).
@@ -111,11 +116,39 @@ def train(locks=None):
         done = cluster.serve_parameters(conf, FLAGS.ps_grace_seconds)
         logging.info("parameter server %d: workers done: %s", conf.task_index, sorted(done))
         return [], []
+    run = prepare(conf, locks)
+    server = cluster.server(conf) if conf else None
+    if conf:
+        cluster.watch_parameter_servers(conf, lambda host: lost_parameter_server(host, conf))
+    built = build(run, conf)
+    log_setup(run, conf)
+    try:
+        loop.run_loop(built.graph, FLAGS.train_dir, built.hooks, FLAGS.max_steps, FLAGS.save_checkpoint_steps,
+                      FLAGS.save_summaries_steps, master=server.target if server else "", is_chief=run.is_chief,
+                      session_config=loop.session_config(run.config, cluster.session_config(conf) if conf else None))
+    except Exception as e:  # noqa: BLE001 - explain() gives back a bug as it came
+        error = explain(e, run, conf)
+        if error is e:
+            raise
+        if error is not None:
+            raise error from None
+        # this worker's part is over: the chief finished while it waited (nothing to signal)
+        logging.info("worker %d ran %d of the global steps", conf.task_index, built.counter.steps)
+        return [], built.progress.losses
+    if conf:
+        logging.info("worker %d ran %d of the global steps", conf.task_index, built.counter.steps)
+        cluster.signal_done(server.target, built.done_ops, conf)
+    logging.info("done; checkpoint %s", tf.train.latest_checkpoint(FLAGS.train_dir))
+    return (built.validation.history if built.validation else []), built.progress.losses
+
+
+def prepare(conf, locks):
+    """Every check before anything is written, then the train_dir readied by the chief
+    (locked, checked, run record written, rewound to --checkpoint_path). Returns a Run."""
     config = check_flags()
     service = check_data_service(FLAGS.data_service)
-    split = FLAGS.split or DEFAULT_SPLIT
     record_dirs = FLAGS.records_dir.split(",")
-    splits = [pairs.pairable_split(d, split) for d in record_dirs]
+    splits = [pairs.pairable_split(d, FLAGS.split or DEFAULT_SPLIT) for d in record_dirs]
     if conf:
         splits = deal_shards(splits, conf)
     for s in splits:
@@ -141,82 +174,86 @@ def train(locks=None):
         if resume and resume != tf.train.latest_checkpoint(FLAGS.train_dir):
             traindir.rewind(FLAGS.train_dir, resume)
             logging.info("resuming from %s (--checkpoint_path)", resume)
+    return Run(config, service, splits, val_set, val_info, is_chief)
 
-    server = cluster.server(conf) if conf else None
-    if conf:
-        cluster.watch_parameter_servers(conf, lambda host: lost_parameter_server(host, conf))
+
+def build(run, conf):
+    """The training graph (graphs.build_training_graph, on the cluster's devices), the
+    validation graph and the hooks. Returns a Built."""
     sync = ((FLAGS.replicas_to_aggregate or conf.num_workers, conf.num_workers)
             if conf and FLAGS.sync_replicas else None)
     with v1.device(cluster.device_setter(conf) if conf else None):
-        graph = graphs.build_training_graph(splits, config, sync_replicas=sync, data_service=service)
+        graph = graphs.build_training_graph(run.splits, run.config, sync_replicas=sync, data_service=run.service)
         done_ops = cluster.signal_done_ops(conf) if conf else []
-        progress = session_hooks.ProgressHook(graph, FLAGS.log_every_n_steps, FLAGS.max_steps, config.batch_size)
+        progress = session_hooks.ProgressHook(graph, FLAGS.log_every_n_steps, FLAGS.max_steps, run.config.batch_size)
         counter = session_hooks.CountHook()
         hooks = [progress, counter, session_hooks.StopHook(FLAGS.max_minutes)]
-        if FLAGS.input_priority == "idle" and not conf and not service:  # else the new threads include gRPC's
+        if FLAGS.input_priority == "idle" and not conf and not run.service:  # else the new threads include gRPC's
             hooks.append(session_hooks.InputPriorityHook())
         if graph.sync_optimizer:
-            hooks.append(graph.sync_optimizer.make_session_run_hook(is_chief))
+            hooks.append(graph.sync_optimizer.make_session_run_hook(run.is_chief))
         validation = None
-        if val_info:
-            val_graph = graphs.build_validation_graph(val_info, graph.tower_fn, config, graph.averaged,
-                                                        FLAGS.val_pairs)
+        if run.val_info:
+            val_graph = graphs.build_validation_graph(run.val_info, graph.tower_fn, run.config, graph.averaged,
+                                                      FLAGS.val_pairs)
             validation = session_hooks.ValidationHook(val_graph, FLAGS.validate_every_n_steps, FLAGS.train_dir,
-                                                 graph.global_step)
+                                                      graph.global_step)
             hooks.append(validation)
-            logging.info("validating on %s every %d steps", val_info, FLAGS.validate_every_n_steps)
+    return Built(graph, hooks, progress, counter, validation, done_ops)
+
+
+def log_setup(run, conf):
+    """What runs, in a few log lines: validation, the arithmetic, the data and the cluster."""
+    config = run.config
+    if run.val_info:
+        logging.info("validating on %s every %d steps", run.val_info, FLAGS.validate_every_n_steps)
     if config.mixed_precision == "bfloat16" and loop.native_bf16() is False:
         logging.warning("--mixed_precision=bfloat16: this CPU has none of %s; oneDNN emulates bfloat16 "
                         "and the step may be slower than in float32", ", ".join(loop.BF16_CPU_FEATURES))
     logging.info("arithmetic: %s (--mixed_precision=%s; CPU bfloat16: %s)",
                  "bfloat16 convolutions" if loop.resolved_precision(config.mixed_precision) == "bfloat16"
                  else "float32", config.mixed_precision, loop.native_bf16())
-    logging.info("training %s/%s on %s%s", config.net, config.head, ", ".join(str(s) for s in splits),
-                 " as %s of %d workers%s" % (conf.task_device(), conf.num_workers, " (chief)" if is_chief else "")
+    logging.info("training %s/%s on %s%s", config.net, config.head, ", ".join(str(s) for s in run.splits),
+                 " as %s of %d workers%s" % (conf.task_device(), conf.num_workers, " (chief)" if run.is_chief else "")
                  if conf else "")
-    try:
-        loop.run_loop(graph, FLAGS.train_dir, hooks, FLAGS.max_steps, FLAGS.save_checkpoint_steps,
-                          FLAGS.save_summaries_steps, master=server.target if server else "",
-                          is_chief=is_chief,
-                          session_config=loop.session_config(config, cluster.session_config(conf) if conf else None))
-    except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError) as e:
+
+
+def explain(e, run, conf):
+    """What an error of the session loop means, in one place: a UserError in one line
+    for what the user can act on; None when this cluster worker's part is simply over
+    (the chief finished while it waited); e itself for a bug (its traceback is kept)."""
+    if isinstance(e, (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError)):
         if not conf:
-            raise
-        if not is_chief and traindir.finished(FLAGS.train_dir, FLAGS.max_steps):
+            return e
+        if not run.is_chief and traindir.finished(FLAGS.train_dir, FLAGS.max_steps):
             # The chief saved the last checkpoint and the parameter servers left while
             # this worker waited (with --sync_replicas, for a sync token): training is over.
             logging.info("worker %d: the chief finished training (%s) while this worker waited",
                          conf.task_index, tf.train.latest_checkpoint(FLAGS.train_dir))
-            logging.info("worker %d ran %d of the global steps", conf.task_index, counter.steps)
-            return [], progress.losses
-        raise UserError("lost contact with the cluster (%s); restart the cluster: training resumes from the "
-                        "last checkpoint in %s" % (str(e).splitlines()[0][:150], FLAGS.train_dir))
-    except v1.train.NanLossDuringTrainingError:
-        raise UserError("the loss became NaN; lower the learning rate (--lr_max or --learning_rate) "
-                        "or raise --epsilon; the last good checkpoint is in %s" % FLAGS.train_dir)
-    except tf.errors.DataLossError as e:
+            return None
+        return UserError("lost contact with the cluster (%s); restart the cluster: training resumes from the "
+                         "last checkpoint in %s" % (str(e).splitlines()[0][:150], FLAGS.train_dir))
+    if isinstance(e, v1.train.NanLossDuringTrainingError):
+        return UserError("the loss became NaN; lower the learning rate (--lr_max or --learning_rate) "
+                         "or raise --epsilon; the last good checkpoint is in %s" % FLAGS.train_dir)
+    if isinstance(e, tf.errors.DataLossError):
         resume_checkpoint(FLAGS.train_dir)  # raises for a damaged checkpoint
-        raise corrupt_records_error(e, [s.records_dir for s in splits] + [val_set.path])
-    except (tf.errors.ResourceExhaustedError, tf.errors.UnknownError, OSError) as e:
+        return corrupt_records_error(e, [s.records_dir for s in run.splits] + [run.val_set.path])
+    if isinstance(e, (tf.errors.ResourceExhaustedError, tf.errors.UnknownError, OSError)):
         if not errors.is_disk_full(e):
-            raise
+            return e
         traindir.remove_temp_checkpoints(FLAGS.train_dir)
-        raise UserError("no space left on device writing the checkpoint in %s; free space and rerun "
-                        "(the last complete checkpoint, %s, is kept)"
-                        % (FLAGS.train_dir, tf.train.latest_checkpoint(FLAGS.train_dir)))
-    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
+        return UserError("no space left on device writing the checkpoint in %s; free space and rerun "
+                         "(the last complete checkpoint, %s, is kept)"
+                         % (FLAGS.train_dir, tf.train.latest_checkpoint(FLAGS.train_dir)))
+    if isinstance(e, (tf.errors.NotFoundError, tf.errors.InvalidArgumentError)):
         if (message := pairs.disagreement(e)):
-            raise UserError(message)
+            return UserError(message)
         if "checkpoint" in str(e).lower() or "Restoring" in str(e):
-            raise UserError("%s: its checkpoint does not match this model (%s); use another "
-                            "--train_dir or delete it to start fresh"
-                            % (FLAGS.train_dir, str(e).splitlines()[0][:150]))
-        raise
-    if conf:
-        logging.info("worker %d ran %d of the global steps", conf.task_index, counter.steps)
-        cluster.signal_done(server.target, done_ops, conf)
-    logging.info("done; checkpoint %s", tf.train.latest_checkpoint(FLAGS.train_dir))
-    return (validation.history if validation else []), progress.losses
+            return UserError("%s: its checkpoint does not match this model (%s); use another "
+                             "--train_dir or delete it to start fresh"
+                             % (FLAGS.train_dir, str(e).splitlines()[0][:150]))
+    return e
 
 
 def check_cache(splits, config):
