@@ -63,6 +63,20 @@ def decode(encoded):
     return tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_FAST")
 
 
+def corners(crop):
+    """The crop box: (top, left, height, width) fractions, a crop object as the
+    export's tflite/preprocessing.json stores it, or a crop name or spec (parse_crop)
+    -> its corners (y1, x1, y2, x2) as fractions of the photo, the box
+    tf.image.crop_and_resize takes. The one place a crop becomes a box: boxes()
+    (training, inference, serving) and the phone's numpy reference use it."""
+    if isinstance(crop, str):
+        crop = parse_crop(crop)
+    elif isinstance(crop, dict):
+        crop = (crop["top"], crop["left"], crop["height"], crop["width"])
+    t, l, h, w = [float(v) for v in crop]
+    return t, l, t + h, l + w
+
+
 def boxes(crop, n=1, seed=None, scale_jitter=SCALE_JITTER):
     """[n, 4] crop boxes (y1, x1, y2, x2 in fractions) for crop_resize.
 
@@ -73,7 +87,7 @@ def boxes(crop, n=1, seed=None, scale_jitter=SCALE_JITTER):
     """
     t, l, h, w = [float(v) for v in crop]
     if seed is None:
-        return tf.tile(tf.constant([[t, l, t + h, l + w]], tf.float32), [n, 1])
+        return tf.tile(tf.constant([corners(crop)], tf.float32), [n, 1])
     u = tf.random.stateless_uniform([4, n], tf.cast(seed, tf.int64), -1.0, 1.0)
     scale = 1.0 + scale_jitter * u[0]
     half_h, half_w = scale * h / 2, scale * w / 2 * tf.sign(u[3] + 1e-9)

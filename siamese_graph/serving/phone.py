@@ -3,6 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
+from siamese_graph.data import preprocessing
+
 v1 = tf.compat.v1
 
 
@@ -21,18 +23,16 @@ def phone_face(rgb, crop, image_size):
       outside the photo are 0), divided by 255. This is tf.image.crop_and_resize's
       rule, written in numpy so that it can be ported line by line.
     """
-    if isinstance(crop, dict):  # as the export's tflite/preprocessing.json stores it
-        crop = (crop["top"], crop["left"], crop["height"], crop["width"])
     img = np.asarray(rgb, np.float32)
     h, w = img.shape[:2]
-    t, l, bh, bw = [float(v) for v in crop]
+    y1, x1, y2, x2 = preprocessing.corners(crop)  # the box, as training and serving compute it
     f32, i = np.float32, np.arange(image_size, dtype=np.float32)
     if image_size > 1:  # in float32, in crop_and_resize's order, so the samples match it bit for bit
-        ys = f32(t) * f32(h - 1) + i * ((f32(t + bh) - f32(t)) * f32(h - 1) / f32(image_size - 1))
-        xs = f32(l) * f32(w - 1) + i * ((f32(l + bw) - f32(l)) * f32(w - 1) / f32(image_size - 1))
+        ys = f32(y1) * f32(h - 1) + i * ((f32(y2) - f32(y1)) * f32(h - 1) / f32(image_size - 1))
+        xs = f32(x1) * f32(w - 1) + i * ((f32(x2) - f32(x1)) * f32(w - 1) / f32(image_size - 1))
     else:
-        ys = np.array([f32(0.5) * (f32(t) + f32(t + bh)) * f32(h - 1)], np.float32)
-        xs = np.array([f32(0.5) * (f32(l) + f32(l + bw)) * f32(w - 1)], np.float32)
+        ys = np.array([f32(0.5) * (f32(y1) + f32(y2)) * f32(h - 1)], np.float32)
+        xs = np.array([f32(0.5) * (f32(x1) + f32(x2)) * f32(w - 1)], np.float32)
 
     def axis(coords, n):
         lo = np.floor(coords).astype(int)
