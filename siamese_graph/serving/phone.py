@@ -1,11 +1,8 @@
 """The phone's preprocessing, in numpy: what a TFLite client does to a face before the model.
 """
 import numpy as np
-import tensorflow as tf
 
 from siamese_graph.data import preprocessing
-
-v1 = tf.compat.v1
 
 
 def phone_face(rgb, crop, image_size):
