@@ -108,10 +108,10 @@ def render(edges, mods):
         lines.append("  end")
     for a in sorted(edges):
         lines += ["  %s --> %s" % (node(a), node(b)) for b in edges[a]]
-    lines += ["```", "", "| module | lines | imports |", "|---|---|---|"]
+    # imports only (no line counts): the page is stale when the structure changes, not an edit
+    lines += ["```", "", "| module | imports |", "|---|---|"]
     for m in sorted(mods, key=lambda m: (layer_of(m), m)):
-        n = sum(1 for _ in open(mods[m]))
-        lines.append("| `%s` | %d | %s |" % (m, n, ", ".join("`%s`" % b for b in edges[m]) or "-"))
+        lines.append("| `%s` | %s |" % (m, ", ".join("`%s`" % b for b in edges[m]) or "-"))
     return "\n".join(lines) + "\n"
 
 
