@@ -46,4 +46,6 @@ def build(out_dir, annotations=ANNOTATIONS, size=8, num_workers=2):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1].startswith("-"):  # a flag is not a folder: 200,000 photos went into --helpshort/
+        sys.exit("usage: python bench/celeba_scale.py OUT_DIR   (writes about 200,000 small photos there)")
     print(build(sys.argv[1]))

@@ -162,6 +162,7 @@ def one(name, records_dir, n_pairs, image_size, repeats):
 
     from siamese_graph import inspect_pairs
     from siamese_graph.data import pair_cache, pairs
+    from siamese_graph.training import train_config
 
     tf.compat.v1.disable_eager_execution()
     info = pairs.pairable_split(records_dir, "train")
@@ -171,8 +172,8 @@ def one(name, records_dir, n_pairs, image_size, repeats):
             ("records (gray+lowres)", 0.0, False, 0.2),
             ("cache (augment)", 0.0, True, 0.0), ("cache (augment+rot8)", 8.0, True, 0.0),
             ("cache (gray+lowres)", 0.0, True, 0.2)):
-        rep, _ = inspect_pairs.inspect(records_dir, "train", n_pairs, 100, image_size=image_size,
-                                       augment=True, rotation_deg=rot, cache=cache)
+        rep, _ = inspect_pairs.inspect(records_dir, "train", n_pairs, train_config.TrainConfig(
+            batch_size=100, image_size=image_size, augment=True, rotation_deg=rot, cache=cache))
         timers.append(pair_rate(records_dir, image_size, rot, cache, gray_lowres))
         rows.append([label, rep["pairs"], rep["same_fraction"], rep["records_read_per_pair"],
                      None, rep["identities_in_same_pairs"],

@@ -124,6 +124,13 @@ def photo_loader():
     return loader.PhotoLoader(FLAGS.align)
 
 
+def refuse_threshold(command, why):
+    """UserError when --threshold is given to a command that makes no verdicts (every
+    float flag is global in absl: unrefused, it would be ignored in silence)."""
+    if FLAGS["threshold"].present:
+        raise UserError("--threshold=%g: %s takes no threshold (%s)" % (FLAGS.threshold, command, why))
+
+
 def threshold_for(model):
     """--threshold when given (finite and above 0), else the model's calibrated
     threshold (or None)."""

@@ -27,7 +27,7 @@ import time
 import tensorflow as tf
 from absl import flags, logging
 
-from siamese_graph import common_flags, fileio, netns
+from siamese_graph import common_flags, fileio
 from siamese_graph.errors import UserError
 from siamese_graph.training import cluster
 
@@ -35,8 +35,8 @@ flags.DEFINE_enum("role", None, ["dispatcher", "worker"], "Which server this pro
 flags.DEFINE_integer("port", None, "Port to listen on, on EVERY network interface of this machine: "
                      "TensorFlow's servers have no bind address and no authentication (see "
                      "--listen_on_every_interface).")
-flags.DEFINE_bool("listen_on_every_interface", False, "Required to start a server outside "
-                  "bin/train_data_service: the server listens on every interface, reachable by anyone "
+flags.DEFINE_bool("listen_on_every_interface", False, "Required to start a server (bin/train_data_service "
+                  "passes it to the servers it runs in its loopback-only namespace): the server listens on every interface, reachable by anyone "
                   "who can reach this machine, with no authentication. Use it on a private network "
                   "only (docs/scaling.md). bin/train_data_service runs its servers loopback-only.")
 flags.DEFINE_string("worker_addresses", None, "Dispatcher: every worker's host:port, comma-separated "
@@ -84,8 +84,7 @@ def main(argv):
     del argv
     if not FLAGS.role or not FLAGS.port:
         raise UserError("--role and --port are required")
-    launched = os.environ.get(netns.INSIDE_ENV) or os.environ.get(netns.ALLOW_ALL_ENV)
-    if not (FLAGS.listen_on_every_interface or launched):
+    if not FLAGS.listen_on_every_interface:
         raise UserError("a tf.data service server listens on every network interface, with no authentication "
                         "(TensorFlow has no bind address): pass --listen_on_every_interface to start it on a "
                         "private network, or run bin/train_data_service, which keeps its servers loopback-only")

@@ -35,9 +35,7 @@ def main(argv):
     del argv
     if not (FLAGS.folder and FLAGS.output_dir):
         raise UserError("--checkpoint_dir, --folder and --output_dir are required")
-    if FLAGS["threshold"].present:
-        raise UserError("--threshold=%g: embed takes no threshold (it writes features, not verdicts)"
-                        % FLAGS.threshold)
+    common_flags.refuse_threshold("embed", "it writes features, not verdicts")
     fileio.check_writable_dir(FLAGS.output_dir, "output_dir")
     items = [(path, person) for person, paths in folder_layout.walk(FLAGS.folder) for path in paths]
     model = common_flags.restored_model()

@@ -194,9 +194,8 @@ def main(argv):
     del argv
     if not FLAGS.checkpoint_dir:
         raise UserError("--checkpoint_dir is required")
-    if FLAGS["threshold"].present:
-        raise UserError("--threshold=%g: evaluate takes no threshold: it reports the best one "
-                        "(best_threshold; --calibrate saves it for score, gallery and export)" % FLAGS.threshold)
+    common_flags.refuse_threshold("evaluate", "it reports the best one, best_threshold; --calibrate saves it "
+                                  "for score, gallery and export")
     sources = [bool(FLAGS.pairs), bool(FLAGS.records_dir), bool(FLAGS.folder)]
     if sum(sources) != 1:
         raise UserError("give one of --pairs, --records_dir or --folder")

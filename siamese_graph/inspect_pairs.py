@@ -12,7 +12,6 @@ Prints JSON: same_fraction, records_read_per_pair (every record read from disk,
 shuffle-buffer fills included), identities seen in same and in different pairs,
 mislabeled and same-photo pairs (both must be 0), pairs per second.
 """
-import dataclasses
 import json
 import time
 
@@ -23,7 +22,7 @@ from absl import flags
 from siamese_graph import common_flags, fileio, train_flags
 from siamese_graph.data import pairs
 from siamese_graph.errors import UserError
-from siamese_graph.training import graphs, loop, train_config
+from siamese_graph.training import graphs, loop
 
 common_flags.declare("records_dir", "split", "num_pairs", "batch_size", "image_size", "crop", "augment",
                      "rotation_deg", "seed", "shuffle_buffer", "cache")
@@ -33,7 +32,7 @@ FLAGS = flags.FLAGS
 DEFAULT_SPLIT = "train"
 
 
-def inspect(records_dir, split, num_pairs, batch_size=100, grid_pairs=0, **fields):
+def inspect(records_dir, split, num_pairs, config, grid_pairs=0):
     """What the training input feeds, pulled from the same graph train builds
     (graphs.input_dataset: several records folders alternate batch by batch).
 
@@ -41,12 +40,11 @@ def inspect(records_dir, split, num_pairs, batch_size=100, grid_pairs=0, **field
       records_dir: a records folder, or several, comma-separated.
       split: the split of each.
       num_pairs: pairs to pull.
-      batch_size, fields: TrainConfig fields (image_size, crop, augment, cache, gray_prob, ...).
+      config: the TrainConfig of the run (batch_size, image_size, crop, augment, cache, ...).
       grid_pairs: pairs to keep as pictures.
     Returns:
       (report dict, first grid_pairs pairs as (image_a, image_b, label, filename_a, filename_b)).
     """
-    config = train_config.TrainConfig(batch_size=batch_size, **fields)
     splits = [pairs.pairable_split(d, split) for d in records_dir.split(",")]
     keys = ["label", "identity_a", "identity_b", "filename_a", "filename_b"]
     got, grid = {k: [] for k in keys}, []
@@ -138,9 +136,8 @@ def main(argv):
     config.check_memory(loop.machine_memory())
     if FLAGS.save_grid:
         fileio.check_writable_file(FLAGS.save_grid, "save_grid")
-    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "batch_size"}
-    report, grid = inspect(FLAGS.records_dir, FLAGS.split or DEFAULT_SPLIT, FLAGS.num_pairs, config.batch_size,
-                           FLAGS.grid_pairs if FLAGS.save_grid else 0, **fields)
+    report, grid = inspect(FLAGS.records_dir, FLAGS.split or DEFAULT_SPLIT, FLAGS.num_pairs, config,
+                           FLAGS.grid_pairs if FLAGS.save_grid else 0)
     if FLAGS.save_grid:
         save_grid(FLAGS.save_grid, grid)
         report["grid"] = FLAGS.save_grid

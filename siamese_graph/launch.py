@@ -108,7 +108,8 @@ def data_service(num_workers, train_args, log_dir, python=None, start_timeout=12
     os.makedirs(log_dir, exist_ok=True)
     ports = cluster_lib.free_ports(1 + num_workers)
     workers = ["127.0.0.1:%d" % p for p in ports[1:]]
-    base = [python, "-m", "siamese_graph.data_service", "--parent_pid=%d" % os.getpid()]
+    # the caller has isolated itself (netns.isolate) or was told to run on every interface
+    base = [python, "-m", "siamese_graph.data_service", "--parent_pid=%d" % os.getpid(), "--listen_on_every_interface"]
     commands = {"dispatcher": base + ["--role=dispatcher", "--port=%d" % ports[0],
                                       "--worker_addresses=%s" % ",".join(workers)]}
     for i, w in enumerate(workers):

@@ -92,8 +92,7 @@ def cli(module, *args, timeout=None):
 
     from siamese_graph import common_flags, errors
 
-    command = importlib.import_module(module)
-    main = getattr(command, "main", None) or importlib.import_module(module + ".__main__").main
+    main = importlib.import_module(module).main
     out, err = io.StringIO(), io.StringIO()
     logging.use_absl_handler()  # as absl's app.run does: log lines to stderr
     handler = logging.get_absl_handler().python_handler

@@ -13,7 +13,7 @@ import tensorflow as tf
 from siamese_graph import netns
 from siamese_graph.errors import ArgumentError, DataError
 from siamese_graph.training import cluster
-from tests.conftest import REPO, SYNTHETIC, cli, face, run_cli
+from tests.conftest import REPO, SYNTHETIC, cli, face
 
 # With the README's `-n 2 --dist loadgroup`, this file's tests run one at a time in one
 # worker: two clusters of three processes each would share 2 cores.
@@ -42,7 +42,7 @@ def test_cluster_from_flags_and_tf_config_agree():
     ((PS, WORKERS, "ps", 1, None), "task_index=1: out of range: the cluster has 1 ps task"),
     ((PS, "", "worker", 0, None), "a cluster needs --ps_hosts, --worker_hosts and --job_name together"),
     ((PS, "127.0.0.1:x", "worker", 0, None), "expected host:port"),
-    ((PS, PS, "worker", 0, None), "shares a host:port with --ps_hosts"),
+    ((PS, PS, "worker", 0, None), "shares a host:port with a parameter server"),
     ((PS, WORKERS, "worker", 0, json.dumps({"cluster": {"ps": [PS], "worker": ["127.0.0.1:9"]},
                                            "task": {"type": "worker", "index": 0}})), "disagrees with"),
     ((None, None, None, 0, '{"cluster": '), "not a cluster and task in JSON"),
@@ -228,7 +228,7 @@ def test_async_cluster_trains_and_restores_like_one_machine(six_shard_records, t
     # the checkpoint restores for score exactly as a single-machine one
     for i in (1, 2):
         face(i, 0).save(tmp_path / ("%d.png" % i))
-    r = run_cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % run, str(tmp_path / "1.png"), str(tmp_path / "2.png"))
+    r = cli("siamese_graph.score", *SYNTHETIC, "--checkpoint_dir=%s" % run, str(tmp_path / "1.png"), str(tmp_path / "2.png"))
     assert r.returncode == 0 and r.stdout.startswith("distance "), r.stderr[-2000:]
 
 

@@ -140,6 +140,6 @@ def test_console_script_help_lists_its_flags(command):
     own = {f.name for f in FLAGS.get_key_flags_for_module(module.__name__)}
     listed = set(re.findall(r"^  --(?:\[no\])?(\w+)", r.stdout, re.M))
     assert own and own <= listed, own - listed
-    m = subprocess.run([sys.executable, "-m", MODULES[command].replace(".__main__", ""), "--help"], cwd=REPO,
+    m = subprocess.run([sys.executable, "-m", MODULES[command], "--help"], cwd=REPO,
                        capture_output=True, text=True, timeout=120)
     assert set(re.findall(r"^  --(?:\[no\])?(\w+)", m.stdout, re.M)) == listed

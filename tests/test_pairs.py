@@ -13,12 +13,14 @@ from siamese_graph import inspect_pairs
 from siamese_graph.data import pair_cache, pairs, preprocessing, record_writer
 from siamese_graph.data.datasets import celeba
 from siamese_graph.errors import DataError
+from siamese_graph.training import train_config
 from tests.conftest import REPO, cli, make_celeba, shared
 
 
 def pull(records_dir, split="train", num_pairs=400, batch_size=20, **kw):
     tf.compat.v1.reset_default_graph()
-    return inspect_pairs.inspect(records_dir, split, num_pairs, batch_size, **kw)[0]
+    config = train_config.TrainConfig(batch_size=batch_size, **kw)
+    return inspect_pairs.inspect(records_dir, split, num_pairs, config)[0]
 
 
 def batches(records_dir, n, **kw):

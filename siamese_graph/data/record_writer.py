@@ -63,6 +63,10 @@ def load_photo(path, jpeg_quality=95):
     return out.getvalue(), height, width
 
 
+# Threads of a process that has imported TensorFlow and run no op (measured: 2).
+QUIET_THREADS = 2
+
+
 def worker_context():
     """The multiprocessing context make_records' workers start from: fork, the
     cheapest, from a process that runs no TensorFlow thread pools yet (a fresh
@@ -78,9 +82,6 @@ def worker_context():
     ctx.set_forkserver_preload([__name__])
     return ctx
 
-
-# Threads of a process that has imported TensorFlow and run no op (measured: 2).
-QUIET_THREADS = 2
 
 
 def plan_shards(listing, num_shards, seed):

@@ -177,12 +177,11 @@ def align_listing(listing, out_dir, layout, num_workers=2, min_confidence=align.
                     pool.terminate()
                     pool.join()
     elapsed = time.time() - start
-    return _finish(listing, out_dir, layout, done, config, len(tasks), elapsed)
+    return _finish(listing, out_dir, layout, done, config, len(tasks), elapsed, names)
 
 
-def _finish(listing, out_dir, layout, done, config, aligned_now, elapsed):
+def _finish(listing, out_dir, layout, done, config, aligned_now, elapsed, names):
     entries = [done[p.relname] for p in listing.photos]
-    names = output_names(listing.photos, layout)
     counts = {s: sum(e["status"] == s for e in entries) for s in ("aligned", "no_face", "unusable")}
     counts["several_faces"] = sum(e.get("faces", 0) > 1 for e in entries)
     if layout == "celeba":

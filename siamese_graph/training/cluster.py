@@ -110,7 +110,7 @@ def resolve(ps_hosts, worker_hosts, job_name, task_index, tf_config):
         try:
             check(from_env)
         except ArgumentError as e:  # name what the user gave: TF_CONFIG, not flags
-            raise ArgumentError("TF_CONFIG", tf_config[:80], e.message.replace("--ps_hosts", "ps"))
+            raise ArgumentError("TF_CONFIG", tf_config[:80], e.message)
     return from_flags or from_env
 
 
@@ -126,7 +126,7 @@ def check(config):
         raise ArgumentError("task_index", config.task_index, "out of range: the cluster has %d %s task%s"
                             % (len(hosts), config.job_name, "" if len(hosts) == 1 else "s"))
     if set(config.ps_hosts) & set(config.worker_hosts):
-        raise ArgumentError("worker_hosts", ",".join(config.worker_hosts), "shares a host:port with --ps_hosts")
+        raise ArgumentError("worker_hosts", ",".join(config.worker_hosts), "shares a host:port with a parameter server")
 
 
 def server(config):
