@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 
@@ -159,3 +160,59 @@ def tiny_model(synthetic_records, tmp_path_factory):
                 "--lr_schedule=constant", "--shuffle_buffer=64")
     assert r.returncode == 0, r.stderr[-3000:]
     return train_dir
+
+
+# --- blank pictures beside real in-the-wild photos: no verdict without a face ---
+
+BLANKS = ("black", "white", "gray", "noise")
+# a threshold no distance is above: every pair with faces is "same", so a blank
+# picture's "same" could only be stopped by the face check
+ANY_DISTANCE = "--threshold=1000000"
+
+
+def blank(kind, size=(178, 218)):
+    w, h = size
+    if kind == "noise":
+        return np.random.RandomState(0).randint(0, 256, (h, w, 3)).astype(np.uint8)
+    return np.full((h, w, 3), {"black": 0, "white": 255, "gray": 128}[kind], np.uint8)
+
+
+@pytest.fixture(scope="session")
+def face_photos(tmp_path_factory):
+    """{name: path}: 4 blank pictures and 4 real in-the-wild photos of two people."""
+    wild = shared("celeba-mini-wild")
+    base = tmp_path_factory.mktemp("faces")
+    out = {}
+    for kind in BLANKS:
+        out[kind] = str(base / ("%s.png" % kind))
+        Image.fromarray(blank(kind, (400, 300))).save(out[kind])
+    ids = dict(line.split() for line in open(os.path.join(wild, "identity_CelebA.txt")))
+    by_id = {}
+    for name, i in sorted(ids.items()):
+        by_id.setdefault(i, []).append(name)
+    people = [i for i in sorted(by_id, key=int) if len(by_id[i]) >= 3][:2]
+    for p in people:
+        os.makedirs(base / "people" / p)
+        for name in by_id[p][:2]:
+            shutil.copy(os.path.join(wild, "img_celeba", name), base / "people" / p / name)
+            out["%s_%s" % (p, name)] = str(base / "people" / p / name)
+    os.makedirs(base / "people" / "blank")
+    Image.fromarray(blank("black")).save(base / "people" / "blank" / "black.png")
+    out["people"] = str(base / "people")
+    # the same photos' faces, aligned: what --align=none expects to be given
+    from siamese_graph.faces import align
+
+    detector = align.Detector()
+    os.makedirs(base / "aligned")
+    for key in [k for k in out if k not in BLANKS and k != "people"]:
+        rgb = np.asarray(Image.open(out[key]).convert("RGB"))
+        path = str(base / "aligned" / (os.path.basename(out[key]) + ".png"))
+        Image.fromarray(align.warp_face(rgb, detector.detect(rgb)[0])).save(path)
+        out["aligned_" + key] = path
+    return out
+
+
+def real(photos, aligned=False):
+    """The real photos' paths (whole photos, or their aligned faces)."""
+    return sorted(v for k, v in photos.items() if k not in BLANKS and k != "people"
+                  and k.startswith("aligned_") == aligned)

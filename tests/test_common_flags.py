@@ -10,7 +10,7 @@ import sys
 import pytest
 from absl import flags
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SYNTHETIC, cli, face
 
 COMMANDS = ["make_records", "inspect_pairs", "train", "evaluate", "score", "gallery", "embed", "export", "data_service",
             "align"]
@@ -112,18 +112,6 @@ def test_shared_flags_match_the_readme_table():
         assert sorted(declared) == sorted(users), (name, declared, users)
 
 
-def test_train_config_defaults_are_the_flag_defaults():
-    import dataclasses
-
-    from siamese_graph import train_flags
-    from siamese_graph.training import train_config
-
-    for f in dataclasses.fields(train_config.TrainConfig):
-        want = f.default if f.name != "crop" else None  # --crop: None means celeba when training
-        assert FLAGS[f.name].default == want, f.name
-    assert train_flags.config_from_flags().crop == "celeba"
-
-
 def test_install_brings_what_the_readme_uses():
     import matplotlib  # noqa: F401  evaluate's PNGs
     import tensorboard  # noqa: F401  `tensorboard --logdir runs`
@@ -143,3 +131,47 @@ def test_console_script_help_lists_its_flags(command):
     m = subprocess.run([sys.executable, "-m", MODULES[command], "--help"], cwd=REPO,
                        capture_output=True, text=True, timeout=120)
     assert set(re.findall(r"^  --(?:\[no\])?(\w+)", m.stdout, re.M)) == listed
+
+
+@pytest.mark.parametrize("command", ["score", "gallery", "export", "evaluate", "embed"])
+def test_nonsense_thresholds_are_refused_by_every_command(tiny_model, tmp_path, command):
+    """NaN, infinite, negative and 0 are refused by every command in one line before
+    anything is written or printed; a good threshold goes through score, gallery and
+    export (the control), and evaluate and embed, which make no verdicts, refuse it."""
+    argv = _threshold_commands(tiny_model, tmp_path)[command]
+    outputs = [tmp_path / out for out in ("g.npz", "x", "e", "m")]
+    for value in ("nan", "inf", "-inf", "-1", "0"):
+        r = cli("siamese_graph." + command, *argv, "--threshold=%s" % value)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (command, value, r.stderr[-1500:])
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: flag --threshold=%s" % float(value)), (command, value, last)
+        assert "must be a finite" in last, (command, value, last)
+        assert not r.stdout.strip() and not any(o.exists() for o in outputs), (command, r.stdout)
+    assert not os.path.exists(os.path.join(tiny_model, "threshold.json"))
+    r = cli("siamese_graph." + command, *argv, "--threshold=0.5")
+    if command in ("evaluate", "embed"):
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.returncode == 1 and last.startswith("error: --threshold=0.5: %s takes no threshold" % command), last
+        assert not any(o.exists() for o in outputs)
+    else:
+        assert r.returncode == 0, (command, r.stderr[-1500:])
+        assert any(o.exists() for o in outputs) or "different" in r.stdout or "same" in r.stdout
+
+
+def _threshold_commands(model, tmp_path):
+    """Each command's argv (without --threshold) on synthetic photos, and a check of what it wrote."""
+    people = tmp_path / "people"
+    for i, person in enumerate(("p0", "p1")):
+        (people / person).mkdir(parents=True)
+        for k in range(2):
+            face(i + 1, k).save(people / person / ("%d.png" % k))
+    a, b = str(people / "p0" / "0.png"), str(people / "p1" / "0.png")
+    ckpt = "--checkpoint_dir=%s" % model
+    return {
+        "score": [*SYNTHETIC, ckpt, a, b],
+        "gallery": [*SYNTHETIC, ckpt, "--enroll=%s" % people, "--k=1", "--gallery=%s" % (tmp_path / "g.npz")],
+        "export": [ckpt, "--output_dir=%s" % (tmp_path / "x")],
+        "evaluate": [*SYNTHETIC, ckpt, "--folder=%s" % people, "--kshot=1", "--episodes=2",
+                     "--output_dir=%s" % (tmp_path / "e")],
+        "embed": [*SYNTHETIC, ckpt, "--folder=%s" % people, "--output_dir=%s" % (tmp_path / "m")],
+    }

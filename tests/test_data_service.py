@@ -33,13 +33,14 @@ def service():
              for c in cmds]
     try:
         deadline = time.time() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", ports[0]), timeout=1).close()
-                break
-            except OSError:
-                assert time.time() < deadline, "the dispatcher did not start"
-                time.sleep(0.2)
+        for port, what in zip(ports, ("the dispatcher", "worker 0", "worker 1")):  # all three serving
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    assert time.time() < deadline, "%s did not start" % what
+                    time.sleep(0.2)
         yield "grpc://127.0.0.1:%d" % ports[0], procs
     finally:
         for p in procs:

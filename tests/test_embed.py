@@ -1,12 +1,15 @@
 """embed: an output set (embeddings.npy, embeddings.tsv, metadata.tsv) is written
 whole or not at all."""
 import errno
+import json
 import os
+import shutil
 
 import numpy as np
+from PIL import Image
 
 from siamese_graph import fileio
-from tests.conftest import SYNTHETIC, cli, make_people
+from tests.conftest import SYNTHETIC, blank, cli, make_people, real
 
 OUTPUTS = ("embeddings.npy", "embeddings.tsv", "metadata.tsv")
 
@@ -42,3 +45,24 @@ def test_a_full_disk_keeps_the_earlier_set_whole(tiny_model, tmp_path, monkeypat
     rows = np.load(out / "embeddings.npy").shape[0]
     assert rows == 12 == len((out / "embeddings.tsv").read_text().splitlines())
     assert len((out / "metadata.tsv").read_text().splitlines()) == rows + 1  # its header
+
+
+def test_embed_and_evaluate_leave_out_photos_without_a_face(tiny_model, face_photos, tmp_path):
+    people = str(tmp_path / "people")
+    shutil.copytree(face_photos["people"], people, ignore=shutil.ignore_patterns("blank"))
+    os.makedirs(os.path.join(people, "blank"))
+    Image.fromarray(blank("white")).save(os.path.join(people, "blank", "white.png"))
+    r = cli("siamese_graph.embed", "--checkpoint_dir=%s" % tiny_model, "--folder=%s" % people,
+                "--output_dir=%s" % (tmp_path / "emb"))
+    assert r.returncode == 0, r.stderr[-1500:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["photos"] == 4 and out["no_face"] == [os.path.join(people, "blank", "white.png")]
+    assert np.load(tmp_path / "emb" / "embeddings.npy").shape[0] == 4
+    ps = real(face_photos)
+    lines = [(ps[0], ps[1], 0), (ps[2], ps[3], 0), (ps[0], ps[2], 1), (ps[1], ps[3], 1), (face_photos["black"], ps[0], 0)]
+    (tmp_path / "p.txt").write_text("".join("%s\t%s\t%d\n" % x for x in lines))
+    r = cli("siamese_graph.evaluate", "--checkpoint_dir=%s" % tiny_model, "--pairs=%s" % (tmp_path / "p.txt"),
+                "--folds=2", "--output_dir=%s" % (tmp_path / "ev"))
+    assert r.returncode == 0, r.stderr[-1500:]
+    report = json.loads(r.stdout)
+    assert report["no_face_pairs"] == 1 and report["pairs"] == 4

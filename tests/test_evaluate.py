@@ -9,9 +9,8 @@ import tensorflow as tf
 from PIL import Image
 
 from siamese_graph.data import pair_lists
-from siamese_graph.errors import DataError
 from siamese_graph.inference import metrics
-from tests.conftest import SYNTHETIC, cli, face, make_people
+from tests.conftest import SYNTHETIC, cli, make_people
 
 v1 = tf.compat.v1
 
@@ -19,100 +18,7 @@ v1 = tf.compat.v1
 # --- metrics ---------------------------------------------------------------------------
 
 
-def test_eer_tar_at_far_and_kfold_hand_cases():
-    d = np.array([0.1, 0.2, 0.3, 0.4, 0.15, 0.35, 0.5, 0.6])
-    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
-    # sorted: .1s .15d .2s .3s .35d .4s .5d .6d; different pairs above each same one: 4+3+3+2
-    assert metrics.roc_auc(d, y) == pytest.approx(12 / 16)
-    eer, _ = metrics.equal_error_rate(d, y)
-    assert eer == pytest.approx(0.25)
-    assert metrics.tar_at_far(d, y, 0.0) == 0.25  # before the first different pair: one same
-    assert metrics.tar_at_far(d, y, 0.25) == 0.75
-    acc, thr = metrics.best_accuracy(d, y)
-    assert acc == 0.75 and thr == pytest.approx(0.325)  # 6 of 8 right; midway from .3 to .35
-    # fold 0 = pairs 0-3 and fold 1 = 4-7 both hold a mix; thresholds come from the other fold
-    folds = np.array([0, 1, 0, 1, 0, 1, 0, 1])
-    mean, std, per = metrics.kfold_accuracy(d, y, folds)
-    for f in (0, 1):
-        _, t = metrics.best_accuracy(d[folds != f], y[folds != f])
-        assert per[f] == metrics.accuracy_at(d[folds == f], y[folds == f], t)
-    assert mean == pytest.approx(np.mean(per)) and std == pytest.approx(np.std(per))
-
-
-def test_perfect_separation():
-    d, y = [0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]
-    assert metrics.equal_error_rate(d, y)[0] == 0.0
-    assert metrics.tar_at_far(d, y, 1e-3) == 1.0
-    assert metrics.kfold_accuracy(d, y, [0, 1, 0, 1])[0] == 1.0
-
-
 # --- pair lists --------------------------------------------------------------------------
-
-
-def make_lfw(root, people=("Ann_A", "Bob_B", "Cid_C"), photos=3):
-    for i, name in enumerate(people):
-        os.makedirs(root / name)
-        for k in range(1, photos + 1):
-            face(i, k).save(root / name / ("%s_%04d.jpg" % (name, k)))
-
-
-def test_lfw_pairs_parsing(tmp_path):
-    make_lfw(tmp_path / "lfw")
-    text = "2\t2\nAnn_A\t1\t2\nBob_B\t1\t3\nAnn_A\t1\tBob_B\t2\nCid_C\t3\tAnn_A\t2\n" \
-           "Cid_C\t1\t2\nBob_B\t2\t3\nBob_B\t1\tCid_C\t1\nAnn_A\t3\tCid_C\t2\n"
-    (tmp_path / "pairs.txt").write_text(text)
-    pairs = pair_lists.read_lfw(str(tmp_path / "pairs.txt"), str(tmp_path / "lfw"))
-    assert len(pairs) == 8
-    assert [y for _, _, y, _ in pairs] == [0, 0, 1, 1, 0, 0, 1, 1]
-    assert [f for *_, f in pairs] == [0, 0, 0, 0, 1, 1, 1, 1]
-    assert pairs[2][0].endswith("lfw/Ann_A/Ann_A_0001.jpg") and pairs[2][1].endswith("lfw/Bob_B/Bob_B_0002.jpg")
-    pair_lists.check_photos(pairs)
-    (tmp_path / "bad.txt").write_text(text.replace("2\t2\n", "2\t3\n"))
-    with pytest.raises(DataError, match="header says 2 folds of 3 .* the file has 8 pair lines"):
-        pair_lists.read_lfw(str(tmp_path / "bad.txt"), str(tmp_path / "lfw"))
-    (tmp_path / "bad2.txt").write_text(text.replace("Bob_B\t1\t3", "Bob_B\t1"))
-    with pytest.raises(DataError, match=r"bad2.txt:3: expected 'name i j'"):
-        pair_lists.read_lfw(str(tmp_path / "bad2.txt"), str(tmp_path / "lfw"))
-    (tmp_path / "missing.txt").write_text("1\t1\nAnn_A\t1\t9\nAnn_A\t1\tBob_B\t2\n")
-    with pytest.raises(DataError, match="Ann_A_0009.jpg: photo in the pairs file not found"):
-        pair_lists.check_photos(pair_lists.read_lfw(str(tmp_path / "missing.txt"), str(tmp_path / "lfw")))
-
-
-def test_list_pairs_and_balanced_lists(tmp_path):
-    for name in "abcd":
-        (tmp_path / (name + ".jpg")).write_bytes(b"")
-    (tmp_path / "l.txt").write_text("# a comment\na.jpg b.jpg 0\n\nc.jpg d.jpg 1 3\nc.jpg a.jpg 1\n")
-    got = pair_lists.read_list(str(tmp_path / "l.txt"), str(tmp_path))
-    p = lambda n: str(tmp_path / (n + ".jpg"))
-    # unless every line gives a fold, folds are dealt round-robin per label
-    assert got == [(p("a"), p("b"), 0, 0), (p("c"), p("d"), 1, 0), (p("c"), p("a"), 1, 1)]
-    # score's files: two paths, the rest ignored; labels optional
-    (tmp_path / "s.txt").write_text("a.jpg b.jpg whatever else\nc.jpg d.jpg\n")
-    assert pair_lists.read_list(str(tmp_path / "s.txt"), str(tmp_path), labelled=False) == [
-        (p("a"), p("b"), None, None), (p("c"), p("d"), None, None)]
-    for text, needle in (("a.jpg b.jpg 0\nc.jpg d.jpg 1\nx y 2\n", r"l.txt:3: expected 'path_a path_b label"),
-                         ("a.jpg b.jpg 0\na.jpg e.jpg 1\n", r"l.txt:2: photo .*e.jpg not found"),
-                         ("a.jpg b.jpg 0 x\n", r"l.txt:1: expected")):
-        (tmp_path / "l.txt").write_text(text)
-        with pytest.raises(DataError, match=needle):
-            pair_lists.read_list(str(tmp_path / "l.txt"), str(tmp_path))
-    (tmp_path / "l.txt").write_text("a.jpg\n")
-    with pytest.raises(DataError, match=r"l.txt:1: expected 'path_a path_b'"):
-        pair_lists.read_list(str(tmp_path / "l.txt"), str(tmp_path), labelled=False)
-    (tmp_path / "l.txt").write_bytes("a.jpg b.jpg 0\n".encode("utf-16"))
-    with pytest.raises(DataError, match=r"l.txt: not UTF-8 text"):
-        pair_lists.read_list(str(tmp_path / "l.txt"), str(tmp_path))
-    names = ["p%d" % i for i in range(12)]
-    ids = [0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 4, 5]
-    a = pair_lists.balanced_from_identities(names, ids, 200, seed=3)
-    assert a == pair_lists.balanced_from_identities(names, ids, 200, seed=3)
-    ident = dict(zip(names, ids))
-    assert sum(y == 0 for *_, y, _ in a) == 100
-    for fold in range(10):  # every fold balanced
-        assert [y for *_, y, f in a if f == fold].count(0) == 10
-        assert [y for *_, y, f in a if f == fold].count(1) == 10
-    for x, z, y, _ in a:
-        assert (ident[x] != ident[z]) == bool(y) and (y == 1 or x != z)
 
 
 # --- restore, evaluate, score, gallery, embed (end to end) ------------------------------

@@ -11,11 +11,22 @@ import time
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from siamese_graph.data import photos
+from siamese_graph.faces import gate, loader
 from siamese_graph.inference import models
 from siamese_graph.serving import phone, tflite
-from tests.conftest import REPO, SHARED_DATA, cli, face
+from tests.conftest import (
+    ANY_DISTANCE,
+    BLANKS,
+    REPO,
+    SHARED_DATA,
+    blank,
+    cli,
+    face,
+    real,
+)
 
 pytestmark = pytest.mark.slow  # trains two small models
 
@@ -235,3 +246,27 @@ def test_bad_input_and_a_killed_export(runs, tmp_path):
     r = export(train_dir, out, "--threshold=1")
     assert r.returncode == 0, r.stderr[-2000:]
     assert [n for n in os.listdir(out) if n != ".lock"] == ["1"]
+
+
+def test_saved_model_never_says_same_without_a_face(tiny_model, face_photos, tmp_path):
+    # the SavedModel takes aligned faces: align the real ones as siamese-align would
+    load = loader.PhotoLoader("mtcnn")
+    aligned = []
+    for i, p in enumerate(real(face_photos)[:2]):
+        aligned.append(str(tmp_path / ("a%d.jpg" % i)))
+        Image.fromarray(load(p)).save(aligned[-1], quality=95)
+    blanks = []
+    for k in BLANKS:
+        blanks.append(str(tmp_path / ("%s.jpg" % k)))
+        Image.fromarray(blank(k)).save(blanks[-1], quality=95)
+    r = cli("siamese_graph.export", "--checkpoint_dir=%s" % tiny_model, "--output_dir=%s" % (tmp_path / "out"),
+                ANY_DISTANCE)
+    assert r.returncode == 0, r.stderr[-2000:]
+    pairs = [(b, aligned[i % 2]) for i, b in enumerate(blanks)] + [(aligned[0], aligned[1])]
+    (tmp_path / "pairs.json").write_text(json.dumps(pairs))
+    p = subprocess.run([sys.executable, "-c", LOAD_AND_RUN, str(tmp_path / "out" / "1"),
+                        str(tmp_path / "pairs.json")], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    got = json.loads(p.stdout)
+    assert got["same"] == [False] * 4 + [True], got
+    assert max(got["face_a"][:4]) < gate.MIN_FACE_PROBABILITY <= min(got["face_a"][4], got["face_b"][4])

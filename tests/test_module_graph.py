@@ -1,5 +1,6 @@
 """The house: the module graph has no cycle and no import up a layer, docs/modules.md
-is drawn from today's imports, and no module is over 400 lines."""
+is drawn from today's imports, no module is over 400 lines, and each module has its
+test file."""
 import importlib.util
 import os
 
@@ -34,3 +35,18 @@ def test_no_module_over_400_lines():
     g = _graph_script()
     long = {m: n for m, p in g.modules().items() if (n := sum(1 for _ in open(p))) > 400}
     assert long == {}
+
+
+def test_each_module_has_its_test_file():
+    """siamese_graph/<stage>/<module>.py is tested in tests/<stage>/test_<module>.py (the
+    commands, at the top, in tests/test_<command>.py)."""
+    g = _graph_script()
+    missing = []
+    for name, source in g.modules().items():
+        parts = name.split(".")
+        if source.endswith("__init__.py"):  # a package's namespace, tested through its modules
+            continue
+        path = os.path.join(REPO, "tests", *parts[:-1], "test_%s.py" % parts[-1])
+        if not os.path.exists(path):
+            missing.append(os.path.relpath(path, REPO))
+    assert missing == []

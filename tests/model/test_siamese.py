@@ -3,9 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from siamese_graph.errors import DataError
-from siamese_graph.inference import metrics
-from siamese_graph.model import schedules, siamese
+from siamese_graph.model import siamese
 from siamese_graph.model.nets import nets_factory
 
 v1 = tf.compat.v1
@@ -144,28 +142,3 @@ def test_euclidean_and_absdiff_distances():
         np.testing.assert_allclose(hv, np.sqrt((out ** 2).sum(1) + 1e-6), rtol=1e-5)
 
 
-def test_cyclic_schedule_moves_lr_and_beta1_in_opposite_directions():
-    with tf.Graph().as_default():
-        step = tf.compat.v1.placeholder(tf.int64, [])
-        lr, beta1 = schedules.cyclic(step, 100, 1e-4, 1e-3, 0.85, 0.95)
-        with v1.Session() as sess:
-            vals = [sess.run([lr, beta1], {step: s}) for s in (0, 25, 50, 75, 100, 150)]
-    (l0, b0), (l25, b25), (l50, b50), (l75, b75), (l100, b100), (l150, b150) = vals
-    assert l0 == pytest.approx(1e-4) and b0 == pytest.approx(0.95)
-    assert l50 == pytest.approx(1e-3) and b50 == pytest.approx(0.85)
-    assert l25 == pytest.approx(5.5e-4) and b25 == pytest.approx(0.90)
-    assert l75 == pytest.approx(l25) and l100 == pytest.approx(l0) and l150 == pytest.approx(l50)
-    assert b100 == pytest.approx(b0) and b150 == pytest.approx(b50)
-
-
-def test_metrics_hand_cases():
-    d = [0.1, 0.2, 0.3, 0.4]
-    assert metrics.roc_auc(d, [0, 0, 1, 1]) == 1.0
-    assert metrics.roc_auc(d, [1, 1, 0, 0]) == 0.0
-    assert metrics.roc_auc([0.5, 0.5], [0, 1]) == 0.5
-    # one of four same/different orderings wrong: AUC 3/4
-    assert metrics.roc_auc([0.1, 0.3, 0.2, 0.4], [0, 0, 1, 1]) == 0.75
-    acc, thr = metrics.best_accuracy([0.1, 0.3, 0.2, 0.4], [0, 0, 1, 1])
-    assert acc == 0.75 and thr == pytest.approx(0.15)  # midway from .1 to .2
-    with pytest.raises(DataError, match="2 same and 0 different pairs"):
-        metrics.roc_auc([0.1, 0.2], [0, 0])

@@ -6,24 +6,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from siamese_graph.data import photos, preprocessing
+from siamese_graph.data import photos
 from siamese_graph.serving import phone, signatures
 from tests.conftest import face
 
 v1 = tf.compat.v1
-
-
-@pytest.mark.parametrize("size", [(178, 218), (89, 109), (250, 250), (33, 20)])
-@pytest.mark.parametrize("crop", ["celeba", "none", "center:0.6", "box:0.1,0.2,0.5,0.7"])
-@pytest.mark.parametrize("image_size", [48, 64, 7])
-def test_phone_face_is_crop_and_resize(size, crop, image_size):
-    rng = np.random.RandomState(sum(size) + image_size)
-    rgb = rng.randint(0, 256, (size[1], size[0], 3)).astype(np.uint8)
-    box = preprocessing.parse_crop(crop)
-    want = preprocessing.crop_resize(tf.constant(rgb), image_size, preprocessing.boxes(box))[0].numpy()
-    got = phone.phone_face(rgb, box, image_size)
-    assert got.shape == want.shape == (image_size, image_size, 3) and got.dtype == np.float32
-    assert np.abs(got - want).max() < 1e-5
 
 
 def _encode(im, fmt, **kw):
@@ -120,7 +107,7 @@ def test_refusing_a_huge_header_costs_no_memory():
 
     code = (
         "import resource, sys, tensorflow as tf\n"
-        "from tests.test_serving import _decode_all, _encode, _huge_header\n"
+        "from tests.serving.test_signatures import _decode_all, _encode, _huge_header\n"
         "from tests.conftest import face\n"
         "_decode_all([_encode(face(1, 1), 'PNG')])\n"
         "for fmt in ('PNG', 'GIF', 'BMP'):\n"
@@ -145,16 +132,6 @@ def test_a_jpeg_over_the_served_limit_is_refused_from_its_header():
     data[sof + 5:sof + 9] = struct.pack(">HH", 20000, 20000)  # SOF0: height, width
     with pytest.raises(tf.errors.InvalidArgumentError, match="over the served limit"):
         _decode_all([bytes(data)])
-
-
-def test_phone_face_reads_the_crop_as_the_export_stores_it():
-    """tflite/preprocessing.json stores the crop as an object (top, left, height,
-    width, units): the phone reference takes it as the phone reads it."""
-    rgb = np.random.RandomState(2).randint(0, 256, (218, 178, 3)).astype(np.uint8)
-    box = preprocessing.parse_crop("celeba")
-    stored = {"top": box[0], "left": box[1], "height": box[2], "width": box[3],
-              "units": "fractions of the photo's height and width"}
-    assert np.array_equal(phone.phone_face(rgb, stored, 48), phone.phone_face(rgb, box, 48))
 
 
 def test_served_photos_show_transparent_pixels_white():

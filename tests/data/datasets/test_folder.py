@@ -1,22 +1,51 @@
-"""Source readers (datasets/celeba.py, datasets/folder.py): byte-order marks, split
-folders, identities that resolve to the same photos."""
+"""The folder-per-person reader (datasets/folder.py): layouts, formats, split folders, symlinks, names that are not UTF-8."""
 import os
 
 import pytest
+import tensorflow as tf
 
-from siamese_graph.data.datasets import celeba, folder
+from siamese_graph.data import records
+from siamese_graph.data.datasets import folder
 from siamese_graph.errors import DataError
-from tests.conftest import make_celeba, make_people
+from tests.conftest import face, make_people
+from tests.data.test_record_writer import convert
 
 
-def test_a_byte_order_mark_is_not_part_of_the_first_name(tmp_path):
-    make_celeba(tmp_path, [2, 3])
-    for name in (celeba.IDENTITY_FILE, celeba.PARTITION_FILE):
-        path = tmp_path / name
-        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
-    listing = celeba.read(str(tmp_path))
-    assert len(listing.photos) == 5 and listing.missing == 0
-    assert listing.photos[0].relname == "000001.jpg"
+def test_folder_layout_formats_and_deterministic_disjoint_split(tmp_path):
+    root = tmp_path / "people"
+    for i in range(10):
+        (root / ("person_%d" % i)).mkdir(parents=True)
+        face(i, 0).save(root / ("person_%d" % i) / "a.png")
+        face(i, 1, mode="L").save(root / ("person_%d" % i) / "b.pgm")
+        face(i, 2).save(root / ("person_%d" % i) / "c.jpg")
+    (root / "person_0" / "notes.txt").write_text("hello")
+    listing = folder.read(str(root), val_fraction=0.2, test_fraction=0.2, seed=3)
+    assert folder.read(str(root), 0.2, 0.2, 3) == listing
+    split_of = {}
+    for p in listing.photos:
+        assert split_of.setdefault(p.identity_name, p.split) == p.split  # identity-disjoint
+    assert sorted(list(split_of.values()).count(s) for s in ("train", "val", "test")) == [2, 2, 6]
+    manifest = convert(listing, tmp_path / "out")
+    assert manifest["skipped"] == [["person_0/notes.txt", "not an image"]]
+    assert sum(s["photos"] for s in manifest["splits"].values()) == 30
+    ds = tf.data.TFRecordDataset(
+        [str(tmp_path / "out" / s["file"]) for s in manifest["splits"]["train"]["shards"]])
+    for e in ds.map(records.parse_example).as_numpy_iterator():
+        assert e["image/format"] == b"jpeg"
+        img = tf.io.decode_jpeg(e["image/encoded"]).numpy()
+        assert img.shape == (e["image/height"], e["image/width"], 3)
+
+
+def test_folder_split_folders(tmp_path):
+    for split, n in (("train", 3), ("test", 1)):
+        for person in ("ann", "bob"):
+            d = tmp_path / split / person
+            d.mkdir(parents=True)
+            for k in range(n):
+                face(len(person), k).save(d / ("%d.jpg" % k))
+    listing = folder.read(str(tmp_path))
+    assert listing.identity_names == ["ann", "bob"]
+    assert sorted((p.split, p.relname) for p in listing.photos)[0] == ("test", "test/ann/0.jpg")
 
 
 def test_a_symlinked_person_folder_is_not_a_second_identity(tmp_path):

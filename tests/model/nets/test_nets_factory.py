@@ -2,15 +2,13 @@
 by the net, become TrainConfig fields and train flags, and are saved in model.json;
 model.json files written before an option existed still load."""
 import dataclasses
-import json
 import types
 
 import pytest
 import tensorflow as tf
 
 from siamese_graph.errors import ArgumentError
-from siamese_graph.model import traindir
-from siamese_graph.model.nets import convnet, densenet, nets_factory
+from siamese_graph.model.nets import nets_factory
 from siamese_graph.training import train_config
 
 
@@ -50,15 +48,14 @@ def test_a_new_net_is_one_module_and_one_line(monkeypatch):
         nets_factory.get_network_fn("convnet", 16, depth=3)
 
 
-def test_a_model_json_written_before_the_options_still_loads(tmp_path):
-    """A model.json of the first versions: no convnet options, no moving average."""
-    old = {"net": "convnet", "head": "absdiff", "head_units": 128, "l2_normalize": True, "embedding_size": 32,
-           "growth_rate": 32, "theta": 0.5, "epsilon": 1e-6, "image_size": 64, "crop": "celeba"}
-    (tmp_path / traindir.MODEL_FILE).write_text(json.dumps(old))
-    config = traindir.load_config(str(tmp_path))
-    assert config["convnet_width"] == convnet.OPTIONS["convnet_width"][0]
-    assert config["convnet_embedding"] == 0 and config["moving_average_decay"] == 0.0
-    with tf.Graph().as_default():
-        features = nets_factory.network_fn_from_config(config)(tf.zeros([1, 64, 64, 3]), False)
-    assert features.shape.as_list() == [1, 1024]  # the first versions' tower: no embedding
-    assert densenet.OPTIONS["theta"][0] == config["theta"]
+@pytest.mark.parametrize("name,size,kw,needle", [
+    ("resnet", 64, {}, "unknown tower"),
+    ("convnet", 8, {}, "too small"),
+    ("convnet", 40, {}, "multiple of 16"),
+    ("densenet121", 16, {}, "too small"),
+    ("densenet121", 64, {"theta": 0.0}, r"\(0, 1\]"),
+    ("densenet121", 64, {"theta": 1.5}, r"\(0, 1\]"),
+])
+def test_factory_rejects_bad_settings(name, size, kw, needle):
+    with pytest.raises(ArgumentError, match=needle):
+        nets_factory.get_network_fn(name, size, **kw)
