@@ -27,7 +27,7 @@ from absl import flags, logging
 from siamese_graph import common_flags, fileio
 from siamese_graph.errors import UserError
 from siamese_graph.faces import gate
-from siamese_graph.serving import signatures, tflite
+from siamese_graph.serving import decode, signatures, tflite
 
 common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "threshold", "output_dir",
                      "overwrite")
@@ -61,7 +61,7 @@ def metadata(model, threshold):
             "net": model.config["net"], "checkpoint": model.checkpoint, "step": model.step,
             "weights": model.weights_id, "input": "aligned faces: photos in CelebA's 178x218 aligned layout "
             "(siamese-align, or siamese_graph.faces.align.Detector + warp_face, makes them from any photo)",
-            "max_photo_pixels": signatures.MAX_PHOTO_PIXELS, "max_photo_side": signatures.MAX_PHOTO_SIDE,
+            "max_photo_pixels": decode.MAX_PHOTO_PIXELS, "max_photo_side": decode.MAX_PHOTO_SIDE,
             "min_face_probability": gate.MIN_FACE_PROBABILITY, "signatures": {
                 "embed": "images [N] string -> features [N, D], face [N] float32",
                 "verify": "image_a [N] string, image_b [N] string -> distance [N] float32, face_a [N], "

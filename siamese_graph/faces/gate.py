@@ -9,64 +9,15 @@ one small convnet pass (0.2 MFLOP a photo). models.Model and the exported
 SavedModel run it beside the tower: a photo whose box scores below
 MIN_FACE_PROBABILITY gets no verdict.
 
-The weights are the `mtcnn` package's (assets/weights/onet.lz4, loaded with
-joblib as that package does); the layers are written with tf.nn ops, as the rest
-of the project's graphs, so they run in a v1 graph, a SavedModel and TF Serving.
+The network and its weights are faces/mtcnn_nets.py's (the `mtcnn` package's
+weights, tf.nn ops), so the check runs in a v1 graph, a SavedModel and TF Serving.
 """
-import numpy as np
 import tensorflow as tf
 
 from siamese_graph.data import preprocessing
-from siamese_graph.faces import align
+from siamese_graph.faces import align, mtcnn_nets
 
-ONET_SIZE = 48
 MIN_FACE_PROBABILITY = 0.5
-
-
-def onet_weights():
-    """ONet's 21 weight arrays from the mtcnn wheel (Keras's set_weights order)."""
-    import importlib.resources
-
-    import joblib
-
-    path = importlib.resources.files("mtcnn.assets.weights") / "onet.lz4"
-    with importlib.resources.as_file(path) as p:
-        return [np.asarray(w, np.float32) for w in joblib.load(str(p))]
-
-
-def _prelu(x, alpha):
-    return tf.maximum(x, 0.0) + tf.constant(alpha.reshape(-1)) * tf.minimum(x, 0.0)
-
-
-def onet(patches, weights=None):
-    """ONet on normalized patches.
-
-    Args:
-      patches: float32 [N, 48, 48, 3], RGB, (pixel - 127.5) / 128 as MTCNN feeds it.
-      weights: onet_weights(); None loads them.
-    Returns:
-      (face probability [N], box offsets [N, 4], landmarks [N, 10] as fractions of the box:
-      x of the 5 points, then y).
-    """
-    w = weights if weights is not None else onet_weights()
-    c = [tf.constant(a) for a in w]
-
-    def conv(x, k, b):
-        return tf.nn.bias_add(tf.nn.conv2d(x, k, 1, "VALID"), b)
-
-    x = _prelu(conv(patches, c[0], c[1]), w[2])
-    x = tf.nn.max_pool2d(x, 3, 2, "SAME")
-    x = _prelu(conv(x, c[3], c[4]), w[5])
-    x = tf.nn.max_pool2d(x, 3, 2, "VALID")
-    x = _prelu(conv(x, c[6], c[7]), w[8])
-    x = tf.nn.max_pool2d(x, 2, 2, "SAME")
-    x = _prelu(conv(x, c[9], c[10]), w[11])
-    x = tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [-1, 3 * 3 * 128])  # Caffe's order (Keras Permute((2, 1, 3)))
-    x = _prelu(tf.matmul(x, c[12]) + c[13], w[14])
-    boxes = tf.matmul(x, c[15]) + c[16]
-    points = tf.matmul(x, c[17]) + c[18]
-    prob = tf.nn.softmax(tf.matmul(x, c[19]) + c[20])[:, 1]
-    return prob, boxes, points
 
 
 def face_box(crop, template=None):
@@ -98,6 +49,7 @@ def face_probability(images, box, weights=None):
     Args:
       images: uint8 or float [N, H, W, 3] RGB photos (0..255), or one [H, W, 3].
       box: (y1, x1, y2, x2) fractions of the photo (face_box).
+      weights: mtcnn_nets.weights("onet"); None loads them.
     Returns:
       float32 [N] (a scalar for one photo).
     """
@@ -105,6 +57,6 @@ def face_probability(images, box, weights=None):
     x = tf.cast(images[None] if single else images, tf.float32)
     n = tf.shape(x)[0]
     patches = tf.image.crop_and_resize((x - 127.5) / 128.0, tf.tile(tf.constant([box], tf.float32), [n, 1]),
-                                       tf.range(n), [ONET_SIZE, ONET_SIZE])
-    prob, _, _ = onet(patches, weights)
+                                       tf.range(n), [mtcnn_nets.ONET_SIZE, mtcnn_nets.ONET_SIZE])
+    prob, _, _ = mtcnn_nets.onet(patches, weights)
     return prob[0] if single else prob

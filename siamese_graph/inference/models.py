@@ -21,7 +21,7 @@ import tensorflow as tf
 from siamese_graph import fileio
 from siamese_graph.data import preprocessing, records
 from siamese_graph.errors import DataError
-from siamese_graph.faces import gate
+from siamese_graph.faces import gate, mtcnn_nets
 from siamese_graph.model import siamese, traindir
 from siamese_graph.model.nets import nets_factory
 from siamese_graph.progress import Progress
@@ -144,7 +144,7 @@ class Model:
             self.cropped = preprocessing.crop_resize(self.photo, self.image_size, box)
             self.decoded = preprocessing.decode(self.encoded)
             self.cropped_jpeg = preprocessing.crop_resize(self.decoded, self.image_size, box)
-            onet = gate.onet_weights()
+            onet = mtcnn_nets.weights("onet")
             face_box = gate.face_box(self.crop)
             self.face_prob = gate.face_probability(self.photo, face_box, onet)
             self.face_prob_jpeg = gate.face_probability(self.decoded, face_box, onet)

@@ -12,8 +12,8 @@ face check in the graph, exactly as models.Model does for RGB JPEGs):
                    calibrated threshold and both face probabilities >=
                    MIN_FACE_PROBABILITY: never "same" without a face)
 Inputs are refused with InvalidArgumentError naming the input: an empty batch,
-bytes that are not a JPEG, PNG, GIF or BMP, and photos over MAX_PHOTO_PIXELS
-pixels or MAX_PHOTO_SIDE on a side, read from the header before decoding.
+and what serving/decode.py refuses (not a JPEG, PNG, GIF or BMP; over its size
+limits, read from the header, a GIF's first frame included, before decoding).
 
 TFLite signatures (the phone's camera pipeline decodes and crops; see
 phone_face): faces are float32 [N, S, S, 3], RGB in [0, 1], the crop box resized
@@ -27,10 +27,11 @@ import os
 import tensorflow as tf
 
 from siamese_graph.data import preprocessing
-from siamese_graph.faces import gate
+from siamese_graph.faces import gate, mtcnn_nets
 from siamese_graph.inference import models
 from siamese_graph.model import siamese
 from siamese_graph.model.nets import nets_factory
+from siamese_graph.serving import decode
 
 v1 = tf.compat.v1
 
@@ -41,92 +42,16 @@ SERVE = v1.saved_model.tag_constants.SERVING
 DEFAULT_SIGNATURE = v1.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 
 
-FORMATS = "JPEG, PNG, GIF or BMP"
-
-
-MAX_PHOTO_PIXELS = 25_000_000  # a served photo's limit, checked in its header before decoding
-
-
-MAX_PHOTO_SIDE = 10_000
-
-
-def _is_image(encoded):
-    """True for the first bytes of a JPEG, PNG, GIF or BMP file."""
-    head = tf.strings.substr(encoded, 0, 4)
-    return tf.reduce_any(tf.stack([
-        tf.io.is_jpeg(encoded), tf.equal(head, b"\x89PNG"), tf.equal(head, b"GIF8"),
-        tf.equal(tf.strings.substr(encoded, 0, 2), b"BM")]))
-
-
-def _header_size(encoded):
-    """(height, width) int64 of an encoded photo from its header, without decoding it:
-    JPEG with tf.image.extract_jpeg_shape, PNG (IHDR), GIF (logical screen) and BMP
-    (BITMAPINFOHEADER) from their first 26 bytes."""
-    def from_bytes():
-        b = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, 0, 32), tf.uint8, fixed_length=32), tf.int64)
-        be32 = lambda i: b[i] * 16777216 + b[i + 1] * 65536 + b[i + 2] * 256 + b[i + 3]
-        le32 = lambda i: b[i + 3] * 16777216 + b[i + 2] * 65536 + b[i + 1] * 256 + b[i]
-        signed = lambda v: tf.where(v >= 2 ** 31, v - 2 ** 32, v)
-        head = tf.strings.substr(encoded, 0, 4)
-        png = tf.equal(head, b"\x89PNG")
-        gif = tf.equal(head, b"GIF8")
-        h = tf.where(png, be32(20), tf.where(gif, b[8] + 256 * b[9], tf.abs(signed(le32(22)))))
-        w = tf.where(png, be32(16), tf.where(gif, b[6] + 256 * b[7], tf.abs(signed(le32(18)))))
-        return tf.stack([h, w])
-
-    return tf.cond(tf.io.is_jpeg(encoded),
-                   lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64), from_bytes)
-
-
-def _first_bytes(encoded):
-    """The first 8 bytes as numbers (an error message must not echo raw bytes)."""
-    return tf.io.decode_raw(tf.strings.substr(encoded, 0, 8), tf.uint8, fixed_length=8)
-
-
-def decode_photo(encoded, input_name):
-    """One encoded photo (scalar string) -> uint8 [H, W, 3].
-
-    JPEG is decoded as the records are (preprocessing.decode); PNG, GIF (first
-    frame) and BMP with tf.io.decode_image. Grayscale becomes three equal
-    channels; transparent pixels show white (on_white), as in the commands. An empty or unknown string, or a photo over
-    MAX_PHOTO_PIXELS or MAX_PHOTO_SIDE (read from its header), fails with an
-    InvalidArgumentError that names the input."""
-    check = tf.debugging.Assert(_is_image(encoded), [
-        "%s: an element is empty or not a %s image; its first bytes:" % (input_name, FORMATS),
-        _first_bytes(encoded)])
-    with tf.control_dependencies([check]):
-        size = _header_size(encoded)
-    small = tf.debugging.Assert(
-        tf.logical_and(tf.reduce_all(size >= 1), tf.logical_and(
-            tf.reduce_all(size <= MAX_PHOTO_SIDE), size[0] * size[1] <= MAX_PHOTO_PIXELS)),
-        ["%s: a photo is over the served limit of %d pixels (%d on a side) or has no pixels; "
-         "height, width:" % (input_name, MAX_PHOTO_PIXELS, MAX_PHOTO_SIDE), size])
-    with tf.control_dependencies([small]):
-        return tf.cond(tf.io.is_jpeg(encoded), lambda: preprocessing.decode(encoded),
-                       lambda: on_white(tf.io.decode_image(encoded, expand_animations=False)))
-
-
-def on_white(image):
-    """uint8 [H, W, C] with C in 1..4 (gray, gray + alpha, RGB, RGBA) -> uint8 [H, W, 3]
-    as a viewer shows it: transparent pixels composited on white, as photos.to_rgb
-    does (within a grey level of Pillow's rounding)."""
-    channels = tf.shape(image)[-1]
-    x = tf.cast(image, tf.float32)
-    colour = tf.cond(channels >= 3, lambda: x[..., :3], lambda: tf.tile(x[..., :1], [1, 1, 3]))
-    alpha = tf.cond(tf.equal(channels % 2, 0), lambda: x[..., -1:] / 255.0, lambda: tf.ones_like(x[..., :1]))
-    return tf.cast(tf.round(colour * alpha + 255.0 * (1.0 - alpha)), tf.uint8)
-
-
 def photo_batch(encoded, image_size, crop, input_name, onet=None):
     """Encoded photos [N] string -> (cropped, resized images float32 [N, S, S, 3] in [0, 1],
     face probabilities [N] (face_gate on the face box of the crop)). An empty batch
     fails with an InvalidArgumentError that names the input."""
     box = preprocessing.boxes(crop)
     fbox = gate.face_box(crop)
-    onet = onet if onet is not None else gate.onet_weights()
+    onet = onet if onet is not None else mtcnn_nets.weights("onet")
 
     def one(x):
-        photo = decode_photo(x, input_name)
+        photo = decode.decode_photo(x, input_name)
         return (preprocessing.crop_resize(photo, image_size, box)[0],
                 gate.face_probability(photo, fbox, onet))
 
@@ -155,7 +80,7 @@ def build_photo_signatures(config, crop, flip_average, threshold):
     """
     tower_fn = nets_factory.network_fn_from_config(config)
     size, l2 = config["image_size"], config["l2_normalize"]
-    onet = gate.onet_weights()
+    onet = mtcnn_nets.weights("onet")
     images = v1.placeholder(tf.string, [None], "images")
     crops, face = photo_batch(images, size, crop, "images", onet)
     features = models.features(preprocessing.finish(crops), tower_fn, l2, flip_average)

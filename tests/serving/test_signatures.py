@@ -1,68 +1,11 @@
-"""Serving graphs: the in-graph photo decoding and the phone's preprocessing reference."""
-import io
-
-import numpy as np
+"""Serving signatures (serving/signatures.py): the SavedModel's photo-in and face-in
+signatures as TF Serving and the TFLite converter see them."""
 import pytest
 import tensorflow as tf
-from PIL import Image
 
-from siamese_graph.data import photos
-from siamese_graph.serving import phone, signatures
-from tests.conftest import face
-
-v1 = tf.compat.v1
-
-
-def _encode(im, fmt, **kw):
-    buf = io.BytesIO()
-    im.save(buf, fmt, **kw)
-    return buf.getvalue()
-
-
-def _decode_all(strings, name="images"):
-    with tf.Graph().as_default():
-        x = v1.placeholder(tf.string, [None])
-        out, _ = signatures.photo_batch(x, 32, (0.0, 0.0, 1.0, 1.0), name)
-        with v1.Session() as sess:
-            return sess.run(out, {x: strings})
-
-
-def test_photo_batch_decodes_every_format_like_pillow():
-    rgb = face(4, 2, size=(40, 48))
-    gray = rgb.convert("L")
-    cases = [(_encode(rgb, "PNG"), rgb), (_encode(gray, "PNG"), gray.convert("RGB")),
-             (_encode(rgb.convert("RGBA"), "PNG"), rgb), (_encode(rgb, "BMP"), rgb),
-             (_encode(gray, "GIF"), gray.convert("RGB"))]
-    got = _decode_all([c[0] for c in cases])
-    for (_, im), out in zip(cases, got):
-        want = phone.phone_face(np.asarray(im), (0.0, 0.0, 1.0, 1.0), 32)
-        assert np.abs(out - want).max() < 1e-5
-    # A JPEG is decoded as records are (preprocessing.decode: the fast integer IDCT); the
-    # rest of the path is lossless, so it matches the phone reference on the pixels that
-    # decoder gives to float rounding. Pillow's IDCT (the accurate one) differs from the
-    # fast one by a few grey levels: that is the decoders, not the path.
-    jpeg = _encode(rgb, "JPEG", quality=95)
-    out = _decode_all([jpeg])[0]
-    fast = tf.io.decode_jpeg(jpeg, channels=3, dct_method="INTEGER_FAST").numpy()
-    assert np.abs(out - phone.phone_face(fast, (0, 0, 1, 1), 32)).max() < 1e-5
-    accurate = tf.io.decode_jpeg(jpeg, channels=3, dct_method="INTEGER_ACCURATE").numpy()
-    assert np.array_equal(accurate, np.asarray(Image.open(io.BytesIO(jpeg))))  # what "Pillow's IDCT" means
-
-
-@pytest.mark.parametrize("bad", [b"", b"not an image at all", b"\x00\x01\x02\x03"])
-def test_a_non_image_names_the_input(bad):
-    good = _encode(face(1, 1), "PNG")
-    with pytest.raises(tf.errors.InvalidArgumentError, match="image_b: an element is empty or not a JPEG"):
-        _decode_all([good, bad], name="image_b")
-
-
-def test_random_bytes_are_refused_without_echoing_them():
-    junk = bytes(range(255, 127, -1)) * 4  # not UTF-8: the old message echoed these raw bytes
-    with pytest.raises(tf.errors.InvalidArgumentError) as e:
-        _decode_all([junk], name="image_a")
-    assert "image_a: an element is empty or not a JPEG" in e.value.message
-    assert "[255 254 253" in e.value.message  # the first bytes as numbers
-    e.value.message.encode("utf-8")
+from siamese_graph.inference import models
+from siamese_graph.serving import signatures
+from tests.serving.test_decode import _decode_all
 
 
 def test_an_empty_batch_names_the_input():
@@ -70,80 +13,24 @@ def test_an_empty_batch_names_the_input():
         _decode_all([], name="images")
 
 
-def _huge_header(fmt):
-    """A small real photo whose header claims 20000 x 20000 pixels (as a 1.2 MB PNG of
-    that size would): the size check must read it before any decoding."""
-    import struct
-
-    data = bytearray(_encode(face(1, 1), fmt))
-    if fmt == "PNG":
-        data[16:24] = struct.pack(">II", 20000, 20000)
-    elif fmt == "GIF":
-        data[6:10] = struct.pack("<HH", 20000, 20000)
-    else:  # BMP
-        data[18:26] = struct.pack("<ii", 20000, -20000)
-    return bytes(data)
-
-
-@pytest.mark.parametrize("fmt", ["PNG", "GIF", "BMP"])
-def test_a_photo_over_the_served_limit_is_refused_from_its_header(fmt):
-    import time
-
-    start = time.time()
-    with pytest.raises(tf.errors.InvalidArgumentError, match="image_b: a photo is over the served limit"):
-        _decode_all([_encode(face(1, 1), "PNG"), _huge_header(fmt)], name="image_b")
-    assert time.time() - start < 20  # decoding 20000 x 20000 takes minutes here
-
-
-def test_refusing_a_huge_header_costs_no_memory():
-    """The memory the refusal itself takes, measured in a fresh process (a test worker's
-    lifetime peak may have been reached earlier): the peak after a normal photo, then
-    the growth of each refused one. Decoding 20000 x 20000 would take 1.2 GB; the 200 MB
-    bound leaves room for the allocator's noise, measured at under 20 MB."""
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
-
-    code = (
-        "import resource, sys, tensorflow as tf\n"
-        "from tests.serving.test_signatures import _decode_all, _encode, _huge_header\n"
-        "from tests.conftest import face\n"
-        "_decode_all([_encode(face(1, 1), 'PNG')])\n"
-        "for fmt in ('PNG', 'GIF', 'BMP'):\n"
-        "    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "    try:\n"
-        "        _decode_all([_huge_header(fmt)])\n"
-        "        print(fmt, 'decoded')\n"
-        "    except tf.errors.InvalidArgumentError:\n"
-        "        print(fmt, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n")
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    grown = {line.split()[0]: line.split()[1] for line in r.stdout.splitlines()}
-    assert set(grown) == {"PNG", "GIF", "BMP"} and "decoded" not in grown.values(), grown
-    assert all(float(mb) < 200 for mb in grown.values()), grown
-
-
-def test_a_jpeg_over_the_served_limit_is_refused_from_its_header():
-    import struct
-
-    data = bytearray(_encode(face(1, 1), "JPEG"))
-    sof = data.find(b"\xff\xc0")
-    data[sof + 5:sof + 9] = struct.pack(">HH", 20000, 20000)  # SOF0: height, width
-    with pytest.raises(tf.errors.InvalidArgumentError, match="over the served limit"):
-        _decode_all([bytes(data)])
-
-
-def test_served_photos_show_transparent_pixels_white():
-    """The served graph reads a transparent PNG as the commands do (photos.to_rgb):
-    composited on white, so a fully transparent picture is blank, not its hidden colours."""
-    rgb = np.asarray(face(2, 1, size=(32, 32)))
-    for alpha in (0, 128, 255):
-        im = Image.fromarray(np.dstack([rgb, np.full((32, 32), alpha, np.uint8)]), "RGBA")
-        with tf.Graph().as_default():
-            decoded = signatures.decode_photo(tf.constant(_encode(im, "PNG")), "image")
-            with v1.Session() as sess:
-                got = sess.run(decoded).astype(int)
-        want = photos.to_rgb(im).astype(int)
-        assert np.abs(got - want).max() <= 1, alpha  # Pillow's integer rounding
-    assert (got == rgb).all() and alpha == 255
+def test_a_saved_model_holds_the_documented_signatures(tiny_model, tmp_path):
+    """The names a TF Serving or TFLite client codes against (docs/serving.md), read
+    back from the written SavedModel, with the restored weights in it."""
+    model = models.Model(tiny_model)
+    photo_in, face_in = str(tmp_path / "photos"), str(tmp_path / "faces")
+    signatures.write_saved_model(photo_in, model.checkpoint, model.config,
+                                 lambda: signatures.build_photo_signatures(model.config, model.crop, True, 0.5),
+                                 assets_extra={"note.txt": "x"})
+    signatures.write_saved_model(face_in, model.checkpoint, model.config,
+                                 lambda: signatures.build_face_signatures(model.config, True))
+    got = {}
+    for path in (photo_in, face_in):
+        meta = tf.compat.v1.saved_model.loader.load(tf.compat.v1.Session(graph=tf.Graph()), [signatures.SERVE], path)
+        got[path] = {k: (sorted(v.inputs), sorted(v.outputs)) for k, v in meta.signature_def.items()}
+    assert got[photo_in] == {
+        "embed": (["images"], ["face", "features"]),
+        "verify": (["image_a", "image_b"], ["distance", "face_a", "face_b", "same"]),
+        signatures.DEFAULT_SIGNATURE: (["image_a", "image_b"], ["distance", "face_a", "face_b", "same"])}
+    assert got[face_in] == {"embed": (["face"], ["features"]), "compare": (["features_a", "features_b"], ["distance"]),
+                            "verify": (["face_a", "face_b"], ["distance"])}
+    assert (tmp_path / "photos" / "assets.extra" / "note.txt").read_text() == "x"

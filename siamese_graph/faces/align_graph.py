@@ -1,0 +1,82 @@
+"""Detection and alignment of one photo as graph builders: the face kept (FaceNet's
+rule), the similarity transform from its 5 points to the template, and the warp into
+CelebA's aligned 178x218 layout.
+
+    face = align_graph.find_and_align(image)   # image: uint8 [H, W, 3]
+    face["aligned"]      # uint8 [218, 178, 3] (black where there is no face)
+    face["found"]        # bool: a face at min_confidence or above
+    face["box"], face["confidence"], face["points"]
+
+The numpy and Pillow functions of faces/align.py are the reference: the same
+choice (align.choose), the same transform (align.similarity_transform, Umeyama's
+without reflection: for 2-D points its closed form is a complex ratio), the same
+bilinear warp with black outside the photo (align.warp).
+"""
+import numpy as np
+import tensorflow as tf
+
+from siamese_graph.faces import align, detect
+
+
+def choose(boxes, width, height):
+    """The index of the face to keep among boxes [N, 4] (N >= 1): as align.choose, the
+    largest box less twice the squared distance of its centre from the photo's."""
+    x1, y1, x2, y2 = tf.unstack(boxes, axis=1)
+    off = ((x1 + x2) / 2 - width / 2) ** 2 + ((y1 + y2) / 2 - height / 2) ** 2
+    return tf.argmax((x2 - x1) * (y2 - y1) - 2.0 * off, output_type=tf.int32)
+
+
+def similarity_transform(src, dst):
+    """float32 [2, 3] M with dst ~= M @ [x, y, 1]: rotation, one scale and a shift
+    fitted in least squares to src, dst [K, 2] (x, y) points."""
+    mu_s, mu_d = tf.reduce_mean(src, 0), tf.reduce_mean(dst, 0)
+    s, d = src - mu_s, dst - mu_d
+    norm = tf.reduce_sum(s ** 2)
+    a = tf.reduce_sum(s[:, 0] * d[:, 0] + s[:, 1] * d[:, 1]) / norm
+    b = tf.reduce_sum(s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]) / norm
+    rot = tf.stack([tf.stack([a, -b]), tf.stack([b, a])])
+    shift = mu_d - tf.linalg.matvec(rot, mu_s)
+    return tf.concat([rot, shift[:, None]], axis=1)
+
+
+def warp(image, matrix, width=align.ALIGNED_WIDTH, height=align.ALIGNED_HEIGHT):
+    """uint8 [H, W, 3] warped by matrix [2, 3] (photo pixels -> output's) into a
+    width x height picture: bilinear, black outside the photo, pixel centres at
+    integer coordinates, values truncated to 8 bits (as align.warp: Pillow's)."""
+    inv = tf.linalg.inv(tf.concat([matrix, tf.constant([[0.0, 0.0, 1.0]])], axis=0))
+    transform = tf.concat([tf.reshape(inv[:2], [6]), tf.zeros([2])], axis=0)[None]
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=tf.cast(image, tf.float32)[None], transforms=transform, output_shape=[height, width],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")[0]
+    return tf.cast(tf.clip_by_value(tf.floor(out), 0, 255), tf.uint8)  # Pillow truncates its bilinear sum
+
+
+def find_and_align(image, min_confidence=align.DEFAULT_MIN_CONFIDENCE, max_side=align.DEFAULT_MAX_SIDE,
+                   template=None, weights=None):
+    """The face align.Detector + align.warp_face would keep and make, in the graph.
+
+    Args:
+      image: uint8 [H, W, 3] RGB.
+      min_confidence: faces below it are not faces.
+      template: align.load_template(); None reads it.
+      weights: MTCNN's weights (detect.detect); None loads them.
+    Returns:
+      {"found": bool, "aligned": uint8 [218, 178, 3] (zeros without a face),
+       "box": float32 [4], "confidence": float32, "points": float32 [5, 2],
+       "faces": int32 (how many faces passed min_confidence)}.
+    """
+    template = template or align.load_template()
+    boxes, scores, points = detect.detect(image, max_side=max_side, weights=weights)
+    passed = tf.where(scores >= min_confidence)[:, 0]
+    boxes, scores, points = tf.gather(boxes, passed), tf.gather(scores, passed), tf.gather(points, passed)
+    found = tf.size(scores) > 0
+    shape = tf.cast(tf.shape(image), tf.float32)
+    k = tf.cond(found, lambda: choose(boxes, shape[1], shape[0]), lambda: tf.constant(0))
+    # without a face, a stand-in (the template itself) keeps the graph's shapes
+    stand_in = tf.constant(np.asarray(template["points"], np.float32))
+    pts = tf.cond(found, lambda: points[k], lambda: stand_in)
+    aligned = warp(image, similarity_transform(pts, tf.constant(np.asarray(template["points"], np.float32))))
+    return {"found": found, "aligned": tf.where(found, aligned, tf.zeros_like(aligned)),
+            "box": tf.cond(found, lambda: boxes[k], lambda: tf.zeros([4])),
+            "confidence": tf.cond(found, lambda: scores[k], lambda: tf.constant(0.0)),
+            "points": pts * tf.cast(found, tf.float32), "faces": tf.size(scores)}

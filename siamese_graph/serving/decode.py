@@ -1,0 +1,178 @@
+"""Decoding a served photo in the graph, within bounds: the format and the size are
+read from the header before any pixel is decoded, and a GIF is one frame.
+
+A client can send any bytes. What is refused (InvalidArgumentError naming the
+input): an empty string or one that is not a JPEG, PNG, GIF or BMP; a photo over
+MAX_PHOTO_PIXELS pixels or MAX_PHOTO_SIDE on a side, read from its header (JPEG's
+SOF with tf.image.extract_jpeg_shape; PNG's IHDR; BMP's BITMAPINFOHEADER; for a GIF
+its logical screen and its first frame's image descriptor, whichever is larger,
+since a frame may be larger than the screen it claims); a GIF whose first frame
+does not end within MAX_GIF_BLOCKS data blocks.
+
+A GIF is read as a viewer shows it before it plays: its first frame. The bytes up
+to the end of that frame, plus the trailer, are what is decoded (TensorFlow's GIF
+decoder decodes every frame of what it is given; an animation of 180 large frames
+cost seconds and gigabytes).
+"""
+import tensorflow as tf
+
+from siamese_graph.data import preprocessing
+
+FORMATS = "JPEG, PNG, GIF or BMP"
+
+
+MAX_PHOTO_PIXELS = 25_000_000  # a served photo's limit, checked in its header before decoding
+
+
+MAX_PHOTO_SIDE = 10_000
+
+
+# Data sub-blocks are at most 255 bytes: a first frame of MAX_PHOTO_PIXELS at LZW's
+# widest code (12 bits a pixel) takes 37.5 MB, 147,000 blocks; extensions before it
+# take a few. Walking one block is a few scalar ops.
+MAX_GIF_BLOCKS = 160_000
+
+
+GIF_TRAILER = b"\x3b"
+
+
+def is_image(encoded):
+    """True for the first bytes of a JPEG, PNG, GIF or BMP file."""
+    head = tf.strings.substr(encoded, 0, 4)
+    return tf.reduce_any(tf.stack([
+        tf.io.is_jpeg(encoded), tf.equal(head, b"\x89PNG"), tf.equal(head, b"GIF8"),
+        tf.equal(tf.strings.substr(encoded, 0, 2), b"BM")]))
+
+
+def _is_gif(encoded):
+    return tf.equal(tf.strings.substr(encoded, 0, 4), b"GIF8")
+
+
+def gif_first_frame(encoded):
+    """Walks a GIF's blocks (header, colour tables, extensions, image descriptors,
+    data sub-blocks) to the end of its first frame, without decoding.
+
+    Args:
+      encoded: scalar string, a GIF file's bytes.
+    Returns:
+      (end, height, width): int64 scalars. end is the offset just past the first
+      frame's data (-1 if the walk found no complete frame within MAX_GIF_BLOCKS
+      blocks or the bytes end first); height, width: the first frame's extent
+      (its offset plus its size, from its image descriptor).
+    """
+    b = tf.cast(tf.io.decode_raw(encoded, tf.uint8), tf.int64)
+    n = tf.size(b, out_type=tf.int64)
+
+    def at(i):
+        i = tf.convert_to_tensor(i, tf.int64)
+        return tf.where(i < n, tf.gather(b, tf.clip_by_value(i, 0, tf.maximum(n - 1, 0))), tf.constant(-1, tf.int64))
+
+    def table(packed):  # a colour table's bytes after a packed field with its flag in bit 7
+        return tf.where(tf.bitwise.bitwise_and(packed, 0x80) > 0,
+                        3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), tf.bitwise.bitwise_and(packed, 7)),
+                        tf.constant(0, tf.int64))
+
+    # mode 0: between blocks; 1: in an extension's sub-blocks; 2: in the first image's
+    # sub-blocks. stop: 0 walking, 1 done (end set), 2 no frame (trailer, junk, bytes end)
+    start = 13 + table(at(10))
+    zero = tf.constant(0, tf.int64)
+
+    def body(pos, mode, stop, end, height, width, steps):
+        byte = at(pos)
+        le16 = lambda i: at(i) + 256 * at(i + 1)  # noqa: E731
+        in_blocks = tf.equal(mode, 0)
+        extension = in_blocks & tf.equal(byte, 0x21)
+        image = in_blocks & tf.equal(byte, 0x2C)
+        sub = tf.logical_not(in_blocks)
+        last_sub = sub & tf.equal(byte, 0)
+        new_pos = tf.where(extension, pos + 2, tf.where(
+            image, pos + 10 + table(at(pos + 9)) + 1, pos + byte + 1))
+        new_mode = tf.where(extension, tf.constant(1, tf.int64), tf.where(
+            image, tf.constant(2, tf.int64), tf.where(last_sub, zero, mode)))
+        done = last_sub & tf.equal(mode, 2)
+        junk = (in_blocks & ~extension & ~image) | (byte < 0)
+        new_stop = tf.where(done, tf.constant(1, tf.int64), tf.where(junk, tf.constant(2, tf.int64), stop))
+        height = tf.where(image, le16(pos + 3) + le16(pos + 7), height)
+        width = tf.where(image, le16(pos + 1) + le16(pos + 5), width)
+        return new_pos, new_mode, new_stop, tf.where(done, pos + 1, end), height, width, steps + 1
+
+    def cond(pos, mode, stop, end, height, width, steps):
+        return tf.equal(stop, 0) & (steps < MAX_GIF_BLOCKS)
+
+    _, _, _, end, height, width, _ = tf.while_loop(
+        cond, body, [start, zero, zero, tf.constant(-1, tf.int64), zero, zero, zero],
+        parallel_iterations=1)
+    return end, height, width
+
+
+def header_size(encoded):
+    """(height, width) int64 of an encoded photo from its header, without decoding it:
+    JPEG with tf.image.extract_jpeg_shape, PNG (IHDR) and BMP (BITMAPINFOHEADER) from
+    their first 26 bytes, GIF the larger of its logical screen and its first frame."""
+    def from_bytes():
+        b = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, 0, 32), tf.uint8, fixed_length=32), tf.int64)
+        be32 = lambda i: b[i] * 16777216 + b[i + 1] * 65536 + b[i + 2] * 256 + b[i + 3]  # noqa: E731
+        le32 = lambda i: b[i + 3] * 16777216 + b[i + 2] * 65536 + b[i + 1] * 256 + b[i]  # noqa: E731
+        signed = lambda v: tf.where(v >= 2 ** 31, v - 2 ** 32, v)  # noqa: E731
+        png = tf.equal(tf.strings.substr(encoded, 0, 4), b"\x89PNG")
+        h = tf.where(png, be32(20), tf.abs(signed(le32(22))))
+        w = tf.where(png, be32(16), tf.abs(signed(le32(18))))
+        return tf.stack([h, w])
+
+    def from_gif():
+        b = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, 0, 10), tf.uint8, fixed_length=10), tf.int64)
+        _, height, width = gif_first_frame(encoded)
+        return tf.stack([tf.maximum(b[8] + 256 * b[9], height), tf.maximum(b[6] + 256 * b[7], width)])
+
+    return tf.case([(tf.io.is_jpeg(encoded), lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64)),
+                    (_is_gif(encoded), from_gif)], default=from_bytes, exclusive=True)
+
+
+def first_bytes(encoded):
+    """The first 8 bytes as numbers (an error message must not echo raw bytes)."""
+    return tf.io.decode_raw(tf.strings.substr(encoded, 0, 8), tf.uint8, fixed_length=8)
+
+
+def on_white(image):
+    """uint8 [H, W, C] with C in 1..4 (gray, gray + alpha, RGB, RGBA) -> uint8 [H, W, 3]
+    as a viewer shows it: transparent pixels composited on white, as photos.to_rgb
+    does (within a grey level of Pillow's rounding)."""
+    channels = tf.shape(image)[-1]
+    x = tf.cast(image, tf.float32)
+    colour = tf.cond(channels >= 3, lambda: x[..., :3], lambda: tf.tile(x[..., :1], [1, 1, 3]))
+    alpha = tf.cond(tf.equal(channels % 2, 0), lambda: x[..., -1:] / 255.0, lambda: tf.ones_like(x[..., :1]))
+    return tf.cast(tf.round(colour * alpha + 255.0 * (1.0 - alpha)), tf.uint8)
+
+
+def _decode_gif(encoded, input_name):
+    end, _, _ = gif_first_frame(encoded)
+    whole = tf.debugging.Assert(end > 0, [
+        "%s: a GIF whose first frame is incomplete or does not end within %d blocks"
+        % (input_name, MAX_GIF_BLOCKS)])
+    with tf.control_dependencies([whole]):
+        one_frame = tf.strings.join([tf.strings.substr(encoded, 0, tf.cast(end, tf.int32)), GIF_TRAILER])
+    return tf.io.decode_gif(one_frame)[0]
+
+
+def decode_photo(encoded, input_name):
+    """One encoded photo (scalar string) -> uint8 [H, W, 3].
+
+    JPEG is decoded as the records are (preprocessing.decode); PNG and BMP with
+    tf.io.decode_image, a GIF's first frame with tf.io.decode_gif. Grayscale becomes
+    three equal channels; transparent pixels show white (on_white), as in the
+    commands. What is refused, before decoding: see the module doc."""
+    check = tf.debugging.Assert(is_image(encoded), [
+        "%s: an element is empty or not a %s image; its first bytes:" % (input_name, FORMATS),
+        first_bytes(encoded)])
+    with tf.control_dependencies([check]):
+        size = header_size(encoded)
+    small = tf.debugging.Assert(
+        tf.logical_and(tf.reduce_all(size >= 1), tf.logical_and(
+            tf.reduce_all(size <= MAX_PHOTO_SIDE), size[0] * size[1] <= MAX_PHOTO_PIXELS)),
+        ["%s: a photo is over the served limit of %d pixels (%d on a side) or has no pixels; "
+         "height, width:" % (input_name, MAX_PHOTO_PIXELS, MAX_PHOTO_SIDE), size])
+    with tf.control_dependencies([small]):
+        return tf.case([(tf.io.is_jpeg(encoded), lambda: preprocessing.decode(encoded)),
+                        (_is_gif(encoded), lambda: _decode_gif(encoded, input_name))],
+                       default=lambda: on_white(tf.io.decode_image(encoded, expand_animations=False)),
+                       exclusive=True)
