@@ -8,7 +8,9 @@ the highest version there, or 1):
   saved_model.pb, variables/   the SavedModel (tf.compat.v1.saved_model.Builder;
                                the checkpoint's variables, moving averages where
                                the run kept them), signatures embed and verify
-                               (also serving_default), photos in (serving.py)
+                               (also serving_default) on whole photos, the face
+                               found in the graph, and embed_aligned and
+                               verify_aligned on aligned faces (serving/signatures.py)
   assets.extra/siamese.json    threshold, flip setting, crop, image size, head,
                                checkpoint and step
   tflite/ (with --tflite)      model_float.tflite, model_int8.tflite (dynamic-range),
@@ -59,13 +61,15 @@ def metadata(model, threshold):
     return {"threshold": threshold, "flip_average": model.flip_average,
             "crop": list(model.crop), "image_size": model.image_size, "head": model.config["head"],
             "net": model.config["net"], "checkpoint": model.checkpoint, "step": model.step,
-            "weights": model.weights_id, "input": "aligned faces: photos in CelebA's 178x218 aligned layout "
-            "(siamese-align, or siamese_graph.faces.align.Detector + warp_face, makes them from any photo)",
+            "weights": model.weights_id, "input": "embed, verify: whole photos (the face is found and aligned "
+            "in the graph); embed_aligned, verify_aligned: faces in CelebA's 178x218 aligned layout (siamese-align "
+            "writes them)",
             "max_photo_pixels": decode.MAX_PHOTO_PIXELS, "max_photo_side": decode.MAX_PHOTO_SIDE,
             "min_face_probability": gate.MIN_FACE_PROBABILITY, "signatures": {
                 "embed": "images [N] string -> features [N, D], face [N] float32",
                 "verify": "image_a [N] string, image_b [N] string -> distance [N] float32, face_a [N], "
-                          "face_b [N] float32, same [N] bool (false without a face)"}}
+                          "face_b [N] float32, same [N] bool (false without a face)",
+                "embed_aligned": "as embed, on aligned faces", "verify_aligned": "as verify, on aligned faces"}}
 
 
 def write_tflite(folder, model):

@@ -73,14 +73,14 @@ LOAD_AND_RUN = r"""
 import json, sys
 import tensorflow as tf
 assert tf.executing_eagerly()
-path, pairs = sys.argv[1], json.load(open(sys.argv[2]))
+path, pairs, suffix = sys.argv[1], json.load(open(sys.argv[2])), sys.argv[3]
 m = tf.saved_model.load(path)
 read = lambda p: open(p, "rb").read()
-verify = m.signatures["verify"](image_a=tf.constant([read(a) for a, _ in pairs]),
-                                image_b=tf.constant([read(b) for _, b in pairs]))
-default = m.signatures["serving_default"](image_a=tf.constant([read(a) for a, _ in pairs]),
-                                          image_b=tf.constant([read(b) for _, b in pairs]))
-feats = m.signatures["embed"](images=tf.constant([read(a) for a, _ in pairs]))["features"]
+verify = m.signatures["verify" + suffix](image_a=tf.constant([read(a) for a, _ in pairs]),
+                                         image_b=tf.constant([read(b) for _, b in pairs]))
+default = m.signatures["serving_default" if not suffix else "verify" + suffix](
+    image_a=tf.constant([read(a) for a, _ in pairs]), image_b=tf.constant([read(b) for _, b in pairs]))
+feats = m.signatures["embed" + suffix](images=tf.constant([read(a) for a, _ in pairs]))["features"]
 print(json.dumps({"distance": verify["distance"].numpy().tolist(), "same": verify["same"].numpy().tolist(),
                   "face_a": verify["face_a"].numpy().tolist(), "face_b": verify["face_b"].numpy().tolist(),
                   "default": default["distance"].numpy().tolist(), "features": feats.numpy().tolist()}))
@@ -109,8 +109,9 @@ def test_saved_model_in_a_fresh_eager_process_matches_the_checkpoint(runs, photo
     summary = json.loads(r.stdout)
     assert summary["version"] == 1 and summary["saved_model"] == str(tmp_path / "out" / "1")
     (tmp_path / "pairs.json").write_text(json.dumps(pairs))
-    p = subprocess.run([sys.executable, "-c", LOAD_AND_RUN, summary["saved_model"], str(tmp_path / "pairs.json")],
-                       capture_output=True, text=True, timeout=300)
+    # photos taken as they are (aligned faces): the checkpoint's distances
+    p = subprocess.run([sys.executable, "-c", LOAD_AND_RUN, summary["saved_model"], str(tmp_path / "pairs.json"),
+                        "_aligned"], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     got = json.loads(p.stdout)
     assert np.abs(np.array(got["distance"]) - want).max() <= 1e-5
@@ -145,28 +146,28 @@ def test_tools_rest_body_tflite_and_versions(runs, photo_pairs, tmp_path):
                            "--dir", str(version), "--all"], capture_output=True, text=True, timeout=300)
     assert show.returncode == 0, show.stderr[-2000:]
     for key in ("signature_def['embed']", "signature_def['verify']", "signature_def['serving_default']",
+                "signature_def['embed_aligned']", "signature_def['verify_aligned']",
                 "inputs['image_a']", "inputs['images']", "outputs['same']", "outputs['features']"):
         assert key in show.stdout, key
-    assert show.stdout.count("dtype: DT_STRING") == 5 and "dtype: DT_BOOL" in show.stdout
+    assert show.stdout.count("dtype: DT_STRING") == 8 and "dtype: DT_BOOL" in show.stdout
     # and saved_model_cli run gives score's distance
     np.save(tmp_path / "a.npy", np.array([open(pairs[0][0], "rb").read()], dtype=object))
     np.save(tmp_path / "b.npy", np.array([open(pairs[0][1], "rb").read()], dtype=object))
     run = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "run", "--dir",
-                          str(version), "--tag_set", "serve", "--signature_def", "verify", "--inputs",
+                          str(version), "--tag_set", "serve", "--signature_def", "verify_aligned", "--inputs",
                           "image_a=%s;image_b=%s" % (tmp_path / "a.npy", tmp_path / "b.npy")],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     printed = float(run.stdout.split("output key distance:")[1].split("[")[1].split("]")[0])
     assert abs(printed - want[0]) < 1e-5
-    # what docs/serving.md says: the same distance as score gives on these face photos
-    # (the served model takes faces as they are, as score --align=none does)
+    # what docs/serving.md says: verify_aligned takes faces as they are, as score --align=none does
     (tmp_path / "first.txt").write_text("%s\t%s\n" % pairs[0])
     r = cli("siamese_graph.score", "--checkpoint_dir=%s" % train_dir, "--align=none", "--format=json",
             "--pairs=%s" % (tmp_path / "first.txt"))
     assert r.returncode == 0, r.stderr[-2000:]
     assert abs(json.loads(r.stdout)["pairs"][0]["distance"] - printed) < 1e-5
     # The README's REST request body, decoded as TF Serving does, through the loaded SavedModel
-    body = json.dumps({"signature_name": "verify", "instances": [
+    body = json.dumps({"signature_name": "verify_aligned", "instances": [
         {"image_a": {"b64": base64.b64encode(open(a, "rb").read()).decode()},
          "image_b": {"b64": base64.b64encode(open(b, "rb").read()).decode()}} for a, b in pairs]})
     request = json.loads(body)
@@ -178,7 +179,8 @@ def test_tools_rest_body_tflite_and_versions(runs, photo_pairs, tmp_path):
     assert [p["distance"] for p in response["predictions"]] == pytest.approx(list(want), abs=1e-5)
     # a non-image names the input, the process goes on
     with pytest.raises(tf.errors.InvalidArgumentError, match="image_b: an element is empty or not a JPEG"):
-        loaded.signatures["verify"](image_a=tf.constant([columns["image_a"][0]]), image_b=tf.constant([b"junk"]))
+        loaded.signatures["verify_aligned"](image_a=tf.constant([columns["image_a"][0]]),
+                                            image_b=tf.constant([b"junk"]))
     # TFLite: float distances match the checkpoint's; dynamic-range int8 agrees on the verdicts
     faces = {}
     for a, b in pairs:
@@ -249,7 +251,9 @@ def test_bad_input_and_a_killed_export(runs, tmp_path):
 
 
 def test_saved_model_never_says_same_without_a_face(tiny_model, face_photos, tmp_path):
-    # the SavedModel takes aligned faces: align the real ones as siamese-align would
+    """Whole photos to verify (the face found in the graph) and the same faces aligned
+    by siamese-align's code to verify_aligned: a blank picture is never "same", a real
+    pair is (the threshold would say same to anything)."""
     load = loader.PhotoLoader("mtcnn")
     aligned = []
     for i, p in enumerate(real(face_photos)[:2]):
@@ -258,15 +262,23 @@ def test_saved_model_never_says_same_without_a_face(tiny_model, face_photos, tmp
     blanks = []
     for k in BLANKS:
         blanks.append(str(tmp_path / ("%s.jpg" % k)))
-        Image.fromarray(blank(k)).save(blanks[-1], quality=95)
+        Image.fromarray(blank(k, (400, 300))).save(blanks[-1], quality=95)
     r = cli("siamese_graph.export", "--checkpoint_dir=%s" % tiny_model, "--output_dir=%s" % (tmp_path / "out"),
                 ANY_DISTANCE)
     assert r.returncode == 0, r.stderr[-2000:]
-    pairs = [(b, aligned[i % 2]) for i, b in enumerate(blanks)] + [(aligned[0], aligned[1])]
-    (tmp_path / "pairs.json").write_text(json.dumps(pairs))
-    p = subprocess.run([sys.executable, "-c", LOAD_AND_RUN, str(tmp_path / "out" / "1"),
-                        str(tmp_path / "pairs.json")], capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-2000:]
-    got = json.loads(p.stdout)
-    assert got["same"] == [False] * 4 + [True], got
-    assert max(got["face_a"][:4]) < gate.MIN_FACE_PROBABILITY <= min(got["face_a"][4], got["face_b"][4])
+    for suffix, people in (("", real(face_photos)[:2]), ("_aligned", aligned)):
+        pairs = [(b, people[i % 2]) for i, b in enumerate(blanks)] + [(people[0], people[1])]
+        (tmp_path / "pairs.json").write_text(json.dumps(pairs))
+        p = subprocess.run([sys.executable, "-c", LOAD_AND_RUN, str(tmp_path / "out" / "1"),
+                            str(tmp_path / "pairs.json"), suffix], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-2000:]
+        got = json.loads(p.stdout)
+        assert got["same"] == [False] * 4 + [True], (suffix, got)
+        assert max(got["face_a"][:4]) < gate.MIN_FACE_PROBABILITY <= min(got["face_a"][4], got["face_b"][4])
+        # the distance score gives on the same files: whole photos through its default
+        # alignment, aligned faces as they are
+        (tmp_path / "pair.txt").write_text("%s\t%s\n" % tuple(people))
+        r = cli("siamese_graph.score", "--checkpoint_dir=%s" % tiny_model, "--format=json", ANY_DISTANCE,
+                "--align=%s" % ("mtcnn" if suffix == "" else "none"), "--pairs=%s" % (tmp_path / "pair.txt"))
+        assert r.returncode == 0, r.stderr[-1500:]
+        assert abs(json.loads(r.stdout)["pairs"][0]["distance"] - got["distance"][4]) < 1e-3, suffix

@@ -27,7 +27,7 @@ from siamese_graph import fileio
 from siamese_graph.data import photos
 from siamese_graph.data.datasets import celeba, folder
 from siamese_graph.errors import DataError
-from siamese_graph.faces import align
+from siamese_graph.faces import align, align_graph
 from siamese_graph.progress import Progress, worker_count
 
 MANIFEST = "align_manifest.json"
@@ -61,13 +61,13 @@ def output_names(photos, layout):
     return names
 
 
-_DETECTOR = None
+_ALIGNER = None
 
 
 def _init_worker(min_confidence, max_side):
-    global _DETECTOR
+    global _ALIGNER
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _DETECTOR = align.Detector(min_confidence=min_confidence, max_side=max_side)
+    _ALIGNER = align_graph.Aligner(min_confidence=min_confidence, max_side=max_side)
 
 
 def align_one(task):
@@ -81,17 +81,16 @@ def align_one(task):
     except photos.PhotoError as e:
         entry.update(status="unusable", reason=str(e))
         return entry
-    faces = _DETECTOR.detect(rgb)
-    if not faces:
+    aligned, face, count = _ALIGNER(rgb)
+    if face is None:
         entry.update(status="no_face", faces=0)
         return entry
-    aligned = align.warp_face(rgb, faces[0])
     buf = io.BytesIO()
     Image.fromarray(aligned, "RGB").save(buf, format="JPEG", quality=quality)
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     with fileio.atomic_write(dst, "wb") as f:
         f.write(buf.getvalue())
-    entry.update(status="aligned", output=output, faces=len(faces), why=align.kept_reason(len(faces)), **align.describe(faces[0]))
+    entry.update(status="aligned", output=output, faces=count, why=align.kept_reason(count), **align.describe(face))
     return entry
 
 

@@ -15,7 +15,7 @@ bilinear warp with black outside the photo (align.warp).
 import numpy as np
 import tensorflow as tf
 
-from siamese_graph.faces import align, detect
+from siamese_graph.faces import align, detect, mtcnn_nets
 
 
 def choose(boxes, width, height):
@@ -66,6 +66,7 @@ def find_and_align(image, min_confidence=align.DEFAULT_MIN_CONFIDENCE, max_side=
        "faces": int32 (how many faces passed min_confidence)}.
     """
     template = template or align.load_template()
+    image = tf.ensure_shape(image, [None, None, 3])
     boxes, scores, points = detect.detect(image, max_side=max_side, weights=weights)
     passed = tf.where(scores >= min_confidence)[:, 0]
     boxes, scores, points = tf.gather(boxes, passed), tf.gather(scores, passed), tf.gather(points, passed)
@@ -80,3 +81,47 @@ def find_and_align(image, min_confidence=align.DEFAULT_MIN_CONFIDENCE, max_side=
             "box": tf.cond(found, lambda: boxes[k], lambda: tf.zeros([4])),
             "confidence": tf.cond(found, lambda: scores[k], lambda: tf.constant(0.0)),
             "points": pts * tf.cast(found, tf.float32), "faces": tf.size(scores)}
+
+
+class Aligner:
+    """find_and_align in its own graph and session, for photos already in memory: what
+    siamese-align and the commands' --align=mtcnn run.
+
+        aligner = align_graph.Aligner()
+        aligned, face, count = aligner(rgb)   # None, None, 0 without a face
+    """
+
+    def __init__(self, min_confidence=align.DEFAULT_MIN_CONFIDENCE, max_side=align.DEFAULT_MAX_SIDE, threads=1):
+        """Args:
+          min_confidence: faces below it do not count.
+          max_side: detect on photos downscaled to this longer side (0: at most
+            align.MAX_DETECT_SIDE, the bound that holds whatever is asked).
+          threads: TensorFlow's intra- and inter-op threads for this session.
+        Raises ImportError (with the install line) when the mtcnn wheel, which holds
+        the weights, is missing."""
+        if not 0 <= min_confidence <= 1:
+            raise ValueError("min_confidence must be in [0, 1]")
+        try:
+            w = {k: mtcnn_nets.weights(k) for k in ("pnet", "rnet", "onet")}
+        except ImportError as e:
+            raise ImportError("face detection needs the mtcnn package's weights: pip install mtcnn (%s)" % e)
+        self.max_side = min(max_side or align.MAX_DETECT_SIDE, align.MAX_DETECT_SIDE)
+        graph = tf.Graph()
+        with graph.as_default():
+            self._image = tf.compat.v1.placeholder(tf.uint8, [None, None, 3], "image")
+            self._out = find_and_align(self._image, min_confidence, self.max_side, weights=w)
+        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads)
+        self._sess = tf.compat.v1.Session(graph=graph, config=config)
+
+    def __call__(self, rgb):
+        """uint8 [H, W, 3] -> (aligned uint8 [218, 178, 3], the kept align.Face, faces
+        found), or (None, None, 0) without a face."""
+        out = self._sess.run(self._out, {self._image: np.asarray(rgb, np.uint8)})
+        if not out["found"]:
+            return None, None, 0
+        face = align.Face(tuple(float(v) for v in out["box"]), float(out["confidence"]),
+                          out["points"].astype(np.float64))
+        return out["aligned"], face, int(out["faces"])
+
+    def close(self):
+        self._sess.close()

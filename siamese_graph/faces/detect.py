@@ -85,7 +85,8 @@ def _patches(normalized, boxes, size):
 def _run_net(net, patches, w):
     """A network on a batch that may be empty: one blank patch more, its output
     dropped (TensorFlow's CPU convolution mishandles an empty batch)."""
-    extra = tf.concat([patches, tf.zeros([1] + patches.shape[1:].as_list())], 0)
+    extra = tf.concat(
+        [patches, tf.zeros(tf.concat([[1], tf.shape(patches)[1:]], 0))], 0)
     return [out[:-1] for out in net(extra, w)]
 
 
@@ -182,8 +183,8 @@ def detect(image, max_side=640, min_face_size=DEFAULT_MIN_FACE_SIZE, weights=Non
     scale = tf.minimum(1.0, max_side / tf.maximum(h, w))
     size = tf.maximum(1, tf.cast(tf.round(tf.stack([h, w]) * scale), tf.int32))
     x = tf.cast(image, tf.float32)
-    small = tf.cond(scale < 1.0, lambda: tf.image.resize(x, size, "bilinear", antialias=True),
-                    lambda: x)
+    small = tf.cond(scale < 1.0, lambda: tf.round(tf.image.resize(x, size, "bilinear", antialias=True)),
+                    lambda: x)  # rounded to whole grey levels, as Pillow's resize of the package's path
     small_shape = tf.cast(tf.shape(small), tf.float32)
     sx, sy = w / small_shape[1], h / small_shape[0]
 

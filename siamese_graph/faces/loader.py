@@ -2,7 +2,8 @@
 embed) loads a photo file for models.Model.
 
   align="mtcnn" (the commands' default): decode the photo, detect faces with
-      MTCNN, keep one (align.choose), warp it into CelebA's aligned 178x218 layout;
+      MTCNN in one graph (align_graph.Aligner), keep one (FaceNet's rule), warp it
+      into CelebA's aligned 178x218 layout;
       the model's crop then frames it as in training. No face: None, never a guess.
   align="none": the photo as it is (photos.load_photo), for photos already
       framed like the training photos (CelebA's aligned crops, records).
@@ -12,7 +13,7 @@ so the commands give it no verdict.
 """
 from siamese_graph.data import photos
 from siamese_graph.errors import DataError
-from siamese_graph.faces import align
+from siamese_graph.faces import align, align_graph
 
 MODES = ("mtcnn", "none")
 
@@ -24,7 +25,7 @@ class PhotoLoader:
         """Args:
           mode: "mtcnn" or "none" (see the module doc).
           min_confidence: MTCNN faces below this confidence do not count.
-          detector: an align.Detector to share; None makes one when needed.
+          detector: an align_graph.Aligner to share; None makes one when needed.
         """
         if mode not in MODES:
             raise ValueError("align mode must be one of %s" % ", ".join(MODES))
@@ -36,7 +37,7 @@ class PhotoLoader:
     def detector(self):
         if self._detector is None:
             try:
-                self._detector = align.Detector(min_confidence=self.min_confidence)
+                self._detector = align_graph.Aligner(min_confidence=self.min_confidence)
             except ImportError as e:
                 raise DataError("face alignment (mtcnn): %s; or align none for photos already "
                                 "framed like the training photos" % e)
@@ -50,13 +51,12 @@ class PhotoLoader:
             rgb = photos.to_rgb(im)
         except photos.PhotoError as e:
             raise DataError("%s: unusable photo (%s)" % (path, e))
-        faces = self.detector.detect(rgb)
-        if not faces:
+        aligned, face, count = self.detector(rgb)
+        if face is None:
             self.found[path] = {"faces": 0}
             return None
-        self.found[path] = {"faces": len(faces), "kept": align.describe(faces[0]),
-                            "why": align.kept_reason(len(faces))}
-        return align.warp_face(rgb, faces[0])
+        self.found[path] = {"faces": count, "kept": align.describe(face), "why": align.kept_reason(count)}
+        return aligned
 
     def no_face(self):
         """The paths where no face was found, in load order."""

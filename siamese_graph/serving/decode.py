@@ -154,10 +154,12 @@ def _decode_gif(encoded, input_name):
     return tf.io.decode_gif(one_frame)[0]
 
 
-def decode_photo(encoded, input_name):
+def decode_photo(encoded, input_name, exact_jpeg=False):
     """One encoded photo (scalar string) -> uint8 [H, W, 3].
 
-    JPEG is decoded as the records are (preprocessing.decode); PNG and BMP with
+    JPEG is decoded as the records are (preprocessing.decode), or with exact_jpeg
+    as Pillow decodes it (the accurate integer IDCT: whole photos, whose faces are
+    found as the commands find them in Pillow's pixels); PNG and BMP with
     tf.io.decode_image, a GIF's first frame with tf.io.decode_gif. Grayscale becomes
     three equal channels; transparent pixels show white (on_white), as in the
     commands. What is refused, before decoding: see the module doc."""
@@ -172,7 +174,9 @@ def decode_photo(encoded, input_name):
         ["%s: a photo is over the served limit of %d pixels (%d on a side) or has no pixels; "
          "height, width:" % (input_name, MAX_PHOTO_PIXELS, MAX_PHOTO_SIDE), size])
     with tf.control_dependencies([small]):
-        return tf.case([(tf.io.is_jpeg(encoded), lambda: preprocessing.decode(encoded)),
+        jpeg = (lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE")) if exact_jpeg else (
+            lambda: preprocessing.decode(encoded))
+        return tf.case([(tf.io.is_jpeg(encoded), jpeg),
                         (_is_gif(encoded), lambda: _decode_gif(encoded, input_name))],
                        default=lambda: on_white(tf.io.decode_image(encoded, expand_animations=False)),
                        exclusive=True)
