@@ -10,7 +10,8 @@ tree keeps its layout. The output is ready for make_records. One face a photo:
 the largest nearest the centre when there are several; photos without a face are
 skipped. OUTPUT_DIR/align_manifest.json lists every photo's outcome (box, 5
 points, confidence, faces found, why one was kept; no face; unusable). Workers in
-parallel, progress with ETA; a killed run resumes where it stopped.
+parallel (--runner=beam: an Apache Beam pipeline, the same outputs), progress
+with ETA; a killed run resumes where it stopped.
 """
 import json
 import os
@@ -18,11 +19,12 @@ import os
 from absl import flags
 
 from siamese_graph import common_flags, fileio
+from siamese_graph.data import beam_writer
 from siamese_graph.errors import UserError
 from siamese_graph.faces import align, align_folder
 
 common_flags.declare("output_dir", "seed", "overwrite", "dataset", "data_dir", "num_workers", "allow_missing",
-                     "val_fraction", "test_fraction", "jpeg_quality")
+                     "val_fraction", "test_fraction", "jpeg_quality", "runner", "beam_options")
 flags.DEFINE_float("min_confidence", align.DEFAULT_MIN_CONFIDENCE, "MTCNN faces below this confidence do not count.")
 flags.DEFINE_integer("max_side", align.DEFAULT_MAX_SIDE, "Detect on photos downscaled to this longer side, "
                      "48..%d (detection's memory grows with the square of it); the warp always reads the "
@@ -43,13 +45,15 @@ def main(argv):
                         "72-megapixel photo at full size took over 6 GB)" % (FLAGS.max_side, align.MAX_DETECT_SIDE))
     if not 1 <= FLAGS.jpeg_quality <= 100:
         raise UserError("--jpeg_quality=%d: must be in 1..100" % FLAGS.jpeg_quality)
+    if FLAGS.runner == "beam" and not beam_writer.available():
+        raise UserError("--runner=beam needs Apache Beam: pip install '.[beam]'")
     data_dir = os.path.abspath(FLAGS.data_dir)
     fileio.check_output_outside(data_dir, FLAGS.output_dir)
     listing = common_flags.source_listing(data_dir, "align")
     with fileio.exclusive(FLAGS.output_dir, "siamese-align"):  # one writer of an output folder at a time
         manifest = align_folder.align_listing(listing, FLAGS.output_dir, FLAGS.dataset, FLAGS.num_workers,
                                               FLAGS.min_confidence, FLAGS.max_side, FLAGS.jpeg_quality,
-                                              FLAGS.overwrite)
+                                              FLAGS.overwrite, FLAGS.runner, FLAGS.beam_options)
     print(json.dumps({"output_dir": FLAGS.output_dir, "photos": manifest["photos_total"],
                       **manifest["counts"], "seconds_this_run": manifest["seconds_this_run"]}))
 

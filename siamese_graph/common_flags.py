@@ -25,6 +25,11 @@ flags.DEFINE_integer("num_workers", 2, "Worker processes (make_records: writers;
 flags.DEFINE_bool("allow_missing", False, "CelebA: use the photos present when some listed ones are missing.")
 flags.DEFINE_float("val_fraction", 0.0, "Folder layout without split folders: share of identities for val.")
 flags.DEFINE_float("test_fraction", 0.1, "Folder layout without split folders: share of identities for test.")
+flags.DEFINE_enum("runner", "local", ["local", "beam"], "local: --num_workers processes on this machine; "
+                  "beam: an Apache Beam pipeline (pip install '.[beam]'; see --beam_options).")
+flags.DEFINE_string("beam_options", "--runner=DirectRunner", "With --runner=beam: Beam's pipeline options, "
+                    "e.g. \"--runner=DirectRunner --direct_num_workers=2 --direct_running_mode=multi_processing\" "
+                    "or DataflowRunner's.")
 flags.DEFINE_integer("jpeg_quality", 95, "Quality of JPEGs the command encodes (make_records: photos that are "
                      "not RGB JPEG; align: the aligned faces).")
 # Records and pairs (make_records, inspect_pairs, train, evaluate)

@@ -38,14 +38,9 @@ from siamese_graph.faces import align_folder
 FLAGS = flags.FLAGS
 
 common_flags.declare("output_dir", "seed", "overwrite", "dataset", "data_dir", "num_workers", "allow_missing",
-                     "val_fraction", "test_fraction", "jpeg_quality")
+                     "val_fraction", "test_fraction", "jpeg_quality", "runner", "beam_options")
 flags.DEFINE_integer("num_shards", 16, "Shards per split at most (fewer if the split has fewer identities).")
 flags.DEFINE_bool("strict", False, "Fail on any skipped photo instead of recording the skip.")
-flags.DEFINE_enum("runner", "local", ["local", "beam"], "local: --num_workers processes on this machine; "
-                  "beam: an Apache Beam pipeline (pip install '.[beam]'; see --beam_options).")
-flags.DEFINE_string("beam_options", "--runner=DirectRunner", "With --runner=beam: Beam's pipeline options, "
-                    "e.g. \"--runner=DirectRunner --direct_num_workers=2 --direct_running_mode=multi_processing\" "
-                    "or DataflowRunner's.")
 flags.DEFINE_bool("verify", False, "Read every shard back: counts, checksums, identities, decoding.")
 flags.DEFINE_bool("align_faces", False, "Detect and align every photo first (siamese-align's code: MTCNN, the "
                   "178x218 template) into OUTPUT_DIR/aligned/, then write records of the aligned faces; for "

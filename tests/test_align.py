@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from siamese_graph.faces import align
@@ -206,3 +207,25 @@ def test_detection_memory_is_bounded_whatever_the_flags(tmp_path):
             bad, align.MAX_DETECT_SIDE)), last
     assert align.Detector(max_side=0).max_side == align.MAX_DETECT_SIDE
     assert align.Detector(max_side=10 ** 6).max_side == align.MAX_DETECT_SIDE
+
+
+def test_align_with_beam_writes_what_the_local_run_writes(tmp_path):
+    """--runner=beam (Apache Beam's DirectRunner here): the same aligned photos byte
+    for byte, the same identity and partition files, the same manifest but its time."""
+    pytest.importorskip("apache_beam", reason="Beam is an extra: pip install '.[beam]'")
+    src = _wild_subset(tmp_path / "wild", WILD)
+    outs = {}
+    for runner in ("local", "beam"):
+        outs[runner] = tmp_path / runner
+        r = cli("siamese_graph.align", "--data_dir=%s" % src, "--output_dir=%s" % outs[runner],
+                "--runner=%s" % runner)
+        assert r.returncode == 0, r.stderr[-2000:]
+    files = {runner: sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+             for runner, out in outs.items()}
+    assert files["local"] == files["beam"] and len(files["local"]) >= len(WILD) + 3
+    for name in files["local"]:
+        a, b = (outs["local"] / name).read_bytes(), (outs["beam"] / name).read_bytes()
+        if name == "align_manifest.json":
+            a, b = [{k: v for k, v in json.loads(x).items() if k != "seconds_this_run"} for x in (a, b)]
+        assert a == b, name
+    assert not (outs["beam"] / ".align-beam").exists()

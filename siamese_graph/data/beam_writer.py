@@ -1,4 +1,5 @@
-"""make_records' shards written by an Apache Beam pipeline (`make_records --runner=beam`).
+"""make_records' shards written by an Apache Beam pipeline (`make_records --runner=beam`),
+and siamese-align's photos aligned by one (run_tasks, `siamese-align --runner=beam`).
 
 The same plan as the single-machine writer (record_writer.plan_shards: identities
 dealt to shards in whole blocks), the same shard writer (record_writer.write_shard:
@@ -38,6 +39,18 @@ def pipeline_options(beam_options):
     return PipelineOptions(shlex.split(beam_options or "--runner=DirectRunner"))
 
 
+def _pipeline(beam_options):
+    import apache_beam as beam
+
+    from siamese_graph.errors import ArgumentError
+
+    try:
+        return beam.Pipeline(options=pipeline_options(beam_options))
+    except (ValueError, TypeError, SystemExit) as e:  # argparse inside Beam exits on a bad option
+        raise ArgumentError("beam_options", beam_options, "not usable Beam pipeline options (%s)"
+                            % (str(e).splitlines()[0][:150] if str(e) else "see above"))
+
+
 def write_shards(tasks, write_shard, beam_options=None):
     """Runs write_shard on every task in a Beam pipeline; returns when all are written.
 
@@ -48,15 +61,51 @@ def write_shards(tasks, write_shard, beam_options=None):
     """
     import apache_beam as beam
 
-    from siamese_graph.errors import ArgumentError
-
-    try:
-        pipeline = beam.Pipeline(options=pipeline_options(beam_options))
-    except (ValueError, TypeError, SystemExit) as e:  # argparse inside Beam exits on a bad option
-        raise ArgumentError("beam_options", beam_options, "not usable Beam pipeline options (%s)"
-                            % (str(e).splitlines()[0][:150] if str(e) else "see above"))
-    with pipeline as p:
+    with _pipeline(beam_options) as p:
         (p
          | "Shards" >> beam.Create(tasks)
          | "Spread" >> beam.Reshuffle()
          | "Write" >> beam.Map(lambda task: write_shard(task)["file"]))
+
+
+def run_tasks(tasks, fn, results_dir, beam_options=None, setup=None):
+    """Runs fn on every task in a Beam pipeline (siamese-align --runner=beam: one photo a
+    task); returns fn's results in task order.
+
+    Args:
+      tasks: picklable tasks.
+      fn: task -> a JSON-ready result; it writes its own outputs (under temporary
+        names, renamed when complete).
+      results_dir: a folder the workers can all write: each result is written there
+        as <task index>.json, and the driver reads them back once the pipeline has run.
+      setup: called once a worker before its first task (loads a model).
+    """
+    import json
+    import os
+
+    import apache_beam as beam
+
+    from siamese_graph import fileio
+
+    class _Run(beam.DoFn):
+        def setup(self):
+            if setup is not None:
+                setup()
+
+        def process(self, item):
+            k, task = item
+            with fileio.atomic_write(os.path.join(results_dir, "%d.json" % k), "w") as f:
+                json.dump(fn(task), f)
+            yield k
+
+    os.makedirs(results_dir, exist_ok=True)
+    with _pipeline(beam_options) as p:
+        (p
+         | "Tasks" >> beam.Create(list(enumerate(tasks)))
+         | "Spread" >> beam.Reshuffle()
+         | "Run" >> beam.ParDo(_Run()))
+    out = []
+    for k in range(len(tasks)):
+        with open(os.path.join(results_dir, "%d.json" % k)) as f:
+            out.append(json.load(f))
+    return out

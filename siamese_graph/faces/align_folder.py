@@ -14,17 +14,19 @@ arrives, so a killed run resumes where it stopped, and a finished run is
 complete already when run again with the same inputs and settings.
 """
 import collections
+import functools
 import io
 import json
 import multiprocessing
 import os
+import shutil
 import time
 
 from absl import logging
 from PIL import Image
 
 from siamese_graph import fileio
-from siamese_graph.data import photos
+from siamese_graph.data import beam_writer, photos
 from siamese_graph.data.datasets import celeba, folder
 from siamese_graph.errors import DataError
 from siamese_graph.faces import align, align_graph
@@ -33,6 +35,7 @@ from siamese_graph.progress import Progress, worker_count
 MANIFEST = "align_manifest.json"
 JOURNAL = ".align-journal.jsonl"
 CONFIG = ".align-config.json"
+BEAM_RESULTS = ".align-beam"  # --runner=beam: each photo's manifest entry, until the run ends
 
 
 def read_source(data_dir, layout, allow_missing=False, val_fraction=0.0, test_fraction=0.1, seed=0):
@@ -110,7 +113,8 @@ def _read_journal(path):
 
 
 def align_listing(listing, out_dir, layout, num_workers=2, min_confidence=align.DEFAULT_MIN_CONFIDENCE,
-                  max_side=align.DEFAULT_MAX_SIDE, jpeg_quality=95, overwrite=False):
+                  max_side=align.DEFAULT_MAX_SIDE, jpeg_quality=95, overwrite=False, runner="local",
+                  beam_options=None):
     """Aligns every photo of a listing into out_dir; returns the manifest.
 
     Args:
@@ -121,6 +125,8 @@ def align_listing(listing, out_dir, layout, num_workers=2, min_confidence=align.
       min_confidence, max_side: align.Detector's.
       jpeg_quality: of the aligned photos.
       overwrite: start again even where a journal or manifest of other settings is.
+      runner: "local" (num_workers processes) or "beam" (an Apache Beam pipeline with
+        beam_options: beam_writer.run_tasks; the same outputs, byte for byte).
     Raises DataError when out_dir holds a run with other inputs or settings.
     """
     if not listing.photos:
@@ -156,7 +162,17 @@ def align_listing(listing, out_dir, layout, num_workers=2, min_confidence=align.
                  out_dir, len(tasks), len(done), num_workers)
     start, progress = time.time(), Progress(len(tasks), "photos aligned")
     with open(journal_path, "a") as journal:
-        if tasks:
+        if tasks and runner == "beam":
+            results_dir = os.path.join(out_dir, BEAM_RESULTS)
+            shutil.rmtree(results_dir, ignore_errors=True)
+            for k, entry in enumerate(beam_writer.run_tasks(
+                    tasks, align_one, results_dir, beam_options,
+                    setup=functools.partial(_init_worker, min_confidence, max_side)), 1):
+                journal.write(json.dumps(entry) + "\n")
+                done[entry["photo"]] = entry
+                progress.update(k)
+            shutil.rmtree(results_dir)
+        elif tasks:
             if num_workers <= 1:
                 _init_worker(min_confidence, max_side)
                 results = map(align_one, tasks)
