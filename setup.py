@@ -37,7 +37,8 @@ setup(
         # pin names the range both accept.
         "beam": ["apache-beam==2.77.0", "protobuf>=6.31.1,<7"],
     },
-    package_data={"siamese_graph.faces": ["template.json"]},
+    # the packaged model (siamese_graph/zoo/<name>/: weights, model.json, threshold, card)
+    package_data={"siamese_graph.faces": ["template.json"], "siamese_graph": ["zoo/*/*"]},
     entry_points={"console_scripts": [
         "siamese-%s = siamese_graph.%s:run" % (c.replace("_", "-"), c) for c in COMMANDS]},
 )

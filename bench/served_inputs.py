@@ -111,7 +111,7 @@ def main(argv):
     aligner = align_graph.Aligner()
     aligned = []
     for p in FLAGS.photos:
-        face, _, _ = aligner(photos_lib.to_rgb(photos_lib.read(p)[1]))
+        face, _ = aligner(photos_lib.to_rgb(photos_lib.read(p)[1]))
         aligned.append(_encode(Image.fromarray(face), "JPEG", quality=95))
     rows = [("two real whole photos (baseline)", "verify", real[0], real[1]),
             ("two real aligned faces", "verify_aligned", aligned[0], aligned[1])]

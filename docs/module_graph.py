@@ -18,6 +18,7 @@ OUT = os.path.join(ROOT, "docs", "modules.md")
 LAYERS = [
     ("commands", ["align", "make_records", "inspect_pairs", "train", "evaluate", "score", "gallery", "embed",
                   "export", "data_service", "launch", "common_flags", "train_flags"]),
+    ("api", ["api"]),
     ("serving", ["serving"]),
     ("training", ["training"]),
     ("inference", ["inference"]),

@@ -8,13 +8,13 @@ default here is None and each command's help says what None means there.
 import math
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from siamese_graph.data import preprocessing
 from siamese_graph.data.datasets import celeba
 from siamese_graph.errors import UserError, run_main
 from siamese_graph.faces import align_folder, loader
-from siamese_graph.inference import models
+from siamese_graph.inference import models, zoo
 from siamese_graph.model import traindir
 
 # Photo sources (make_records, align)
@@ -110,11 +110,19 @@ def source_listing(data_dir, what):
 
 
 def restored_model():
-    """models.Model for --checkpoint_dir, --crop and --flip_average (the restoring commands)."""
-    if not FLAGS.checkpoint_dir:
-        raise UserError("--checkpoint_dir is required")
+    """models.Model for --checkpoint_dir, --crop and --flip_average (the restoring
+    commands); without --checkpoint_dir, the packaged model (inference/zoo.py), said in
+    one log line."""
+    checkpoint_dir = FLAGS.checkpoint_dir
+    if not checkpoint_dir:
+        if zoo.DEFAULT not in zoo.names():
+            raise UserError("--checkpoint_dir is required (this install has no packaged model)")
+        checkpoint_dir = zoo.path()
+        card = zoo.card()
+        logging.info("no --checkpoint_dir: using the packaged model %s (%s; trained on %s)", zoo.DEFAULT,
+                     card.get("summary", ""), card.get("data", ""))
     try:
-        return models.Model(FLAGS.checkpoint_dir, FLAGS.crop, flip_average=FLAGS.flip_average,
+        return models.Model(checkpoint_dir, FLAGS.crop, flip_average=FLAGS.flip_average,
                             checkpoint_path=FLAGS.checkpoint_path)
     except traindir.DamagedCheckpoint as e:
         hint = ("; restore an earlier one with --checkpoint_path=%s" % e.earlier[-1] if e.earlier

@@ -84,8 +84,8 @@ def align_one(task):
     except photos.PhotoError as e:
         entry.update(status="unusable", reason=str(e))
         return entry
-    aligned, face, count = _ALIGNER(rgb)
-    if face is None:
+    aligned, faces = _ALIGNER(rgb)
+    if not faces:
         entry.update(status="no_face", faces=0)
         return entry
     buf = io.BytesIO()
@@ -93,7 +93,7 @@ def align_one(task):
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     with fileio.atomic_write(dst, "wb") as f:
         f.write(buf.getvalue())
-    entry.update(status="aligned", output=output, faces=count, why=align.kept_reason(count), **align.describe(face))
+    entry.update(status="aligned", output=output, faces=len(faces), why=align.kept_reason(len(faces)), **align.describe(faces[0]))
     return entry
 
 

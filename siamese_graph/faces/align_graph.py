@@ -63,7 +63,9 @@ def find_and_align(image, min_confidence=align.DEFAULT_MIN_CONFIDENCE, max_side=
     Returns:
       {"found": bool, "aligned": uint8 [218, 178, 3] (zeros without a face),
        "box": float32 [4], "confidence": float32, "points": float32 [5, 2],
-       "faces": int32 (how many faces passed min_confidence)}.
+       "faces": int32 (how many faces passed min_confidence), "kept": the kept one's
+       index among all_boxes [F, 4], all_confidences [F], all_points [F, 5, 2] (every
+       face that passed, highest confidence first)}.
     """
     template = template or align.load_template()
     image = tf.ensure_shape(image, [None, None, 3])
@@ -80,7 +82,8 @@ def find_and_align(image, min_confidence=align.DEFAULT_MIN_CONFIDENCE, max_side=
     return {"found": found, "aligned": tf.where(found, aligned, tf.zeros_like(aligned)),
             "box": tf.cond(found, lambda: boxes[k], lambda: tf.zeros([4])),
             "confidence": tf.cond(found, lambda: scores[k], lambda: tf.constant(0.0)),
-            "points": pts * tf.cast(found, tf.float32), "faces": tf.size(scores)}
+            "points": pts * tf.cast(found, tf.float32), "faces": tf.size(scores), "kept": k,
+            "all_boxes": boxes, "all_confidences": scores, "all_points": points}
 
 
 class Aligner:
@@ -88,7 +91,7 @@ class Aligner:
     siamese-align and the commands' --align=mtcnn run.
 
         aligner = align_graph.Aligner()
-        aligned, face, count = aligner(rgb)   # None, None, 0 without a face
+        aligned, faces = aligner(rgb)   # None, [] without a face
     """
 
     def __init__(self, min_confidence=align.DEFAULT_MIN_CONFIDENCE, max_side=align.DEFAULT_MAX_SIDE, threads=1):
@@ -114,14 +117,16 @@ class Aligner:
         self._sess = tf.compat.v1.Session(graph=graph, config=config)
 
     def __call__(self, rgb):
-        """uint8 [H, W, 3] -> (aligned uint8 [218, 178, 3], the kept align.Face, faces
-        found), or (None, None, 0) without a face."""
+        """uint8 [H, W, 3] -> (aligned uint8 [218, 178, 3] of the kept face, [align.Face]
+        every face found, the kept one first, then by confidence), or (None, [])."""
         out = self._sess.run(self._out, {self._image: np.asarray(rgb, np.uint8)})
         if not out["found"]:
-            return None, None, 0
-        face = align.Face(tuple(float(v) for v in out["box"]), float(out["confidence"]),
-                          out["points"].astype(np.float64))
-        return out["aligned"], face, int(out["faces"])
+            return None, []
+        k = int(out["kept"])
+        order = [k] + [i for i in range(len(out["all_confidences"])) if i != k]
+        faces = [align.Face(tuple(float(v) for v in out["all_boxes"][i]), float(out["all_confidences"][i]),
+                            out["all_points"][i].astype(np.float64)) for i in order]
+        return out["aligned"], faces
 
     def close(self):
         self._sess.close()

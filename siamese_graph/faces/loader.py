@@ -51,11 +51,12 @@ class PhotoLoader:
             rgb = photos.to_rgb(im)
         except photos.PhotoError as e:
             raise DataError("%s: unusable photo (%s)" % (path, e))
-        aligned, face, count = self.detector(rgb)
-        if face is None:
+        aligned, faces = self.detector(rgb)
+        if not faces:
             self.found[path] = {"faces": 0}
             return None
-        self.found[path] = {"faces": count, "kept": align.describe(face), "why": align.kept_reason(count)}
+        self.found[path] = {"faces": len(faces), "kept": align.describe(faces[0]),
+                            "why": align.kept_reason(len(faces))}
         return aligned
 
     def no_face(self):

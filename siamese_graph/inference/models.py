@@ -156,7 +156,8 @@ class Model:
             self.dw = siamese.distance(self.fa, self.fb, c["head"], c["head_units"], c["epsilon"])
             self.sess = v1.Session(graph=self.graph)
             restore(self.sess, ckpt, c)
-        self.step = int(ckpt.rsplit("-", 1)[1]) if "-" in ckpt else None
+        tail = os.path.basename(ckpt).rsplit("-", 1)[-1]
+        self.step = int(tail) if tail.isdigit() else None
         # The index file holds every tensor's checksum: its hash identifies the weights.
         self.weights_id = records.sha256(ckpt + ".index")
 

@@ -1,0 +1,149 @@
+"""The Python API: photos in, verdicts out, with the packaged model or your own.
+
+    import siamese_graph as sg
+    sg.verify("a.jpg", "b.jpg")          # "same", "different" or "no_face"
+    sg.distance("a.jpg", "b.jpg")        # float (nan without a face)
+    sg.find_faces("a.jpg")               # [Face(box, confidence, points)], the kept one first
+    sg.align_faces("a.jpg")              # [uint8 [218, 178, 3]] (one face: the kept one)
+    sg.embed(["a.jpg", "b.jpg"])         # float32 [2, D] (NaN rows without a face)
+    gallery = sg.enroll({"ann": ["ann1.jpg", "ann2.jpg"], "bob": ["bob1.jpg"]})
+    sg.identify(gallery, "probe.jpg")    # a name, "unknown" or "no_face"
+    model = sg.load_model("runs/convnet")   # a train_dir; none: the packaged model
+
+A photo is a file path or a uint8 RGB array [H, W, 3] (a whole photo: its face is
+found and aligned, as the commands' --align=mtcnn does). Errors are the commands'
+(siamese_graph.errors.DataError and its kin, with the same one-line messages).
+"""
+import collections
+import functools
+
+import numpy as np
+from absl import logging
+
+from siamese_graph.data import photos as photos_lib
+from siamese_graph.errors import DataError
+from siamese_graph.faces import align_graph, gate
+from siamese_graph.inference import galleries, models, zoo
+
+
+@functools.lru_cache(maxsize=None)
+def _packaged(name):
+    folder = zoo.path(name)
+    c = zoo.card(name)
+    logging.info("no checkpoint given: using the packaged model %s (%s; %s)", name, c.get("data", ""),
+                 c.get("summary", ""))
+    return models.Model(folder)
+
+
+def load_model(checkpoint_dir=None, crop=None, flip_average=True, checkpoint_path=None):
+    """A models.Model: a train_dir, or with none the packaged model (zoo.DEFAULT).
+
+    Args:
+      checkpoint_dir: a train_dir written by train, or the name of a packaged model.
+    """
+    if checkpoint_dir is None or checkpoint_dir in zoo.names():
+        if crop is None and flip_average and checkpoint_path is None:
+            return _packaged(checkpoint_dir or zoo.DEFAULT)
+        checkpoint_dir = zoo.path(checkpoint_dir or zoo.DEFAULT)
+    return models.Model(checkpoint_dir, crop, flip_average=flip_average, checkpoint_path=checkpoint_path)
+
+
+@functools.lru_cache(maxsize=None)
+def _aligner():
+    return align_graph.Aligner()
+
+
+def _rgb(photo):
+    if isinstance(photo, np.ndarray):
+        if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
+            raise DataError("a photo array must be uint8 RGB [H, W, 3], got %s %s" % (photo.dtype, list(photo.shape)))
+        return photo
+    try:
+        return photos_lib.to_rgb(photos_lib.read(photo)[1])
+    except photos_lib.PhotoError as e:
+        raise DataError("%s: unusable photo (%s)" % (photo, e))
+
+
+def find_faces(photo):
+    """The faces of a photo with at least the commands' confidence: [align.Face(box
+    (x1, y1, x2, y2) pixels, confidence, points [5, 2] (x, y))], the one the
+    commands keep first, then by confidence. [] without a face."""
+    return _aligner()(_rgb(photo))[1]
+
+
+def align_faces(photo):
+    """[uint8 [218, 178, 3]]: the kept face warped into CelebA's aligned layout (the
+    commands' --align=mtcnn); [] without a face."""
+    aligned, faces = _aligner()(_rgb(photo))
+    return [aligned] if faces else []
+
+
+def _load(photo, aligned):
+    if aligned:
+        return photos_lib.load_photo(photo) if not isinstance(photo, np.ndarray) else photo
+    faces = align_faces(photo)
+    return faces[0] if faces else None
+
+
+def embed(photos, model=None, aligned=False, with_faces=False):
+    """float32 [N, D] features of photos (NaN rows where there is no face).
+
+    Args:
+      photos: paths or uint8 arrays; whole photos, or with aligned=True faces
+        already in the aligned layout (taken as they are, as --align=none).
+      with_faces: also the face check's probabilities [N] (0 without a face).
+    """
+    model = model or load_model()
+    feats, probs = model.embed([_load(p, aligned) for p in photos], with_faces=True)
+    probs = np.asarray(probs, np.float32)
+    feats[probs < gate.MIN_FACE_PROBABILITY] = np.nan
+    return (feats, probs) if with_faces else feats
+
+
+def distance(photo_a, photo_b, model=None, aligned=False):
+    """The model's distance between two photos' faces; nan when either has none."""
+    model = model or load_model()
+    feats = embed([photo_a, photo_b], model, aligned)
+    if not np.isfinite(feats).all():
+        return float("nan")
+    return float(model.distance(feats[:1], feats[1:])[0])
+
+
+def verify(photo_a, photo_b, model=None, threshold=None, aligned=False):
+    """"same", "different" or "no_face" (either photo without a face) at the model's
+    calibrated threshold, or the one given."""
+    model = model or load_model()
+    threshold = threshold if threshold is not None else model.threshold()
+    if threshold is None:
+        raise DataError("%s: no calibrated threshold; pass threshold= or run evaluate --calibrate"
+                        % model.checkpoint_dir)
+    d = distance(photo_a, photo_b, model, aligned)
+    return "no_face" if not np.isfinite(d) else models.verdict(d, threshold)
+
+
+Gallery = collections.namedtuple("Gallery", ["model", "names", "rows", "features", "files"])
+Gallery.__doc__ = """Enrolled people: names [P], the person of each row [R], features [R, D], the files."""
+
+
+def enroll(people, model=None, k=5, aligned=False):
+    """A Gallery of {name: [photos]} (or a folder-per-person path): the first k
+    photos with a face of each person. Raises DataError for a person without one."""
+    model = model or load_model()
+    load = (lambda p: _load(p, True)) if aligned else _load_whole
+    names, rows, feats, files, _ = galleries.enroll(model, people, k, load, gate.MIN_FACE_PROBABILITY)
+    return Gallery(model, names, rows, feats, files)
+
+
+def _load_whole(photo):
+    return _load(photo, False)
+
+
+def identify(gallery, photo, threshold=None, aligned=False):
+    """The enrolled name nearest the photo's face, "unknown" when further than the
+    threshold (the model's calibrated one, or the one given), "no_face" without a face."""
+    model = gallery.model
+    feats, probs = embed([photo], model, aligned, with_faces=True)
+    threshold = threshold if threshold is not None else model.threshold()
+    answer = galleries.identify(model, gallery.names, gallery.rows, gallery.features, feats, threshold, probs,
+                                gate.MIN_FACE_PROBABILITY)
+    return answer[0][0]
