@@ -73,18 +73,12 @@ def hostile_inputs(real):
     return out
 
 
-# saved_model_cli, run as its console script does, printing its own peak memory as it exits
-PEAK_AT_EXIT = (
-    "import atexit, resource, runpy, sys\n"
-    "atexit.register(lambda: print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr))\n"
-    "sys.argv[0] = 'saved_model_cli'\n"
-    "runpy.run_module('tensorflow.python.tools.saved_model_cli', run_name='__main__')\n")
-
-
 def run(signature, a, b, folder):
     np.save(os.path.join(folder, "a.npy"), np.array([a], dtype=object))
     np.save(os.path.join(folder, "b.npy"), np.array([b], dtype=object))
-    cmd = [sys.executable, "-c", PEAK_AT_EXIT, "run", "--dir", FLAGS.saved_model,
+    # GNU time reports the child's peak resident memory (wait4's ru_maxrss)
+    cmd = ["/usr/bin/time", "-f", "PEAK_KIB %M", sys.executable, "-m", "tensorflow.python.tools.saved_model_cli",
+           "run", "--dir", FLAGS.saved_model,
            "--tag_set", "serve", "--signature_def", signature, "--inputs",
            "image_a=%s;image_b=%s" % (os.path.join(folder, "a.npy"), os.path.join(folder, "b.npy"))]
     start = time.time()
@@ -99,8 +93,9 @@ def run(signature, a, b, folder):
             got[key] = out.split("output key %s:" % key)[1].split("[")[1].split("]")[0].strip()
         answer = "distance %s, same %s, face_a %s" % (got["distance"], got["same"], got["face_a"])
     else:
-        lines = [line for line in err.splitlines() if "image_a:" in line or "assertion failed" in line]
-        answer = "refused: " + (lines[-1].strip()[:140] if lines else err.strip().splitlines()[-1][:140])
+        lines = [line for line in err.splitlines() if "image_a:" in line or "assertion failed" in line
+                 or "InvalidArgumentError" in line]
+        answer = "refused: " + (lines[-1].strip()[:140] if lines else "exit %d" % proc.returncode)
     return answer, seconds, peak
 
 

@@ -7,7 +7,8 @@ MAX_PHOTO_PIXELS pixels or MAX_PHOTO_SIDE on a side, read from its header (JPEG'
 SOF with tf.image.extract_jpeg_shape; PNG's IHDR; BMP's BITMAPINFOHEADER; for a GIF
 its logical screen and its first frame's image descriptor, whichever is larger,
 since a frame may be larger than the screen it claims); a GIF whose first frame
-does not end within MAX_GIF_BLOCKS data blocks.
+does not end within MAX_GIF_BLOCKS data blocks; a JPEG cut short (no end-of-image
+marker in its last 64 bytes).
 
 A GIF is read as a viewer shows it before it plays: its first frame. The bytes up
 to the end of that frame, plus the trailer, are what is decoded (TensorFlow's GIF
@@ -128,6 +129,17 @@ def header_size(encoded):
                     (_is_gif(encoded), from_gif)], default=from_bytes, exclusive=True)
 
 
+def jpeg_ends(encoded):
+    """True when a JPEG's last 64 bytes hold its end-of-image marker (FF D9): a file
+    cut short (an interrupted upload) has none, and TensorFlow's decoder would fail
+    without naming the input."""
+    n = tf.strings.length(encoded)
+    tail = tf.strings.substr(encoded, tf.maximum(n - 64, 0), 64)
+    b = tf.io.decode_raw(tail + tf.strings.substr(tf.constant(b"\0" * 64), 0, 64 - tf.strings.length(tail)),
+                         tf.uint8, fixed_length=64)
+    return tf.reduce_any(tf.logical_and(tf.equal(b[:-1], 0xFF), tf.equal(b[1:], 0xD9)))
+
+
 def first_bytes(encoded):
     """The first 8 bytes as numbers (an error message must not echo raw bytes)."""
     return tf.io.decode_raw(tf.strings.substr(encoded, 0, 8), tf.uint8, fixed_length=8)
@@ -173,7 +185,9 @@ def decode_photo(encoded, input_name, exact_jpeg=False):
             tf.reduce_all(size <= MAX_PHOTO_SIDE), size[0] * size[1] <= MAX_PHOTO_PIXELS)),
         ["%s: a photo is over the served limit of %d pixels (%d on a side) or has no pixels; "
          "height, width:" % (input_name, MAX_PHOTO_PIXELS, MAX_PHOTO_SIDE), size])
-    with tf.control_dependencies([small]):
+    whole = tf.debugging.Assert(tf.logical_or(tf.logical_not(tf.io.is_jpeg(encoded)), jpeg_ends(encoded)), [
+        "%s: a JPEG cut short (no end-of-image marker in its last bytes)" % input_name])
+    with tf.control_dependencies([small, whole]):
         jpeg = (lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE")) if exact_jpeg else (
             lambda: preprocessing.decode(encoded))
         return tf.case([(tf.io.is_jpeg(encoded), jpeg),

@@ -228,3 +228,10 @@ def test_a_cut_gif_is_named():
     with pytest.raises(tf.errors.InvalidArgumentError, match="image_a: a GIF whose first frame is incomplete"):
         _decode_all([data[:len(data) // 2]], name="image_a")
 
+
+def test_a_cut_jpeg_is_named_and_a_whole_one_with_trailing_bytes_is_not():
+    data = _encode(face(1, 1), "JPEG")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image_b: a JPEG cut short"):
+        _decode_all([data, data[:len(data) // 2]], name="image_b")
+    assert _decode_all([data + b"\0" * 40]).shape == (1, 32, 32, 3)  # bytes after the marker, as cameras write
+
