@@ -134,7 +134,11 @@ class Detector:
     Photos larger than max_side on their longer side are detected on a copy
     downscaled to max_side (the boxes and points scaled back): at most a few
     pixels' difference on faces that large, and MTCNN's image pyramid then costs
-    the same for every photo."""
+    the same for every photo. The downscale is the graph's (detect.detect), so that
+    this loop and the graph see the same pixels.
+
+    This is the `mtcnn` package's own Python loop, kept as the reference the graph
+    (align_graph.Aligner, what the commands run) is tested against."""
 
     def __init__(self, min_confidence=DEFAULT_MIN_CONFIDENCE, max_side=DEFAULT_MAX_SIDE, min_face_size=20):
         """Args:
@@ -163,9 +167,13 @@ class Detector:
         h, w = rgb.shape[:2]
         rgb_in = rgb
         if max(h, w) > self.max_side:
+            import tensorflow as tf
+
+            # the graph's downscale (detect.detect): antialiased bilinear, rounded to grey levels
             scale = self.max_side / float(max(h, w))
-            rgb_in = np.asarray(Image.fromarray(rgb).resize((max(1, round(w * scale)), max(1, round(h * scale))),
-                                                            Image.BILINEAR))
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+            rgb_in = np.round(tf.image.resize(rgb.astype(np.float32), size, "bilinear", antialias=True).numpy())
+            rgb_in = np.clip(rgb_in, 0, 255).astype(np.uint8)
         if min(rgb_in.shape[:2]) < 12:
             return []
         rows = self._mtcnn.detect_faces(rgb_in, box_format="xyxy", output_type="numpy",
