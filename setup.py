@@ -28,6 +28,9 @@ setup(
         # Face detection and 5 landmarks (siamese_graph/align): MTCNN, MIT, its three networks'
         # weights inside the wheel (runs offline); brings joblib and lz4.
         "mtcnn",
+        # LiteRT, the successor of tf.lite.Interpreter (which TF 2.21 marks deprecated): the
+        # runtime a phone or an edge box uses, and the one serving.tflite runs the exported models on.
+        "ai-edge-litert",
     ],
     extras_require={
         # pytest-xdist: the README's test command runs two tests at a time (README: Set-up says why).

@@ -95,7 +95,8 @@ def bench(checkpoint_dir, pairs, runs):
     rows.append(["checkpoint", ckpt_bytes, None, *quality(d, pairs), ckpt_rate])
 
     loaded = tf.saved_model.load(version)
-    embed, verify = loaded.signatures["embed"], loaded.signatures["verify"]
+    # the records' photos are aligned crops: the signatures that take them as they are
+    embed, verify = loaded.signatures["embed_aligned"], loaded.signatures["verify_aligned"]
     start = time.perf_counter()
     sm_feats = np.concatenate([embed(images=tf.constant([data[p] for p in photos[i:i + 64]]))["features"].numpy()
                                for i in range(0, len(photos), 64)])
@@ -111,6 +112,7 @@ def bench(checkpoint_dir, pairs, runs):
 
     faces = np.stack([phone.phone_face(tf.io.decode_jpeg(data[p], channels=3, dct_method="INTEGER_FAST").numpy(),
                                          model.crop, model.image_size) for p in photos])
+    lite_diff = {}
     for name in ("model_float.tflite", "model_int8.tflite"):
         path = os.path.join(version, "tflite", name)
         lite = tflite.TFLiteModel(path, num_threads=1)
@@ -120,7 +122,9 @@ def bench(checkpoint_dir, pairs, runs):
         ms = median_ms(lambda: lite.verify(fa, fb), runs)
         rows.append([name.replace("model_", "tflite_").replace(".tflite", ""), os.path.getsize(path), ms,
                      *quality(ld, pairs), None])
-    return model, rows, max_diff
+        lite_diff[name] = float(np.abs(ld - sm_d).max())
+        runtime = type(lite.interpreter).__module__.split(".")[0]
+    return model, rows, max_diff, lite_diff, runtime
 
 
 def main():
@@ -134,7 +138,7 @@ def main():
     print("%d pairs of %s's test partition; latency: median of %d runs, TFLite on 1 thread, SavedModel on "
           "TF's default threads" % (len(pairs), args.data, args.runs))
     for checkpoint_dir in args.checkpoint_dir.split(","):
-        model, rows, max_diff = bench(checkpoint_dir, pairs, args.runs)
+        model, rows, max_diff, lite_diff, runtime = bench(checkpoint_dir, pairs, args.runs)
         print("\n%s: %s/%s, %dx%d input, flip-averaged, step %s" % (
             checkpoint_dir, model.config["net"], model.config["head"], model.image_size, model.image_size, model.step))
         print("%-14s %10s %9s %7s %10s %10s" % ("model", "bytes", "ms/pair", "AUC", "10-fold", "photos/s"))
@@ -142,6 +146,8 @@ def main():
             print("%-14s %10d %9s %7.4f %10.4f %10s" % (name, size, "-" if ms is None else "%.2f" % ms, auc, acc,
                                                        "-" if rate is None else "%.0f" % rate))
         print("SavedModel vs checkpoint (distances and features): max abs difference %.2e" % max_diff)
+        print("TFLite runtime: %s; distances vs the SavedModel's, max abs difference: %s" % (
+            runtime, ", ".join("%s %.2e" % (k, v) for k, v in lite_diff.items())))
 
 
 if __name__ == "__main__":

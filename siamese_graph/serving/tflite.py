@@ -18,8 +18,9 @@ def tflite_bytes(saved_model_dir, quantize):
 
 
 def tflite_interpreter(model_path, num_threads=1):
-    """A TFLite interpreter: LiteRT's (ai-edge-litert) when installed, else tf.lite's
-    (deprecated in TF 2.21 in favour of LiteRT, but the same runtime)."""
+    """A TFLite interpreter: LiteRT's (ai-edge-litert, which the package installs), else
+    tf.lite's where LiteRT is absent (deprecated in TF 2.21 in favour of LiteRT, but the
+    same runtime)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:

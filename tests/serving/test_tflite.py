@@ -21,6 +21,7 @@ def tflite_model(tiny_model, tmp_path_factory):
 
 def test_verify_is_compare_of_embed(tflite_model):
     m, size = tflite_model
+    assert type(m.interpreter).__module__.startswith("ai_edge_litert")  # LiteRT, installed with the package
     rng = np.random.RandomState(0)
     a, b = rng.uniform(0, 1, (3, size, size, 3)), rng.uniform(0, 1, (3, size, size, 3))
     fa, fb = m.embed(a), m.embed(b)
