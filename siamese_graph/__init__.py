@@ -4,10 +4,10 @@
     sg.verify("a.jpg", "b.jpg")     # "same", "different" or "no_face", with the packaged model
 
 The public API (docs/python.md) is siamese_graph.api's, loaded on first use so that
-importing a submodule stays light: load_model, find_faces, align_faces, embed,
+importing a submodule stays light: load_model, find_faces, align_faces, embed_photos,
 distance, verify, enroll, identify, Gallery.
 """
-PUBLIC = ("load_model", "find_faces", "align_faces", "embed", "distance", "verify", "enroll", "identify", "Gallery")
+PUBLIC = ("load_model", "find_faces", "align_faces", "embed_photos", "distance", "verify", "enroll", "identify", "Gallery")
 
 
 def __getattr__(name):

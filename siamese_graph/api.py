@@ -5,7 +5,7 @@
     sg.distance("a.jpg", "b.jpg")        # float (nan without a face)
     sg.find_faces("a.jpg")               # [Face(box, confidence, points)], the kept one first
     sg.align_faces("a.jpg")              # [uint8 [218, 178, 3]] (one face: the kept one)
-    sg.embed(["a.jpg", "b.jpg"])         # float32 [2, D] (NaN rows without a face)
+    sg.embed_photos(["a.jpg", "b.jpg"])  # float32 [2, D] (NaN rows without a face)
     gallery = sg.enroll({"ann": ["ann1.jpg", "ann2.jpg"], "bob": ["bob1.jpg"]})
     sg.identify(gallery, "probe.jpg")    # a name, "unknown" or "no_face"
     model = sg.load_model("runs/convnet")   # a train_dir; none: the packaged model
@@ -85,7 +85,7 @@ def _load(photo, aligned):
     return faces[0] if faces else None
 
 
-def embed(photos, model=None, aligned=False, with_faces=False):
+def embed_photos(photos, model=None, aligned=False, with_faces=False):
     """float32 [N, D] features of photos (NaN rows where there is no face).
 
     Args:
@@ -103,7 +103,7 @@ def embed(photos, model=None, aligned=False, with_faces=False):
 def distance(photo_a, photo_b, model=None, aligned=False):
     """The model's distance between two photos' faces; nan when either has none."""
     model = model or load_model()
-    feats = embed([photo_a, photo_b], model, aligned)
+    feats = embed_photos([photo_a, photo_b], model, aligned)
     if not np.isfinite(feats).all():
         return float("nan")
     return float(model.distance(feats[:1], feats[1:])[0])
@@ -142,8 +142,38 @@ def identify(gallery, photo, threshold=None, aligned=False):
     """The enrolled name nearest the photo's face, "unknown" when further than the
     threshold (the model's calibrated one, or the one given), "no_face" without a face."""
     model = gallery.model
-    feats, probs = embed([photo], model, aligned, with_faces=True)
+    feats, probs = embed_photos([photo], model, aligned, with_faces=True)
     threshold = threshold if threshold is not None else model.threshold()
     answer = galleries.identify(model, gallery.names, gallery.rows, gallery.features, feats, threshold, probs,
                                 gate.MIN_FACE_PROBABILITY)
     return answer[0][0]
+
+
+def score_pairs(pairs, model=None, threshold=None, load=None, min_face_probability=gate.MIN_FACE_PROBABILITY):
+    """siamese-score's work on a pair list: [{a, b, distance, verdict, face_a, face_b}]
+    for (photo_a, photo_b, ...) pairs, each distinct photo embedded once.
+
+    Args:
+      load: photo -> what models.Model.embed takes (the commands' loader.PhotoLoader);
+        None: whole photos, the face found and aligned.
+      face_a, face_b in the rows: each photo's face probability (0 without a face).
+    """
+    model = model or load_model()
+    d, _, fa, fb = model.pair_distances(pairs, load or _load_whole, with_faces=True)
+    return [{"a": p[0], "b": p[1], "distance": float(x), "face_a": round(float(a), 4), "face_b": round(float(b), 4),
+             "verdict": models.verdict(x, threshold, a, b, min_face_probability)}
+            for p, x, a, b in zip(pairs, d, fa, fb)]
+
+
+def embed_people(people, model=None, load=None, min_face_probability=gate.MIN_FACE_PROBABILITY):
+    """siamese-embed's work: every photo of {name: [photos]} (or a folder-per-person
+    path) embedded. Returns ([(photo, person)] with a face, features [N, D] float32,
+    [photos without a face]). Raises DataError when no photo has a face."""
+    model = model or load_model()
+    items = [(p, person) for person, paths in galleries.walk_people(people) for p in paths]
+    feats, probs = model.embed([(load or _load_whole)(p) for p, _ in items], with_faces=True)
+    keep = np.asarray(probs) >= min_face_probability
+    no_face = [p for (p, _), k in zip(items, keep) if not k]
+    if not keep.any():
+        raise DataError("%s: no face found in any photo" % (people if isinstance(people, str) else "people"))
+    return [it for it, k in zip(items, keep) if k], feats[keep].astype(np.float32), no_face

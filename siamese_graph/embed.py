@@ -17,9 +17,8 @@ import os
 import numpy as np
 from absl import flags
 
-from siamese_graph import common_flags, fileio
-from siamese_graph.data.datasets import folder as folder_layout
-from siamese_graph.errors import DataError, UserError
+from siamese_graph import api, common_flags, fileio
+from siamese_graph.errors import UserError
 
 common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "folder", "output_dir", "align",
                      "min_face_probability")
@@ -37,15 +36,9 @@ def main(argv):
         raise UserError("--checkpoint_dir, --folder and --output_dir are required")
     common_flags.refuse_threshold("embed", "it writes features, not verdicts")
     fileio.check_writable_dir(FLAGS.output_dir, "output_dir")
-    items = [(path, person) for person, paths in folder_layout.walk(FLAGS.folder) for path in paths]
     model = common_flags.restored_model()
-    load = common_flags.photo_loader()
-    feats, probs = model.embed([load(p) for p, _ in items], with_faces=True)
-    keep = probs >= FLAGS.min_face_probability
-    no_face = [p for (p, _), k in zip(items, keep) if not k]
-    items, feats = [it for it, k in zip(items, keep) if k], feats[keep].astype(np.float32)
-    if not items:
-        raise DataError("%s: no face found in any photo" % FLAGS.folder)
+    items, feats, no_face = api.embed_people(FLAGS.folder, model, common_flags.photo_loader(),
+                                             FLAGS.min_face_probability)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     npy = io.BytesIO()
     np.save(npy, feats)

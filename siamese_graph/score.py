@@ -23,10 +23,9 @@ import sys
 
 from absl import flags
 
-from siamese_graph import common_flags, fileio
-from siamese_graph.data import pair_lists, photos
+from siamese_graph import api, common_flags, fileio
+from siamese_graph.data import pair_lists
 from siamese_graph.errors import DataError, UserError
-from siamese_graph.inference import models
 
 common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "threshold", "pairs", "image_root",
                      "align", "min_face_probability")
@@ -34,16 +33,6 @@ flags.DEFINE_enum("format", "tsv", ["tsv", "json"], "Output format for --pairs."
 flags.DEFINE_string("output", None, "Write the scores here instead of stdout (written atomically).")
 FLAGS = flags.FLAGS
 NO_FACE_EXIT = 3
-
-
-def score(model, pairs, threshold, load=photos.load_photo, min_face_probability=0.5):
-    """[{a, b, distance, verdict, face_a, face_b}] for (path_a, path_b, ...) pairs.
-
-    face_a, face_b: each photo's face probability (0 where no face was found)."""
-    d, _, fa, fb = model.pair_distances(pairs, load, with_faces=True)
-    return [{"a": p[0], "b": p[1], "distance": float(x), "face_a": round(float(a), 4), "face_b": round(float(b), 4),
-             "verdict": models.verdict(x, threshold, a, b, min_face_probability)}
-            for p, x, a, b in zip(pairs, d, fa, fb)]
 
 
 def no_face_line(row, min_face_probability):
@@ -72,7 +61,7 @@ def main(argv):
     if threshold is None:
         print("warning: no calibrated threshold in %s (run evaluate --calibrate, or pass --threshold)"
               % FLAGS.checkpoint_dir, file=sys.stderr)
-    rows = score(model, pairs, threshold, common_flags.photo_loader(), FLAGS.min_face_probability)
+    rows = api.score_pairs(pairs, model, threshold, common_flags.photo_loader(), FLAGS.min_face_probability)
     if not FLAGS.pairs:
         r = rows[0]
         if r["verdict"] == "no_face":

@@ -50,4 +50,18 @@ def test_a_bad_photo_is_the_commands_error(tmp_path):
     with pytest.raises(DataError, match="x.jpg: unusable photo"):
         sg.verify(str(tmp_path / "x.jpg"), str(tmp_path / "x.jpg"))
     with pytest.raises(DataError, match="uint8 RGB"):
-        sg.embed([np.zeros((10, 10), np.float32)])
+        sg.embed_photos([np.zeros((10, 10), np.float32)])
+
+
+def test_no_public_name_is_also_a_module_name():
+    """A submodule imported later becomes the package's attribute of its name: a
+    public function named like a module (`embed`, the command) would turn into it."""
+    import importlib
+    import pkgutil
+
+    import siamese_graph as sg
+
+    modules = {m.name for m in pkgutil.iter_modules(sg.__path__)}
+    assert "embed" in modules and not set(sg.PUBLIC) & modules
+    importlib.import_module("siamese_graph.embed")
+    assert all(callable(getattr(sg, name)) and not isinstance(getattr(sg, name), type(sg)) for name in sg.PUBLIC)

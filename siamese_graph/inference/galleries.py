@@ -17,7 +17,7 @@ from siamese_graph.data.datasets import folder as folder_layout
 from siamese_graph.errors import DataError
 
 
-def _people(people):
+def walk_people(people):
     """[(name, [paths])] of a folder-per-person path or a {name: [photos]} dict."""
     if isinstance(people, dict):
         return [(str(name), list(paths)) for name, paths in people.items()]
@@ -34,7 +34,7 @@ def enroll(model, people, k, load=photos.load_photo, min_face_probability=0.5):
     passed over [photo paths without a face]). Raises DataError naming a person
     with no photo with a face."""
     names, rows, files, feats, skipped = [], [], [], [], []
-    for person, paths in _people(people):
+    for person, paths in walk_people(people):
         kept = []
         for i in range(0, len(paths), k):
             if len(kept) >= k:
