@@ -5,7 +5,8 @@ as that package does: nothing is downloaded). The layers follow the package's Ke
 models (mtcnn/network/*.py) op for op, so that the same weights give the same
 outputs in a v1 graph, a SavedModel and TF Serving.
 
-Every network takes patches as MTCNN feeds them: float32 RGB, (pixel - 127.5) / 128.
+Every network takes patches as MTCNN feeds them: float32 RGB, (pixel - 127.5) / 128,
+and its weights as arrays (each use makes its own constants) or as constants().
 """
 import numpy as np
 import tensorflow as tf
@@ -28,16 +29,22 @@ def weights(name):
         return [np.asarray(w, np.float32) for w in joblib.load(str(p))]
 
 
+def constants(w):
+    """A network's weights as graph constants, to build the network several times in
+    one graph (a SavedModel's inputs) on one copy of them."""
+    return [tf.constant(a) for a in w]
+
+
 def _prelu(x, alpha):
-    return tf.maximum(x, 0.0) + tf.constant(alpha.reshape(-1)) * tf.minimum(x, 0.0)
+    return tf.maximum(x, 0.0) + tf.reshape(alpha, [-1]) * tf.minimum(x, 0.0)
 
 
 def _conv(x, k, b):
-    return tf.nn.bias_add(tf.nn.conv2d(x, tf.constant(k), 1, "VALID"), tf.constant(b))
+    return tf.nn.bias_add(tf.nn.conv2d(x, k, 1, "VALID"), b)
 
 
 def _dense(x, k, b):
-    return tf.matmul(x, tf.constant(k)) + tf.constant(b)
+    return tf.matmul(x, k) + b
 
 
 def _flatten_caffe(x, size):

@@ -126,8 +126,10 @@ def build_photo_signatures(config, crop, flip_average, threshold):
       {signature key: SignatureDef}: embed, verify and serving_default (= verify) on
       whole photos; embed_aligned and verify_aligned on aligned faces.
     """
-    onet = mtcnn_nets.weights("onet")
-    mtcnn = {"pnet": mtcnn_nets.weights("pnet"), "rnet": mtcnn_nets.weights("rnet"), "onet": onet}
+    # one copy of MTCNN's weights in the graph, shared by every input that uses them
+    onet = mtcnn_nets.constants(mtcnn_nets.weights("onet"))
+    mtcnn = {"pnet": mtcnn_nets.constants(mtcnn_nets.weights("pnet")),
+             "rnet": mtcnn_nets.constants(mtcnn_nets.weights("rnet")), "onet": onet}
     embed, verify = _photo_signatures(config, crop, flip_average, threshold, onet, mtcnn, reuse=None)
     embed_aligned, verify_aligned = _photo_signatures(config, crop, flip_average, threshold, onet, None, reuse=True)
     return {"embed": embed, "verify": verify, DEFAULT_SIGNATURE: verify,
