@@ -28,23 +28,24 @@ from siamese_graph.inference import galleries, models, zoo
 
 @functools.lru_cache(maxsize=None)
 def _packaged(name):
-    folder = zoo.path(name)
-    c = zoo.card(name)
-    logging.info("no checkpoint given: using the packaged model %s (%s; %s)", name, c.get("data", ""),
-                 c.get("summary", ""))
-    return models.Model(folder)
+    return models.Model(zoo.path(name))
 
 
 def load_model(checkpoint_dir=None, crop=None, flip_average=True, checkpoint_path=None):
-    """A models.Model: a train_dir, or with none the packaged model (zoo.DEFAULT).
+    """A models.Model: a train_dir, or with none the packaged model (zoo.DEFAULT), said
+    in one log line.
 
     Args:
       checkpoint_dir: a train_dir written by train, or the name of a packaged model.
     """
     if checkpoint_dir is None or checkpoint_dir in zoo.names():
+        name = checkpoint_dir or zoo.DEFAULT
+        card = zoo.card(name)
+        logging.info("no checkpoint given: using the packaged model %s (%s; trained on %s)", name,
+                     card.get("summary", ""), card.get("data", ""))
         if crop is None and flip_average and checkpoint_path is None:
-            return _packaged(checkpoint_dir or zoo.DEFAULT)
-        checkpoint_dir = zoo.path(checkpoint_dir or zoo.DEFAULT)
+            return _packaged(name)
+        checkpoint_dir = zoo.path(name)
     return models.Model(checkpoint_dir, crop, flip_average=flip_average, checkpoint_path=checkpoint_path)
 
 

@@ -8,13 +8,14 @@ default here is None and each command's help says what None means there.
 import math
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
+from siamese_graph import api
 from siamese_graph.data import preprocessing
 from siamese_graph.data.datasets import celeba
 from siamese_graph.errors import UserError, run_main
 from siamese_graph.faces import align_folder, loader
-from siamese_graph.inference import models, zoo
+from siamese_graph.inference import zoo
 from siamese_graph.model import traindir
 
 # Photo sources (make_records, align)
@@ -113,17 +114,10 @@ def restored_model():
     """models.Model for --checkpoint_dir, --crop and --flip_average (the restoring
     commands); without --checkpoint_dir, the packaged model (inference/zoo.py), said in
     one log line."""
-    checkpoint_dir = FLAGS.checkpoint_dir
-    if not checkpoint_dir:
-        if zoo.DEFAULT not in zoo.names():
-            raise UserError("--checkpoint_dir is required (this install has no packaged model)")
-        checkpoint_dir = zoo.path()
-        card = zoo.card()
-        logging.info("no --checkpoint_dir: using the packaged model %s (%s; trained on %s)", zoo.DEFAULT,
-                     card.get("summary", ""), card.get("data", ""))
+    if not FLAGS.checkpoint_dir and zoo.DEFAULT not in zoo.names():
+        raise UserError("--checkpoint_dir is required (this install has no packaged model)")
     try:
-        return models.Model(checkpoint_dir, FLAGS.crop, flip_average=FLAGS.flip_average,
-                            checkpoint_path=FLAGS.checkpoint_path)
+        return api.load_model(FLAGS.checkpoint_dir or None, FLAGS.crop, FLAGS.flip_average, FLAGS.checkpoint_path)
     except traindir.DamagedCheckpoint as e:
         hint = ("; restore an earlier one with --checkpoint_path=%s" % e.earlier[-1] if e.earlier
                 else "; no earlier checkpoint is kept: train again")

@@ -216,3 +216,27 @@ def real(photos, aligned=False):
     """The real photos' paths (whole photos, or their aligned faces)."""
     return sorted(v for k, v in photos.items() if k not in BLANKS and k != "people"
                   and k.startswith("aligned_") == aligned)
+
+
+# --- graph builders on photos, for tests of the face graphs ---
+
+def run_graph(fn, *args):
+    """fn(*constants of args) run once in a fresh graph and session."""
+    import tensorflow as tf
+
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        return sess.run(fn(*[tf.constant(a) for a in args]))
+
+
+def photo_runner(build):
+    """A generator for a module-scoped fixture: yields rgb -> session.run(build(image))
+    for uint8 [H, W, 3] photos, one graph and session for all, closed at the end."""
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        image = tf.compat.v1.placeholder(tf.uint8, [None, None, 3])
+        out = build(image)
+        sess = tf.compat.v1.Session(graph=graph)
+    yield lambda rgb: sess.run(out, {image: rgb})
+    sess.close()

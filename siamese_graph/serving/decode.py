@@ -106,10 +106,11 @@ def gif_first_frame(encoded):
     return end, height, width
 
 
-def header_size(encoded):
+def header_size(encoded, gif_frame=None):
     """(height, width) int64 of an encoded photo from its header, without decoding it:
     JPEG with tf.image.extract_jpeg_shape, PNG (IHDR) and BMP (BITMAPINFOHEADER) from
-    their first 26 bytes, GIF the larger of its logical screen and its first frame."""
+    their first 26 bytes, GIF the larger of its logical screen and its first frame
+    (gif_frame: gif_first_frame's result when the caller has walked the GIF already)."""
     def from_bytes():
         b = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, 0, 32), tf.uint8, fixed_length=32), tf.int64)
         be32 = lambda i: b[i] * 16777216 + b[i + 1] * 65536 + b[i + 2] * 256 + b[i + 3]  # noqa: E731
@@ -122,7 +123,7 @@ def header_size(encoded):
 
     def from_gif():
         b = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, 0, 10), tf.uint8, fixed_length=10), tf.int64)
-        _, height, width = gif_first_frame(encoded)
+        _, height, width = gif_frame if gif_frame is not None else gif_first_frame(encoded)
         return tf.stack([tf.maximum(b[8] + 256 * b[9], height), tf.maximum(b[6] + 256 * b[7], width)])
 
     return tf.case([(tf.io.is_jpeg(encoded), lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64)),
@@ -156,8 +157,7 @@ def on_white(image):
     return tf.cast(tf.round(colour * alpha + 255.0 * (1.0 - alpha)), tf.uint8)
 
 
-def _decode_gif(encoded, input_name):
-    end, _, _ = gif_first_frame(encoded)
+def _decode_gif(encoded, input_name, end):
     whole = tf.debugging.Assert(end > 0, [
         "%s: a GIF whose first frame is incomplete or does not end within %d blocks"
         % (input_name, MAX_GIF_BLOCKS)])
@@ -179,7 +179,9 @@ def decode_photo(encoded, input_name, exact_jpeg=False):
         "%s: an element is empty or not a %s image; its first bytes:" % (input_name, FORMATS),
         first_bytes(encoded)])
     with tf.control_dependencies([check]):
-        size = header_size(encoded)
+        none = tf.constant(-1, tf.int64), tf.constant(0, tf.int64), tf.constant(0, tf.int64)
+        gif_frame = tf.cond(_is_gif(encoded), lambda: gif_first_frame(encoded), lambda: none)  # walked once
+        size = header_size(encoded, gif_frame)
     small = tf.debugging.Assert(
         tf.logical_and(tf.reduce_all(size >= 1), tf.logical_and(
             tf.reduce_all(size <= MAX_PHOTO_SIDE), size[0] * size[1] <= MAX_PHOTO_PIXELS)),
@@ -191,6 +193,6 @@ def decode_photo(encoded, input_name, exact_jpeg=False):
         jpeg = (lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE")) if exact_jpeg else (
             lambda: preprocessing.decode(encoded))
         return tf.case([(tf.io.is_jpeg(encoded), jpeg),
-                        (_is_gif(encoded), lambda: _decode_gif(encoded, input_name))],
+                        (_is_gif(encoded), lambda: _decode_gif(encoded, input_name, gif_frame[0]))],
                        default=lambda: on_white(tf.io.decode_image(encoded, expand_animations=False)),
                        exclusive=True)

@@ -9,14 +9,9 @@ import tensorflow as tf
 from PIL import Image
 
 from siamese_graph.faces import align, align_graph, mtcnn_nets
-from tests.conftest import BLANKS, blank, shared
+from tests.conftest import BLANKS, blank, photo_runner, run_graph, shared
 
 v1 = tf.compat.v1
-
-
-def _run(fn, *args):
-    with tf.Graph().as_default(), v1.Session() as sess:
-        return sess.run(fn(*[tf.constant(a) for a in args]))
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -26,7 +21,7 @@ def test_the_transform_is_umeyamas(seed):
     dst = rng.uniform(0, 200, (5, 2)).astype(np.float32)
     if seed == 3:
         dst = src[:, ::-1].copy()  # a reflection: the reference refuses to mirror, so must the graph
-    got = _run(align_graph.similarity_transform, src, dst)
+    got = run_graph(align_graph.similarity_transform, src, dst)
     want = align.similarity_transform(src, dst)
     assert np.abs(got - want).max() < 1e-3 * max(1.0, np.abs(want).max())
 
@@ -35,7 +30,7 @@ def test_the_warp_is_pillows():
     rng = np.random.RandomState(0)
     image = rng.randint(0, 256, (300, 250, 3)).astype(np.uint8)
     matrix = np.array([[0.8, 0.1, 40.0], [-0.1, 0.8, 30.0]], np.float32)  # the corner falls outside
-    got = _run(align_graph.warp, image, matrix).astype(float)
+    got = run_graph(align_graph.warp, image, matrix).astype(float)
     want = align.warp(image, matrix.astype(np.float64)).astype(float)
     # inside the photo (2 pixels from its edge, where the two blend black differently):
     # Pillow's fixed-point bilinear, truncated, against float32 truncated, a grey level
@@ -56,18 +51,13 @@ def test_the_face_kept_is_align_chooses():
         xy = rng.uniform(0, 300, (6, 2))
         boxes = np.hstack([xy, xy + rng.uniform(10, 120, (6, 2))]).astype(np.float32)
         faces = [align.Face(tuple(b), 1.0, None) for b in boxes]
-        assert _run(lambda b: align_graph.choose(b, 400.0, 300.0), boxes) == align.choose(faces, 400, 300)[0]
+        assert run_graph(lambda b: align_graph.choose(b, 400.0, 300.0), boxes) == align.choose(faces, 400, 300)[0]
 
 
 @pytest.fixture(scope="module")
 def find():
-    graph = tf.Graph()
-    with graph.as_default():
-        image = v1.placeholder(tf.uint8, [None, None, 3])
-        out = align_graph.find_and_align(image, weights={k: mtcnn_nets.weights(k) for k in ("pnet", "rnet", "onet")})
-        sess = v1.Session(graph=graph)
-    yield lambda rgb: sess.run(out, {image: rgb})
-    sess.close()
+    weights = {k: mtcnn_nets.weights(k) for k in ("pnet", "rnet", "onet")}
+    yield from photo_runner(lambda image: align_graph.find_and_align(image, weights=weights))
 
 
 def test_whole_photos_give_the_references_aligned_faces(find):

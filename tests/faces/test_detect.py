@@ -9,14 +9,9 @@ import tensorflow as tf
 from PIL import Image
 
 from siamese_graph.faces import align, detect, mtcnn_nets
-from tests.conftest import BLANKS, blank, shared
+from tests.conftest import BLANKS, blank, photo_runner, run_graph, shared
 
 v1 = tf.compat.v1
-
-
-def _run(fn, *args):
-    with tf.Graph().as_default(), v1.Session() as sess:
-        return sess.run(fn(*[tf.constant(a) for a in args]))
 
 
 @pytest.mark.parametrize("method", ["union", "min"])
@@ -27,7 +22,7 @@ def test_suppression_is_the_packages(method):
     xy = rng.uniform(0, 100, (300, 2))
     boxes = np.hstack([xy, xy + rng.uniform(5, 40, (300, 2))]).astype(np.float32)
     scores = rng.uniform(0, 1, 300).astype(np.float32)
-    keep = _run(lambda b, s: detect.suppress(b, s, 0.5, method), boxes, scores)
+    keep = run_graph(lambda b, s: detect.suppress(b, s, 0.5, method), boxes, scores)
     table = np.hstack([np.zeros((300, 1)), boxes, scores[:, None]])
     want = smart_nms_from_bboxes(table, threshold=0.5, method=method, initial_sort=True)
     assert 20 < len(keep) < 280  # the control: some dropped, some kept
@@ -38,20 +33,15 @@ def test_suppression_is_the_packages(method):
 def test_the_pyramid_is_the_packages(size):
     from mtcnn.utils.images import build_scale_pyramid
 
-    got = _run(lambda h, w: detect.pyramid_scales(h, w, 20), np.int32(size[0]), np.int32(size[1]))
+    got = run_graph(lambda h, w: detect.pyramid_scales(h, w, 20), np.int32(size[0]), np.int32(size[1]))
     want = build_scale_pyramid(size[1], size[0], min_face_size=20, scale_factor=detect.SCALE_FACTOR)
     assert got.shape == want.shape and np.allclose(got, want)
 
 
 @pytest.fixture(scope="module")
 def graph_detector():
-    graph = tf.Graph()
-    with graph.as_default():
-        image = v1.placeholder(tf.uint8, [None, None, 3])
-        out = detect.detect(image, weights={k: mtcnn_nets.weights(k) for k in ("pnet", "rnet", "onet")})
-        sess = v1.Session(graph=graph)
-    yield lambda rgb: sess.run(out, {image: rgb})
-    sess.close()
+    weights = {k: mtcnn_nets.weights(k) for k in ("pnet", "rnet", "onet")}
+    yield from photo_runner(lambda image: detect.detect(image, weights=weights))
 
 
 def _iou(a, b):
