@@ -9,6 +9,7 @@
     gallery = sg.enroll({"ann": ["ann1.jpg", "ann2.jpg"], "bob": ["bob1.jpg"]})
     sg.identify(gallery, "probe.jpg")    # a name, "unknown" or "no_face"
     model = sg.load_model("runs/convnet")   # a train_dir; none: the packaged model
+    model = sg.load_model("exported/siamese")  # a SavedModel siamese-export wrote
 
 A photo is a file path or a uint8 RGB array [H, W, 3] (a whole photo: its face is
 found and aligned, as the commands' --align=mtcnn does). Errors are the commands'
@@ -23,7 +24,7 @@ from absl import logging
 from siamese_graph.data import photos as photos_lib
 from siamese_graph.errors import DataError
 from siamese_graph.faces import align_graph, gate
-from siamese_graph.inference import galleries, models, zoo
+from siamese_graph.inference import exported, galleries, models, zoo
 
 
 @functools.lru_cache(maxsize=None)
@@ -31,22 +32,31 @@ def _packaged(name):
     return models.Model(zoo.path(name))
 
 
-def load_model(checkpoint_dir=None, crop=None, flip_average=True, checkpoint_path=None):
-    """A models.Model: a train_dir, or with none the packaged model (zoo.DEFAULT), said
-    in one log line.
+def load_model(checkpoint_dir=None, crop=None, flip_average=None, checkpoint_path=None):
+    """A restored model (models.Inference): a train_dir, an exported SavedModel, or
+    with none the packaged model (zoo.DEFAULT), said in one log line.
 
     Args:
-      checkpoint_dir: a train_dir written by train, or the name of a packaged model.
+      checkpoint_dir: a train_dir written by train, a SavedModel siamese-export wrote
+        (a version folder, or its output folder: the highest version), or the name
+        of a packaged model.
+      crop: None: the model's own.
+      flip_average: None: the model's (True for a train_dir; a SavedModel's is
+        inside its graph, as its crop: only what it was exported with is taken).
     """
+    if checkpoint_dir is not None and exported.find(checkpoint_dir):
+        if checkpoint_path is not None:
+            raise DataError("%s: a SavedModel holds one checkpoint; no checkpoint_path to choose" % checkpoint_dir)
+        return exported.ExportedModel(checkpoint_dir, crop, flip_average)
     if checkpoint_dir is None or checkpoint_dir in zoo.names():
         name = checkpoint_dir or zoo.DEFAULT
         card = zoo.card(name)
         logging.info("no checkpoint given: using the packaged model %s (%s; trained on %s)", name,
                      card.get("summary", ""), card.get("data", ""))
-        if crop is None and flip_average and checkpoint_path is None:
+        if crop is None and flip_average in (None, True) and checkpoint_path is None:
             return _packaged(name)
         checkpoint_dir = zoo.path(name)
-    return models.Model(checkpoint_dir, crop, flip_average=flip_average, checkpoint_path=checkpoint_path)
+    return models.Model(checkpoint_dir, crop, flip_average=flip_average is not False, checkpoint_path=checkpoint_path)
 
 
 @functools.lru_cache(maxsize=None)

@@ -52,7 +52,8 @@ flags.DEFINE_integer("shuffle_buffer", 2048, "Records in the record-level shuffl
 flags.DEFINE_bool("cache", False, "Decode each photo of the split once, keep its face region in memory and "
                   "make pairs from there (pairs.py: decoding once); --shuffle_buffer then does not apply.")
 # Restoring a train_dir (evaluate, score, gallery, embed, export)
-flags.DEFINE_string("checkpoint_dir", None, "A train_dir written by train.")
+flags.DEFINE_string("checkpoint_dir", None, "A train_dir written by train; score, gallery, embed and evaluate also "
+                    "take a SavedModel written by export (a version folder, or its output folder).")
 flags.DEFINE_string("checkpoint_path", None, "The checkpoint of --checkpoint_dir to restore (model.ckpt-N, "
                     "or a path); default: the latest.")
 flags.DEFINE_bool("flip_average", True,
@@ -111,13 +112,14 @@ def source_listing(data_dir, what):
 
 
 def restored_model():
-    """models.Model for --checkpoint_dir, --crop and --flip_average (the restoring
-    commands); without --checkpoint_dir, the packaged model (inference/zoo.py), said in
+    """The model for --checkpoint_dir (a train_dir or an exported SavedModel), --crop
+    and --flip_average (the restoring commands); without --checkpoint_dir, the packaged model (inference/zoo.py), said in
     one log line."""
     if not FLAGS.checkpoint_dir and zoo.DEFAULT not in zoo.names():
         raise UserError("--checkpoint_dir is required (this install has no packaged model)")
     try:
-        return api.load_model(FLAGS.checkpoint_dir or None, FLAGS.crop, FLAGS.flip_average, FLAGS.checkpoint_path)
+        flip = FLAGS.flip_average if FLAGS["flip_average"].present else None  # None: the model's
+        return api.load_model(FLAGS.checkpoint_dir or None, FLAGS.crop, flip, FLAGS.checkpoint_path)
     except traindir.DamagedCheckpoint as e:
         hint = ("; restore an earlier one with --checkpoint_path=%s" % e.earlier[-1] if e.earlier
                 else "; no earlier checkpoint is kept: train again")

@@ -31,7 +31,7 @@ from siamese_graph.data import pair_lists, records
 from siamese_graph.data import photos as photo_files
 from siamese_graph.data.datasets import folder as folder_layout
 from siamese_graph.errors import UserError
-from siamese_graph.inference import metrics
+from siamese_graph.inference import exported, metrics
 from siamese_graph.progress import Progress
 
 common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "records_dir", "split", "pairs",
@@ -220,6 +220,13 @@ def main(argv):
     if FLAGS.output_dir:
         fileio.check_writable_dir(FLAGS.output_dir, "output_dir")
     model = common_flags.restored_model()
+    if isinstance(model, exported.ExportedModel):
+        if FLAGS.calibrate:
+            raise UserError("--calibrate: %s is an exported SavedModel, its threshold inside its graph; calibrate "
+                            "the train_dir it came from and export again" % model.path)
+        if not FLAGS.output_dir and not FLAGS.kshot:
+            raise UserError("--output_dir is required for an exported SavedModel (its folder is what TF Serving "
+                            "loads: the report is not written into it)")
     if FLAGS.kshot:
         report = run_kshot(model)
         print(json.dumps(report, indent=1))

@@ -9,8 +9,9 @@ the highest version there, or 1):
                                the checkpoint's variables, moving averages where
                                the run kept them), signatures embed and verify
                                (also serving_default) on whole photos, the face
-                               found in the graph, and embed_aligned and
-                               verify_aligned on aligned faces (serving/signatures.py)
+                               found in the graph, embed_aligned and
+                               verify_aligned on aligned faces, compare on
+                               features (serving/signatures.py)
   assets.extra/siamese.json    threshold, flip setting, crop, image size, head,
                                checkpoint and step
   tflite/ (with --tflite)      model_float.tflite, model_int8.tflite (dynamic-range),
@@ -29,6 +30,7 @@ from absl import flags, logging
 from siamese_graph import common_flags, fileio
 from siamese_graph.errors import UserError
 from siamese_graph.faces import gate
+from siamese_graph.inference import models
 from siamese_graph.serving import decode, signatures, tflite
 
 common_flags.declare("checkpoint_dir", "checkpoint_path", "crop", "flip_average", "threshold", "output_dir",
@@ -69,7 +71,8 @@ def metadata(model, threshold):
                 "embed": "images [N] string -> features [N, D], face [N] float32",
                 "verify": "image_a [N] string, image_b [N] string -> distance [N] float32, face_a [N], "
                           "face_b [N] float32, same [N] bool (false without a face)",
-                "embed_aligned": "as embed, on aligned faces", "verify_aligned": "as verify, on aligned faces"}}
+                "embed_aligned": "as embed, on aligned faces", "verify_aligned": "as verify, on aligned faces",
+                "compare": "features_a [N, D], features_b [N, D] float32 -> distance [N] float32"}}
 
 
 def write_tflite(folder, model):
@@ -112,6 +115,9 @@ def main(argv):
         raise UserError("%s: version %d exists; pass --overwrite to replace it, or another --version"
                         % (final, version))
     model = common_flags.restored_model()
+    if not isinstance(model, models.Model):
+        raise UserError("--checkpoint_dir=%s: already an exported SavedModel; export from the train_dir it came from"
+                        % FLAGS.checkpoint_dir)
     threshold = common_flags.threshold_for(model)
     if threshold is None:
         raise UserError("%s: no calibrated threshold (run evaluate --calibrate, or pass --threshold)"

@@ -93,7 +93,7 @@ def load_gallery(path, model):
     if "crop" in g and tuple(np.round(g["crop"], 6)) != tuple(np.round(model.crop, 6)):
         raise DataError("%s: enrolled with another crop (%s); verify with the same crop"
                         % (path, ",".join("%g" % v for v in g["crop"])))
-    width = int(model.features.shape[-1])
+    width = model.feature_dim
     if feats.shape[1] != width:
         raise DataError("%s: not a gallery file of this model (features of width %d; the model's are %d); "
                         "enroll again" % (path, feats.shape[1], width))

@@ -111,7 +111,46 @@ def restore(sess, ckpt, config):
                         % (ckpt, str(e).splitlines()[0][:150]))
 
 
-class Model:
+class Inference:
+    """What the API and the commands ask of a restored model, whatever it was restored
+    from (Model: a train_dir; exported.ExportedModel: a SavedModel): the methods
+    embed(photos, with_faces), distance(features_a, features_b) and threshold(); the
+    attributes checkpoint_dir, checkpoint, weights_id, crop, flip_average,
+    feature_dim and config (its "head"). On top of them, the work both share:"""
+
+    def embed_unique(self, keys, load, with_faces=False):
+        """Features of each distinct key, computed once.
+
+        Args:
+          keys: photo keys (paths, record file names), repeats allowed.
+          load: key -> photo for embed (load_photo, loader.PhotoLoader, or a dict's get for
+            record bytes).
+        Returns:
+          ({key: row}, features [distinct keys, D]), and face probabilities [distinct keys]
+          with_faces.
+        """
+        unique = sorted(set(keys))
+        progress, photos = Progress(len(unique), "photos read"), []
+        for k in unique:
+            photos.append(load(k))
+            progress.update(len(photos))
+        index = {k: i for i, k in enumerate(unique)}
+        if with_faces:
+            return (index,) + self.embed(photos, with_faces=True)
+        return index, self.embed(photos)
+
+    def pair_distances(self, pairs, load, with_faces=False):
+        """Dw [N] of (key_a, key_b) pairs, each distinct photo embedded once.
+
+        Returns (distances, number of distinct photos), and with_faces the face
+        probabilities of the a and b photos [N] each."""
+        index, feats, probs = self.embed_unique([k for pair in pairs for k in pair[:2]], load, True)
+        ia, ib = [index[p[0]] for p in pairs], [index[p[1]] for p in pairs]
+        d = self.distance(feats[ia], feats[ib])
+        return (d, len(index), probs[ia], probs[ib]) if with_faces else (d, len(index))
+
+
+class Model(Inference):
     """A trained siamese network, restored for inference."""
 
     def __init__(self, checkpoint_dir, crop=None, batch_size=64, flip_average=True, checkpoint_path=None):
@@ -150,7 +189,7 @@ class Model:
             self.face_prob_jpeg = gate.face_probability(self.decoded, face_box, onet)
             self.batch = v1.placeholder(tf.float32, [None, self.image_size, self.image_size, 3], "batch")
             self.features = self._features(preprocessing.finish(self.batch), tower_fn)
-            dim = self.features.shape[-1]
+            self.feature_dim = dim = int(self.features.shape[-1])
             self.fa = v1.placeholder(tf.float32, [None, dim], "features_a")
             self.fb = v1.placeholder(tf.float32, [None, dim], "features_b")
             self.dw = siamese.distance(self.fa, self.fb, c["head"], c["head_units"], c["epsilon"])
@@ -203,37 +242,6 @@ class Model:
             out.append(feats)
         feats = np.concatenate(out) if out else np.zeros([0, dim], np.float32)
         return (feats, np.array(probs, np.float32)) if with_faces else feats
-
-    def embed_unique(self, keys, load, with_faces=False):
-        """Features of each distinct key, computed once.
-
-        Args:
-          keys: photo keys (paths, record file names), repeats allowed.
-          load: key -> photo for embed (load_photo, loader.PhotoLoader, or a dict's get for
-            record bytes).
-        Returns:
-          ({key: row}, features [distinct keys, D]), and face probabilities [distinct keys]
-          with_faces.
-        """
-        unique = sorted(set(keys))
-        progress, photos = Progress(len(unique), "photos read"), []
-        for k in unique:
-            photos.append(load(k))
-            progress.update(len(photos))
-        index = {k: i for i, k in enumerate(unique)}
-        if with_faces:
-            return (index,) + self.embed(photos, with_faces=True)
-        return index, self.embed(photos)
-
-    def pair_distances(self, pairs, load, with_faces=False):
-        """Dw [N] of (key_a, key_b) pairs, each distinct photo embedded once.
-
-        Returns (distances, number of distinct photos), and with_faces the face
-        probabilities of the a and b photos [N] each."""
-        index, feats, probs = self.embed_unique([k for pair in pairs for k in pair[:2]], load, True)
-        ia, ib = [index[p[0]] for p in pairs], [index[p[1]] for p in pairs]
-        d = self.distance(feats[ia], feats[ib])
-        return (d, len(index), probs[ia], probs[ib]) if with_faces else (d, len(index))
 
     def distance(self, features_a, features_b):
         """Dw [N] for paired rows of two feature arrays."""

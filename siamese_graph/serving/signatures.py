@@ -15,7 +15,8 @@ the face check, as models.Model does:
                    MIN_FACE_PROBABILITY: never "same" without a face)
 The same two for faces a client has aligned itself (178x218, as siamese-align
 writes them), as --align=none takes them: embed_aligned (images) and
-verify_aligned (image_a, image_b).
+verify_aligned (image_a, image_b). And for features kept from embed (a gallery):
+  compare          features_a [N, D], features_b [N, D] -> distance [N] float32
 Inputs are refused with InvalidArgumentError naming the input: an empty batch,
 and what serving/decode.py refuses (not a JPEG, PNG, GIF or BMP; over its size
 limits, read from the header, a GIF's first frame included, before decoding).
@@ -124,7 +125,8 @@ def build_photo_signatures(config, crop, flip_average, threshold):
       threshold: the distance at or below which `same` is true.
     Returns:
       {signature key: SignatureDef}: embed, verify and serving_default (= verify) on
-      whole photos; embed_aligned and verify_aligned on aligned faces.
+      whole photos; embed_aligned and verify_aligned on aligned faces; compare on
+      features.
     """
     # one copy of MTCNN's weights in the graph, shared by every input that uses them
     onet = mtcnn_nets.constants(mtcnn_nets.weights("onet"))
@@ -133,7 +135,16 @@ def build_photo_signatures(config, crop, flip_average, threshold):
     embed, verify = _photo_signatures(config, crop, flip_average, threshold, onet, mtcnn, reuse=None)
     embed_aligned, verify_aligned = _photo_signatures(config, crop, flip_average, threshold, onet, None, reuse=True)
     return {"embed": embed, "verify": verify, DEFAULT_SIGNATURE: verify,
-            "embed_aligned": embed_aligned, "verify_aligned": verify_aligned}
+            "embed_aligned": embed_aligned, "verify_aligned": verify_aligned,
+            "compare": _compare_signature(config, embed.outputs["features"].tensor_shape.dim[-1].size)}
+
+
+def _compare_signature(config, dim):
+    """features_a, features_b [N, D] -> distance [N]: the head alone (its variables reused)."""
+    fa = v1.placeholder(tf.float32, [None, dim], "features_a")
+    fb = v1.placeholder(tf.float32, [None, dim], "features_b")
+    distance = siamese.distance(fa, fb, config["head"], config["head_units"], config["epsilon"], reuse=True)
+    return _signature({"features_a": fa, "features_b": fb}, {"distance": distance})
 
 
 def build_face_signatures(config, flip_average):

@@ -32,7 +32,8 @@ def test_a_saved_model_holds_the_documented_signatures(tiny_model, tmp_path):
         "verify": (["image_a", "image_b"], ["distance", "face_a", "face_b", "same"]),
         signatures.DEFAULT_SIGNATURE: (["image_a", "image_b"], ["distance", "face_a", "face_b", "same"]),
         "embed_aligned": (["images"], ["face", "features"]),
-        "verify_aligned": (["image_a", "image_b"], ["distance", "face_a", "face_b", "same"])}
+        "verify_aligned": (["image_a", "image_b"], ["distance", "face_a", "face_b", "same"]),
+        "compare": (["features_a", "features_b"], ["distance"])}
     assert got[face_in] == {"embed": (["face"], ["features"]), "compare": (["features_a", "features_b"], ["distance"]),
                             "verify": (["face_a", "face_b"], ["distance"])}
     assert (tmp_path / "photos" / "assets.extra" / "note.txt").read_text() == "x"
