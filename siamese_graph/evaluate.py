@@ -15,7 +15,8 @@ a TensorBoard PR curve, and pairs.tsv (the pairs scored, in the form --pairs rea
 records' pairs can be scored again from the photo files they came from, e.g.
 through --align). Photo files (--pairs, --folder) go through --align (default
 mtcnn: detect and align each face); a pair with a photo where no face is found
-is left out of the figures and counted (no_face_pairs). --calibrate saves the best-accuracy threshold next to
+is left out of the figures and counted (no_face_pairs), its photo named
+(no_face_photos, and OUTPUT_DIR/no_face.txt). --calibrate saves the best-accuracy threshold next to
 the checkpoint for `score` and `gallery`. Each distinct photo's tower output is
 computed once and reused across pairs.
 """
@@ -155,10 +156,14 @@ def write_pr_curve(out_dir, distances, labels, step, num_thresholds=201):
 def verify_pairs(model, pairs, load, out_dir, source, min_face_probability=0.5):
     """Scores (a, b, label, fold) pairs and writes report.json, the plots, a PR curve and
     pairs.tsv. Pairs with a photo where no face was found (load gave None) are left
-    out and counted."""
+    out and counted, and those photos named (the report's no_face_photos, and
+    no_face.txt beside it)."""
     distances, distinct, face_a, face_b = model.pair_distances(pairs, load, with_faces=True)
     found = np.isfinite(distances)
     no_face = [p for p, ok in zip(pairs, found) if not ok]
+    # a photo without a face has no features and a face probability of exactly 0
+    faceless = sorted({p[side] for p, ok, fa, fb in zip(pairs, found, face_a, face_b) if not ok
+                       for side, prob in ((0, fa), (1, fb)) if prob == 0})
     pairs, distances = [p for p, ok in zip(pairs, found) if ok], distances[found]
     if no_face and (not pairs or len({y for _, _, y, _ in pairs}) < 2):
         raise UserError("no face found in the photos of %d of %d pairs: too few pairs left to measure"
@@ -169,8 +174,9 @@ def verify_pairs(model, pairs, load, out_dir, source, min_face_probability=0.5):
     report = verification_report(distances, labels, folds)
     report.update(source=source, checkpoint=model.checkpoint, distinct_photos=distinct,
                   crop=list(model.crop), flip_average=model.flip_average, no_face_pairs=len(no_face),
-                  photo_sides_below_face_probability=int(low.sum()))
+                  no_face_photos=faceless, photo_sides_below_face_probability=int(low.sum()))
     os.makedirs(out_dir, exist_ok=True)
+    fileio.write_text(os.path.join(out_dir, "no_face.txt"), "".join(p + "\n" for p in faceless))
     fileio.write_text(os.path.join(out_dir, "pairs.tsv"), pair_lists.format_list(pairs))
     report["plots"] = save_plots(out_dir, distances, labels, report)
     write_pr_curve(out_dir, distances, labels, model.step)
@@ -316,7 +322,7 @@ def run_kshot(model):
     return {"source": source, "kshot": k, "nway": n, "episodes": FLAGS.episodes,
             "identities": len(eligible), "accuracy_mean": float(np.mean(accs)),
             "accuracy_std": float(np.std(accs)), "chance": 1.0 / n, "checkpoint": model.checkpoint,
-            "no_face_photos": len(no_face)}
+            "no_face_photos": sorted(no_face)}
 
 
 def run():

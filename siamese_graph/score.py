@@ -15,7 +15,8 @@ through the tower once.
 No verdict without a face: when no face is found in a photo (MTCNN finds none, or
 the face check of face_gate.py scores its face box below --min_face_probability)
 the verdict is "no_face": for two photos, a line on stderr naming the photo and
-exit status 3 (NO_FACE_EXIT); for --pairs, the row's verdict.
+exit status 3 (NO_FACE_EXIT); for --pairs, the row's verdict, and one line on
+stderr naming every photo without a face (--format=json: also its "no_face" list).
 """
 import json
 import os
@@ -35,10 +36,14 @@ FLAGS = flags.FLAGS
 NO_FACE_EXIT = 3
 
 
+def faceless(row, min_face_probability):
+    """The photos of a no_face row that have no face."""
+    return [row[k] for k in ("a", "b") if not row["face_" + k] >= min_face_probability] or [row["a"]]
+
+
 def no_face_line(row, min_face_probability):
     """Which photos of a no_face row have no face."""
-    missing = [row[k] for k in ("a", "b") if not row["face_" + k] >= min_face_probability]
-    return "no face found in %s: no verdict" % " and ".join(missing or [row["a"]])
+    return "no face found in %s: no verdict" % " and ".join(faceless(row, min_face_probability))
 
 
 def main(argv):
@@ -71,8 +76,12 @@ def main(argv):
         print("distance %.4f  %s%s" % (r["distance"], r["verdict"],
                                        "" if threshold is None else " (threshold %.4f)" % threshold))
         return
+    missing = sorted({p for r in rows if r["verdict"] == "no_face" for p in faceless(r, FLAGS.min_face_probability)})
+    if missing:
+        print("no face found in %d photos (their pairs: no_face): %s" % (len(missing), " ".join(missing)),
+              file=sys.stderr)
     if FLAGS.format == "json":
-        text = json.dumps({"threshold": threshold, "pairs": rows}, indent=1) + "\n"
+        text = json.dumps({"threshold": threshold, "no_face": missing, "pairs": rows}, indent=1) + "\n"
     else:
         text = "path_a\tpath_b\tdistance\tverdict\n" + "".join(
             "%s\t%s\t%.6f\t%s\n" % (r["a"], r["b"], r["distance"], r["verdict"]) for r in rows)

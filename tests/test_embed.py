@@ -66,3 +66,6 @@ def test_embed_and_evaluate_leave_out_photos_without_a_face(tiny_model, face_pho
     assert r.returncode == 0, r.stderr[-1500:]
     report = json.loads(r.stdout)
     assert report["no_face_pairs"] == 1 and report["pairs"] == 4
+    # the photo without a face is named, in the report and in a file beside it
+    assert report["no_face_photos"] == [face_photos["black"]]
+    assert (tmp_path / "ev" / "no_face.txt").read_text() == face_photos["black"] + "\n"

@@ -21,6 +21,10 @@ def test_score_never_says_same_without_a_face(tiny_model, face_photos, tmp_path,
     verdicts = [row["verdict"] for row in rows]
     assert verdicts[:4] == ["no_face"] * 4
     assert verdicts[4:] == ["same", "same"]  # real faces pass: the threshold would say same
+    # every photo without a face named, not only counted
+    blanks = sorted(face_photos[k] for k in BLANKS)
+    assert json.loads(r.stdout)["no_face"] == blanks
+    assert "no face found in 4 photos (their pairs: no_face): %s" % " ".join(blanks) in r.stderr
     # two face_photos: the blank one is named, a distinct exit status, no verdict on stdout
     r = cli("siamese_graph.score", "--checkpoint_dir=%s" % tiny_model, ANY_DISTANCE, "--align=%s" % align,
                 face_photos["gray"], people[0])

@@ -17,6 +17,11 @@ import tensorflow as tf
 
 from siamese_graph.faces import align, detect, mtcnn_nets
 
+# Where no face is found, detection is tried again on the photo with a black border
+# of these fractions of its longer side (detect_retrying): MTCNN misses faces that
+# fill the photo or are cut by its edge (close-ups, tight crops; docs/faces.md).
+PADS = (0.1, 0.25, 0.5)
+
 
 def choose(boxes, width, height):
     """The index of the face to keep among boxes [N, 4] (N >= 1): as align.choose, the
@@ -51,8 +56,33 @@ def warp(image, matrix, width=align.ALIGNED_WIDTH, height=align.ALIGNED_HEIGHT):
     return tf.cast(tf.clip_by_value(tf.floor(out), 0, 255), tf.uint8)  # Pillow truncates its bilinear sum
 
 
+def detect_retrying(image, min_confidence=align.DEFAULT_MIN_CONFIDENCE, max_side=align.DEFAULT_MAX_SIDE,
+                    weights=None, pads=PADS):
+    """detect.detect on the photo, and where no face reaches min_confidence, again on
+    the photo with a black border of each of pads in turn (a face that fills the
+    photo or is cut by its edge), until one does.
+
+    Returns:
+      (boxes [F, 4], confidences [F], points [F, 5, 2]) of the faces at or above
+      min_confidence from the first attempt that found any (none: F = 0).
+    """
+    pads = tf.constant([0.0] + list(pads), tf.float32)
+
+    def attempt(i, *_):
+        boxes, scores, points = detect.detect(image, max_side=max_side, weights=weights, pad=pads[i])
+        passed = tf.where(scores >= min_confidence)[:, 0]
+        return i + 1, tf.gather(boxes, passed), tf.gather(scores, passed), tf.gather(points, passed)
+
+    none = (tf.constant(0), tf.zeros([0, 4]), tf.zeros([0]), tf.zeros([0, 5, 2]))
+    _, boxes, scores, points = tf.while_loop(
+        lambda i, b, s, p: tf.logical_and(tf.equal(tf.size(s), 0), i < tf.size(pads)), attempt, none,
+        shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, 4]), tf.TensorShape([None]),
+                          tf.TensorShape([None, 5, 2])), parallel_iterations=1)
+    return boxes, scores, points
+
+
 def find_and_align(image, min_confidence=align.DEFAULT_MIN_CONFIDENCE, max_side=align.DEFAULT_MAX_SIDE,
-                   template=None, weights=None):
+                   template=None, weights=None, pads=PADS):
     """The face align.Detector + align.warp_face would keep and make, in the graph.
 
     Args:
@@ -60,6 +90,8 @@ def find_and_align(image, min_confidence=align.DEFAULT_MIN_CONFIDENCE, max_side=
       min_confidence: faces below it are not faces.
       template: align.load_template(); None reads it.
       weights: MTCNN's weights (detect.detect); None loads them.
+      pads: the borders tried where the photo as it is shows no face
+        (detect_retrying); () for MTCNN as the package runs it.
     Returns:
       {"found": bool, "aligned": uint8 [218, 178, 3] (zeros without a face),
        "box": float32 [4], "confidence": float32, "points": float32 [5, 2],
@@ -69,9 +101,7 @@ def find_and_align(image, min_confidence=align.DEFAULT_MIN_CONFIDENCE, max_side=
     """
     template = template or align.load_template()
     image = tf.ensure_shape(image, [None, None, 3])
-    boxes, scores, points = detect.detect(image, max_side=max_side, weights=weights)
-    passed = tf.where(scores >= min_confidence)[:, 0]
-    boxes, scores, points = tf.gather(boxes, passed), tf.gather(scores, passed), tf.gather(points, passed)
+    boxes, scores, points = detect_retrying(image, min_confidence, max_side, weights, pads)
     found = tf.size(scores) > 0
     shape = tf.cast(tf.shape(image), tf.float32)
     k = tf.cond(found, lambda: choose(boxes, shape[1], shape[0]), lambda: tf.constant(0))
@@ -94,9 +124,11 @@ class Aligner:
         aligned, faces = aligner(rgb)   # None, [] without a face
     """
 
-    def __init__(self, min_confidence=align.DEFAULT_MIN_CONFIDENCE, max_side=align.DEFAULT_MAX_SIDE, threads=1):
+    def __init__(self, min_confidence=align.DEFAULT_MIN_CONFIDENCE, max_side=align.DEFAULT_MAX_SIDE, threads=1,
+                 pads=PADS):
         """Args:
           min_confidence: faces below it do not count.
+          pads: find_and_align's retries with a border; () for none.
           max_side: detect on photos downscaled to this longer side (0: at most
             align.MAX_DETECT_SIDE, the bound that holds whatever is asked).
           threads: TensorFlow's intra- and inter-op threads for this session.
@@ -112,7 +144,7 @@ class Aligner:
         graph = tf.Graph()
         with graph.as_default():
             self._image = tf.compat.v1.placeholder(tf.uint8, [None, None, 3], "image")
-            self._out = find_and_align(self._image, min_confidence, self.max_side, weights=w)
+            self._out = find_and_align(self._image, min_confidence, self.max_side, weights=w, pads=pads)
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads)
         self._sess = tf.compat.v1.Session(graph=graph, config=config)
 

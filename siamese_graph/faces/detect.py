@@ -171,13 +171,18 @@ def detect_normalized(normalized, min_face_size=DEFAULT_MIN_FACE_SIZE, weights=N
     return tf.clip_by_value(boxes, 0.0, limit), score, points
 
 
-def detect(image, max_side=640, min_face_size=DEFAULT_MIN_FACE_SIZE, weights=None):
+def detect(image, max_side=640, min_face_size=DEFAULT_MIN_FACE_SIZE, weights=None, pad=0.0):
     """Faces in one photo, as align.Detector finds them (before its confidence cut).
 
     Args:
       image: uint8 [H, W, 3] RGB.
       max_side: photos with a longer side are detected on a copy downscaled to it
         (bilinear with antialiasing, as Pillow's), the results scaled back.
+      pad: a float (or float scalar tensor): before detection, the (downscaled)
+        photo gets a black border this fraction of its longer side wide on each
+        side, so that a face filling the photo, or cut by its edge, has the margin
+        around it MTCNN's networks learnt from. Boxes are clipped to the photo;
+        points may lie outside it.
     Returns:
       (boxes [N, 4], confidences [N], points [N, 5, 2]) in the photo's pixels, the
       highest confidence first; none where the photo is under 12 pixels on a side.
@@ -191,10 +196,15 @@ def detect(image, max_side=640, min_face_size=DEFAULT_MIN_FACE_SIZE, weights=Non
                     lambda: x)  # rounded to whole grey levels, as Pillow's resize of the package's path
     small_shape = tf.cast(tf.shape(small), tf.float32)
     sx, sy = w / small_shape[1], h / small_shape[0]
+    border = tf.cast(tf.round(tf.cast(pad, tf.float32) * tf.reduce_max(small_shape[:2])), tf.int32)
+    padded = tf.pad(small, [[border, border], [border, border], [0, 0]])
+    shift = tf.cast(border, tf.float32)
+    limit = tf.stack([small_shape[1], small_shape[0], small_shape[1], small_shape[0]]) - 1.0
 
     def run():
-        boxes, score, points = detect_normalized((small - 127.5) / 128.0, min_face_size, weights)
-        return boxes * tf.stack([sx, sy, sx, sy]), score, points * tf.stack([sx, sy])
+        boxes, score, points = detect_normalized((padded - 127.5) / 128.0, min_face_size, weights)
+        boxes = tf.clip_by_value(boxes - shift, 0.0, limit)
+        return boxes * tf.stack([sx, sy, sx, sy]), score, (points - shift) * tf.stack([sx, sy])
 
     def none():
         return tf.zeros([0, 4]), tf.zeros([0]), tf.zeros([0, 5, 2])
