@@ -5,6 +5,8 @@ r"""Evaluates a trained checkpoint on a verification protocol, or K-shot N-way i
   # LFW's pairs.txt, or a list of `path_a path_b label [fold]`
   python -m siamese_graph.evaluate --checkpoint_dir=runs/convnet --pairs=pairs.txt --pairs_format=lfw \
       --image_root=lfw --crop=center:0.6
+  # balanced pairs of photo files from a folder-per-person directory (through --align)
+  python -m siamese_graph.evaluate --checkpoint_dir=runs/convnet --folder=DIR --num_pairs=2000
   # K-shot N-way identification on a folder-per-person directory or a records split
   python -m siamese_graph.evaluate --checkpoint_dir=runs/convnet --folder=DIR --kshot=1 --nway=5
 
@@ -207,12 +209,10 @@ def main(argv):
         raise UserError("give one of --pairs, --records_dir or --folder")
     if FLAGS["kshot"].present and FLAGS.kshot < 1:
         raise UserError("--kshot=%d: must be at least 1 (photos enrolled per identity in each episode)" % FLAGS.kshot)
-    if FLAGS.folder and not FLAGS.kshot:
-        raise UserError("--folder goes with --kshot (verification pairs come from --pairs or --records_dir)")
     split = FLAGS.split or DEFAULT_SPLIT
     if FLAGS.folds < 2:
         raise UserError("--folds=%d: k-fold accuracy needs at least 2 folds" % FLAGS.folds)
-    if FLAGS.records_dir and not FLAGS.kshot and FLAGS.num_pairs < 2 * FLAGS.folds:
+    if (FLAGS.records_dir or FLAGS.folder) and not FLAGS.kshot and FLAGS.num_pairs < 2 * FLAGS.folds:
         raise UserError("--num_pairs=%d: needs at least 2 x --folds (%d) so that every fold holds a "
                         "same and a different pair" % (FLAGS.num_pairs, 2 * FLAGS.folds))
     if FLAGS.kshot and (FLAGS.nway < 2 or FLAGS.episodes < 1):
@@ -245,6 +245,13 @@ def main(argv):
         load = data.get  # records hold RGB JPEG bytes, decoded in the graph as in training
         source = "%s:%s" % (FLAGS.records_dir, split)
         default_out = "eval-%s-%s" % (os.path.basename(os.path.normpath(FLAGS.records_dir)), split)
+    elif FLAGS.folder:
+        items = folder_photos(FLAGS.folder)
+        pairs = pair_lists.balanced_from_identities([p for p, _ in items], [i for _, i in items],
+                                                    FLAGS.num_pairs, FLAGS.pairs_seed, FLAGS.folds)
+        load = common_flags.photo_loader()
+        source = FLAGS.folder
+        default_out = "eval-%s" % os.path.basename(os.path.normpath(FLAGS.folder))
     else:
         read = pair_lists.read_lfw if FLAGS.pairs_format == "lfw" else pair_lists.read_list
         pairs = read(FLAGS.pairs, FLAGS.image_root)

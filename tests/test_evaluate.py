@@ -274,6 +274,12 @@ def test_kshot_must_be_at_least_one(tiny_model, tmp_path):
                 "--kshot=%s" % k)
         last = r.stderr.strip().splitlines()[-1]
         assert r.returncode == 1 and last.startswith("error: --kshot=%s: must be at least 1" % k), last
-    # the control: without --kshot, --folder is refused for what it lacks
-    r = cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % tiny_model, "--folder=%s" % people)
-    assert "--folder goes with --kshot" in r.stderr.strip().splitlines()[-1]
+    # the control: without --kshot, --folder gives verification pairs of its photo files
+    r = cli("siamese_graph.evaluate", *SYNTHETIC, "--checkpoint_dir=%s" % tiny_model, "--folder=%s" % people,
+            "--num_pairs=8", "--folds=2", "--align=none", "--min_face_probability=0",
+            "--output_dir=%s" % (tmp_path / "ev"))
+    assert r.returncode == 0, r.stderr[-1500:]
+    report = json.loads(r.stdout)
+    assert report["pairs"] == 8 and report["same_pairs"] == 4 and report["source"] == str(people)
+    scored = (tmp_path / "ev" / "pairs.tsv").read_text().splitlines()
+    assert len(scored) == 8 and all(line.startswith(str(people)) for line in scored)
