@@ -29,6 +29,9 @@ flags.DEFINE_float("min_confidence", align.DEFAULT_MIN_CONFIDENCE, "MTCNN faces 
 flags.DEFINE_integer("max_side", align.DEFAULT_MAX_SIDE, "Detect on photos downscaled to this longer side, "
                      "48..%d (detection's memory grows with the square of it); the warp always reads the "
                      "full-size photo." % align.MAX_DETECT_SIDE)
+flags.DEFINE_float("aligned_scale", 1.0, "Scale of the aligned layout: 1 writes CelebA's 178x218, 0.5 writes "
+                   "89x109 (photos of half CelebA's resolution, such as celeba-10k-lowres, aligned at their own "
+                   "resolution: nothing upsampled).")
 FLAGS = flags.FLAGS
 
 
@@ -45,6 +48,8 @@ def main(argv):
                         "72-megapixel photo at full size took over 6 GB)" % (FLAGS.max_side, align.MAX_DETECT_SIDE))
     if not 1 <= FLAGS.jpeg_quality <= 100:
         raise UserError("--jpeg_quality=%d: must be in 1..100" % FLAGS.jpeg_quality)
+    if not 0.1 <= FLAGS.aligned_scale <= 1:
+        raise UserError("--aligned_scale=%g: must be in [0.1, 1]" % FLAGS.aligned_scale)
     if FLAGS.runner == "beam" and not beam_writer.available():
         raise UserError("--runner=beam needs Apache Beam: pip install '.[beam]'")
     data_dir = os.path.abspath(FLAGS.data_dir)
@@ -53,7 +58,8 @@ def main(argv):
     with fileio.exclusive(FLAGS.output_dir, "siamese-align"):  # one writer of an output folder at a time
         manifest = align_folder.align_listing(listing, FLAGS.output_dir, FLAGS.dataset, FLAGS.num_workers,
                                               FLAGS.min_confidence, FLAGS.max_side, FLAGS.jpeg_quality,
-                                              FLAGS.overwrite, FLAGS.runner, FLAGS.beam_options)
+                                              FLAGS.overwrite, FLAGS.runner, FLAGS.beam_options,
+                                              FLAGS.aligned_scale)
     print(json.dumps({"output_dir": FLAGS.output_dir, "photos": manifest["photos_total"],
                       **manifest["counts"], "seconds_this_run": manifest["seconds_this_run"]}))
 

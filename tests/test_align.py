@@ -71,6 +71,7 @@ def test_align_command_refuses_what_make_records_refuses(tmp_path):
         (["--data_dir=%s" % (tmp_path / "nope"), "--output_dir=%s" % (tmp_path / "o")], "data folder not found"),
         (["--data_dir=%s" % src, "--output_dir=%s" % (src / "inside")], "must be outside --data_dir"),
         (["--data_dir=%s" % src, "--output_dir=%s" % (tmp_path / "o"), "--min_confidence=2"], "--min_confidence=2: must be in [0, 1]"),
+        (["--data_dir=%s" % src, "--output_dir=%s" % (tmp_path / "o"), "--aligned_scale=2"], "--aligned_scale=2: must be in [0.1, 1]"),
     ]
     with open(src / "identity_CelebA.txt", "a") as f:
         f.write("000001.jpg 7\n")

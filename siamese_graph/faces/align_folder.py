@@ -67,10 +67,10 @@ def output_names(photos, layout):
 _ALIGNER = None
 
 
-def _init_worker(min_confidence, max_side):
+def _init_worker(min_confidence, max_side, scale=1.0):
     global _ALIGNER
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _ALIGNER = align_graph.Aligner(min_confidence=min_confidence, max_side=max_side)
+    _ALIGNER = align_graph.Aligner(min_confidence=min_confidence, max_side=max_side, scale=scale)
 
 
 def align_one(task):
@@ -114,7 +114,7 @@ def _read_journal(path):
 
 def align_listing(listing, out_dir, layout, num_workers=2, min_confidence=align.DEFAULT_MIN_CONFIDENCE,
                   max_side=align.DEFAULT_MAX_SIDE, jpeg_quality=95, overwrite=False, runner="local",
-                  beam_options=None):
+                  beam_options=None, scale=1.0):
     """Aligns every photo of a listing into out_dir; returns the manifest.
 
     Args:
@@ -127,6 +127,8 @@ def align_listing(listing, out_dir, layout, num_workers=2, min_confidence=align.
       overwrite: start again even where a journal or manifest of other settings is.
       runner: "local" (num_workers processes) or "beam" (an Apache Beam pipeline with
         beam_options: beam_writer.run_tasks; the same outputs, byte for byte).
+      scale: the aligned layout's scale (align_graph.aligned_size: 1 is 178x218,
+        0.5 is 89x109, for photos of half CelebA's resolution).
     Raises DataError when out_dir holds a run with other inputs or settings.
     """
     if not listing.photos:
@@ -136,6 +138,8 @@ def align_listing(listing, out_dir, layout, num_workers=2, min_confidence=align.
     config = {"source": listing.source, "layout": layout, "min_confidence": min_confidence, "max_side": max_side,
               "jpeg_quality": jpeg_quality, "template": template["points"].tolist(),
               "photos": len(listing.photos)}
+    if scale != 1.0:  # (runs at full scale keep the config they had, and resume)
+        config["aligned_size"] = list(align_graph.aligned_size(scale))
     config_path, journal_path = os.path.join(out_dir, CONFIG), os.path.join(out_dir, JOURNAL)
     foreign = sorted(n for n in os.listdir(out_dir) if n != fileio.LOCK_FILE) if not os.path.isfile(config_path) else []
     if foreign:  # a folder siamese-align did not write: never write into it, --overwrite or not
@@ -167,19 +171,19 @@ def align_listing(listing, out_dir, layout, num_workers=2, min_confidence=align.
             shutil.rmtree(results_dir, ignore_errors=True)
             for k, entry in enumerate(beam_writer.run_tasks(
                     tasks, align_one, results_dir, beam_options,
-                    setup=functools.partial(_init_worker, min_confidence, max_side)), 1):
+                    setup=functools.partial(_init_worker, min_confidence, max_side, scale)), 1):
                 journal.write(json.dumps(entry) + "\n")
                 done[entry["photo"]] = entry
                 progress.update(k)
             shutil.rmtree(results_dir)
         elif tasks:
             if num_workers <= 1:
-                _init_worker(min_confidence, max_side)
+                _init_worker(min_confidence, max_side, scale)
                 results = map(align_one, tasks)
                 pool = None
             else:
                 pool = multiprocessing.get_context("spawn").Pool(
-                    num_workers, initializer=_init_worker, initargs=(min_confidence, max_side))
+                    num_workers, initializer=_init_worker, initargs=(min_confidence, max_side, scale))
                 results = pool.imap_unordered(align_one, tasks, chunksize=2)
             try:
                 for k, entry in enumerate(results, 1):
@@ -207,7 +211,7 @@ def _finish(listing, out_dir, layout, done, config, aligned_now, elapsed, names)
         fileio.write_text(os.path.join(out_dir, celeba.IDENTITY_FILE), ids)
         fileio.write_text(os.path.join(out_dir, celeba.PARTITION_FILE), parts)
     manifest = {"source": listing.source, "layout": layout, "settings": {k: config[k] for k in (
-        "min_confidence", "max_side", "jpeg_quality", "template")}, "counts": counts,
+        "min_confidence", "max_side", "jpeg_quality", "template", "aligned_size") if k in config}, "counts": counts,
         "photos_total": len(entries), "aligned_this_run": aligned_now,
         "seconds_this_run": round(elapsed, 1), "photos": entries}
     fileio.write_json(os.path.join(out_dir, MANIFEST), manifest, sort_keys=False)

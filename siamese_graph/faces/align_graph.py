@@ -81,8 +81,13 @@ def detect_retrying(image, min_confidence=align.DEFAULT_MIN_CONFIDENCE, max_side
     return boxes, scores, points
 
 
+def aligned_size(scale=1.0):
+    """(width, height) of the aligned layout at scale (1: CelebA's 178x218; 0.5: 89x109)."""
+    return int(round(align.ALIGNED_WIDTH * scale)), int(round(align.ALIGNED_HEIGHT * scale))
+
+
 def find_and_align(image, min_confidence=align.DEFAULT_MIN_CONFIDENCE, max_side=align.DEFAULT_MAX_SIDE,
-                   template=None, weights=None, pads=PADS):
+                   template=None, weights=None, pads=PADS, scale=1.0):
     """The face align.Detector + align.warp_face would keep and make, in the graph.
 
     Args:
@@ -92,6 +97,9 @@ def find_and_align(image, min_confidence=align.DEFAULT_MIN_CONFIDENCE, max_side=
       weights: MTCNN's weights (detect.detect); None loads them.
       pads: the borders tried where the photo as it is shows no face
         (detect_retrying); () for MTCNN as the package runs it.
+      scale: the aligned layout's scale (aligned_size): 0.5 aligns a photo of half
+        CelebA's resolution (celeba-10k-lowres' 89x109) at its own resolution, the
+        template's points scaled with the layout, nothing upsampled.
     Returns:
       {"found": bool, "aligned": uint8 [218, 178, 3] (zeros without a face),
        "box": float32 [4], "confidence": float32, "points": float32 [5, 2],
@@ -108,7 +116,10 @@ def find_and_align(image, min_confidence=align.DEFAULT_MIN_CONFIDENCE, max_side=
     # without a face, a stand-in (the template itself) keeps the graph's shapes
     stand_in = tf.constant(np.asarray(template["points"], np.float32))
     pts = tf.cond(found, lambda: points[k], lambda: stand_in)
-    aligned = warp(image, similarity_transform(pts, tf.constant(np.asarray(template["points"], np.float32))))
+    # pixel centres at integers: a layout scaled by s puts x at (x + 0.5) * s - 0.5
+    target = (np.asarray(template["points"], np.float64) + 0.5) * scale - 0.5
+    width, height = aligned_size(scale)
+    aligned = warp(image, similarity_transform(pts, tf.constant(target.astype(np.float32))), width, height)
     return {"found": found, "aligned": tf.where(found, aligned, tf.zeros_like(aligned)),
             "box": tf.cond(found, lambda: boxes[k], lambda: tf.zeros([4])),
             "confidence": tf.cond(found, lambda: scores[k], lambda: tf.constant(0.0)),
@@ -125,10 +136,11 @@ class Aligner:
     """
 
     def __init__(self, min_confidence=align.DEFAULT_MIN_CONFIDENCE, max_side=align.DEFAULT_MAX_SIDE, threads=1,
-                 pads=PADS):
+                 pads=PADS, scale=1.0):
         """Args:
           min_confidence: faces below it do not count.
           pads: find_and_align's retries with a border; () for none.
+          scale: the aligned layout's scale (find_and_align).
           max_side: detect on photos downscaled to this longer side (0: at most
             align.MAX_DETECT_SIDE, the bound that holds whatever is asked).
           threads: TensorFlow's intra- and inter-op threads for this session.
@@ -144,7 +156,7 @@ class Aligner:
         graph = tf.Graph()
         with graph.as_default():
             self._image = tf.compat.v1.placeholder(tf.uint8, [None, None, 3], "image")
-            self._out = find_and_align(self._image, min_confidence, self.max_side, weights=w, pads=pads)
+            self._out = find_and_align(self._image, min_confidence, self.max_side, weights=w, pads=pads, scale=scale)
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads)
         self._sess = tf.compat.v1.Session(graph=graph, config=config)
 
