@@ -95,7 +95,8 @@ def inspect(records_dir, split, num_pairs, config, grid_pairs=0):
         "identities_in_same_pairs": int(len(np.unique(ia[same]))),
         "identities_in_different_pairs": int(len(np.unique(np.concatenate([ia[~same], ib[~same]])))),
         "pairs_per_second": len(label) / elapsed,
-        "augment": {k: getattr(config, k) for k in ("augment", "gray_prob", "lowres_prob", "rotation_deg", "cache")},
+        "augment": {k: getattr(config, k) for k in ("augment", "gray_prob", "lowres_prob", "border_prob", "rotation_deg",
+                                                         "cache")},
     }
     return report, grid
 

@@ -150,7 +150,7 @@ def other_photos(info, seed, shuffle_buffer=2048, cycle_length=16, counter=None,
 def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_CROP, augment=False,
                  seed=0, shuffle_buffer=2048, pair_buffer=512, block_buffer=64, counter=None,
                  rotation_deg=preprocessing.DEFAULT_ROTATION_DEG, service_shard=False, gray_prob=0.0,
-                 lowres_prob=0.0, cache=False, scale_jitter=preprocessing.SCALE_JITTER):
+                 lowres_prob=0.0, cache=False, scale_jitter=preprocessing.SCALE_JITTER, border_prob=0.0):
     """Batched balanced pairs from one split of a record set.
 
     Args:
@@ -164,6 +164,8 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
         shuffle buffers (each capped at what the split holds).
       counter: an int64 variable that, if given, counts every record read from disk.
       rotation_deg: with augment, random rotation up to +-this many degrees.
+      border_prob: with augment, the chance an image gets a tight crop's black
+        border (preprocessing.finish).
       gray_prob, lowres_prob: with augment, the chance an image is made grayscale,
         and made low-resolution (preprocessing.finish).
       scale_jitter: with augment, each crop box scaled by a factor in 1 +- this.
@@ -189,14 +191,16 @@ def pair_dataset(info, batch_size=32, image_size=64, crop=preprocessing.DEFAULT_
     def finish(batch, rnd):
         seeds = tf.random.experimental.stateless_split(tf.stack([rnd, 11]), 2) if augment else [None, None]
         batch = dict(batch)
-        batch["image_a"] = preprocessing.finish(batch["image_a"], seeds[0], rotation_deg, gray_prob, lowres_prob)
-        batch["image_b"] = preprocessing.finish(batch["image_b"], seeds[1], rotation_deg, gray_prob, lowres_prob)
+        batch["image_a"] = preprocessing.finish(batch["image_a"], seeds[0], rotation_deg, gray_prob, lowres_prob,
+                                                  border_prob=border_prob)
+        batch["image_b"] = preprocessing.finish(batch["image_b"], seeds[1], rotation_deg, gray_prob, lowres_prob,
+                                                  border_prob=border_prob)
         return batch
 
     if cache:
         def finish_all(images, rnd):  # image_a and image_b as one batch: half the ops; pixels in [0, 255]
             return preprocessing.finish(images, tf.stack([rnd, 11]) if augment else None, rotation_deg,
-                                        gray_prob, lowres_prob, scale=255.0)
+                                        gray_prob, lowres_prob, scale=255.0, border_prob=border_prob)
 
         return pair_cache.cached_pair_dataset(info, batch_size, image_size, box, augment, seed, counter, finish_all,
                                               service_shard, scale_jitter)

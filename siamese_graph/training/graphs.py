@@ -72,6 +72,7 @@ def input_dataset(splits, config, data_service=None, counter=None):
                                    config.seed + RECORDS_SEED_STRIDE * i,
                                    shuffle_buffer=config.shuffle_buffer, rotation_deg=config.rotation_deg,
                                    gray_prob=config.gray_prob, lowres_prob=config.lowres_prob,
+                                   border_prob=config.border_prob,
                                    scale_jitter=config.scale_jitter,
                                    service_shard=bool(data_service), cache=config.cache, counter=counter)
                 for i, s in enumerate(splits)]

@@ -67,6 +67,8 @@ class _Fields:
     gray_prob: float = _field(0.0, "With --augment: chance an image is made grayscale.")
     lowres_prob: float = _field(0.0, "With --augment: chance an image is made low-resolution (1/2 or 1/4 "
                                 "of the side and back).")
+    border_prob: float = _field(0.0, "With --augment: chance an image gets a tight face crop's black border "
+                                "(as aligning a crop leaves it: each edge in by up to 30%).")
     shuffle_buffer: int = _field(2048, "Records in the record-level shuffle buffer.")
     cache: bool = _field(False, "Decode each training photo once and make pairs in memory (pairs.py).")
     seed: int = _field(0, "Seed for shuffling, pairing, augmentation and initial weights.")
@@ -134,7 +136,7 @@ class _Fields:
             raise ArgumentError("batch_size", self.batch_size, "at most %d pairs a step" % MAX_BATCH_SIZE)
         if not 1 <= self.image_size <= MAX_IMAGE_SIZE:
             raise ArgumentError("image_size", self.image_size, "must be in 1..%d pixels" % MAX_IMAGE_SIZE)
-        for name in ("gray_prob", "lowres_prob"):
+        for name in ("gray_prob", "lowres_prob", "border_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ArgumentError(name, getattr(self, name), "must be in [0, 1]")
         if not 0 <= self.scale_jitter < 1:

@@ -147,6 +147,33 @@ def test_gray_and_lowres_augmentation_seeded_and_training_only():
                           preprocessing.finish(images).numpy())
 
 
+def test_black_border_keeps_the_box_and_blackens_the_rest():
+    images = tf.ones([2, 10, 10, 3])
+    margins = tf.constant([[0.2, 0.0], [0.1, 0.0], [0.3, 0.0], [0.0, 0.0]])  # top, left, bottom, right
+    out = preprocessing._black_border(images, tf.constant([True, False]), margins).numpy()
+    want = np.zeros((10, 10))
+    want[2:7, 1:10] = 1  # rows from 0.2 up to 0.7 of the side, columns from 0.1
+    assert np.array_equal(out[0, ..., 0], want) and (out[0] == out[0, ..., :1]).all()
+    assert (out[1] == 1).all()  # not drawn: untouched
+
+
+def test_border_augmentation_seeded_training_only_and_leaves_the_other_draws():
+    images, seed = batch(64), tf.constant([3, 5])
+    plain = preprocessing.finish(images, seed, 0, gray_prob=0.4).numpy()
+    half = preprocessing.finish(images, seed, 0, gray_prob=0.4, border_prob=0.5).numpy()
+    touched = [not np.allclose(p, h) for p, h in zip(plain, half)]
+    assert 10 < sum(touched) < 54  # a half chance: some images, not all, not none
+    # the untouched ones are exactly what they were: the other draws did not move
+    assert all(np.array_equal(p, h) for p, h, t in zip(plain, half, touched) if not t)
+    # a touched image's corner is its darkest value (black before standardization)
+    i = touched.index(True)
+    border = preprocessing.finish(images[i:i + 1] * 0 + 200.0 / 255, seed, 0, border_prob=1.0).numpy()[0]
+    assert border[0, 0, 0] < border[border.shape[0] // 2, border.shape[1] // 2, 0] or border[-1, -1, 0] < border[
+        border.shape[0] // 2, border.shape[1] // 2, 0]
+    assert np.array_equal(preprocessing.finish(images, None, 0, border_prob=1.0).numpy(),
+                          preprocessing.finish(images).numpy())
+
+
 def test_saturate_makes_gray_and_keeps_the_luma():
     images = batch(16)
     gray = preprocessing._saturate(images, tf.zeros([16])).numpy()
