@@ -10,6 +10,7 @@ commands' detector finds on each photo (photos where it finds none are left out
 and counted):
   tight/    the box plus 5% on each side, as it is (RGB JPEG, quality 95)
   mini_test/ the 520 photos as they are (all of them), for --sets and evaluate --folder
+  wild/     celeba-mini-wild's 588 whole photos, folder-per-person (symbolic links)
   closeup/  a studio close-up: the box widened by 10%, grown to 92:112 around its
             centre, grayscale, resized to 92x112 (PNG), as the AT&T/ORL faces are
 Pixels outside the photo are the photo's edge repeated.
@@ -32,6 +33,7 @@ from siamese_graph.faces import align_graph  # noqa: E402
 
 flags.DEFINE_string("make_copies", None, "Write tight/ and closeup/ copies of celeba-mini's test partition here.")
 flags.DEFINE_string("mini", "../shared/data/celeba-mini", "celeba-mini (its test partition is cut).")
+flags.DEFINE_string("wild", "../shared/data/celeba-mini-wild", "celeba-mini-wild (linked per person).")
 flags.DEFINE_string("sets", None, "Comma-separated folders to count faces in.")
 FLAGS = flags.FLAGS
 
@@ -76,6 +78,12 @@ def make_copies(out):
         Image.fromarray(tight).save(os.path.join(out, "tight", ids[name], stem + ".jpg"), quality=95)
         close.save(os.path.join(out, "closeup", ids[name], stem + ".png"))
     aligner.close()
+    wild_ids = [line.split() for line in open(os.path.join(FLAGS.wild, "identity_CelebA.txt"))]
+    for name, identity in wild_ids:
+        os.makedirs(os.path.join(out, "wild", identity), exist_ok=True)
+        link = os.path.join(out, "wild", identity, name)
+        if not os.path.lexists(link):
+            os.symlink(os.path.abspath(os.path.join(FLAGS.wild, "img_celeba", name)), link)
     print("wrote %s/tight and %s/closeup: %d photos, %d left out (no face found in the original)"
           % (out, out, len(test) - missed, missed))
 

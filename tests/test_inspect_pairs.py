@@ -43,8 +43,8 @@ def test_inspect_pairs_shows_the_default_runs_pairs(synthetic_records, tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     report = json_.loads(r.stdout)
     assert report["records_dirs"] == [rec, rec] and report["pairs"] == 64
-    assert report["augment"] == {"augment": True, "gray_prob": 0.4, "lowres_prob": 0.2, "rotation_deg": 0.0,
-                                 "cache": True}
+    assert report["augment"] == {"augment": True, "gray_prob": 0.4, "lowres_prob": 0.2, "border_prob": 0.3,
+                                 "rotation_deg": 0.0, "cache": True}
     assert report["mislabeled_pairs"] == 0 and report["same_fraction"] == 0.5
     cells = np.asarray(Image.open(grid).convert("RGB")).astype(int)
     # each cell: image_a | image_b (16 px each) over a 16 px caption, 8 px apart; synthetic photos are colour
