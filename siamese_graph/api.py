@@ -51,8 +51,9 @@ def load_model(checkpoint_dir=None, crop=None, flip_average=None, checkpoint_pat
     if checkpoint_dir is None or checkpoint_dir in zoo.names():
         name = checkpoint_dir or zoo.DEFAULT
         card = zoo.card(name)
-        logging.info("no checkpoint given: using the packaged model %s (%s; trained on %s)", name,
-                     card.get("summary", ""), card.get("data", ""))
+        logging.info("%susing the packaged model %s (%s; trained on %s)",
+                     "" if checkpoint_dir else "no checkpoint given: ", name, card.get("summary", ""),
+                     card.get("data", ""))
         if crop is None and flip_average in (None, True) and checkpoint_path is None:
             return _packaged(name)
         checkpoint_dir = zoo.path(name)

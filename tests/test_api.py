@@ -20,7 +20,8 @@ def test_the_python_page_runs_as_written(monkeypatch):
     assert result.attempted >= 15 and result.failed == 0, result
 
 
-def test_the_packaged_model_gives_its_cards_celeba_mini_figure(tmp_path):
+@pytest.mark.parametrize("model", zoo.names())
+def test_each_packaged_model_gives_its_cards_celeba_mini_figure(tmp_path, model):
     """The card's celeba-mini figure is through the default path: the test
     partition's photo files, folder-per-person, each face found and aligned (as
     bench/face_finding.py --make_copies lays them out as mini_test/)."""
@@ -31,10 +32,10 @@ def test_the_packaged_model_gives_its_cards_celeba_mini_figure(tmp_path):
         if part == "2":
             os.makedirs(tmp_path / "mini_test" / ids[name], exist_ok=True)
             os.symlink(os.path.join(src, "img_align_celeba", name), tmp_path / "mini_test" / ids[name] / name)
-    r = cli("siamese_graph.evaluate", "--checkpoint_dir=%s" % zoo.path(), "--folder=%s" % (tmp_path / "mini_test"),
+    r = cli("siamese_graph.evaluate", "--checkpoint_dir=%s" % zoo.path(model), "--folder=%s" % (tmp_path / "mini_test"),
             "--num_pairs=6000", "--output_dir=%s" % (tmp_path / "ev"))
     assert r.returncode == 0, r.stderr[-1500:]
-    want = zoo.card()["figures"]["celeba-mini test"]["auc"]
+    want = zoo.card(model)["figures"]["celeba-mini test"]["auc"]
     assert abs(json.loads(r.stdout)["auc"] - want) <= 0.005
 
 
