@@ -76,10 +76,9 @@ class ExportedModel(models.Inference):
         self.flip_average = bool(meta["flip_average"])
         self.image_size = meta["image_size"]
         self.config = {"head": meta["head"], "net": meta.get("net"), "image_size": self.image_size}
-        if crop is not None:
-            if not np.allclose(preprocessing.parse_crop(crop), self.crop, atol=1e-6):
-                raise DataError("%s: exported with the crop %s, inside its graph; another crop needs another "
-                                "export" % (folder, list(self.crop)))
+        if crop is not None and not np.allclose(preprocessing.parse_crop(crop), self.crop, atol=1e-6):
+            raise DataError("%s: exported with the crop %s, inside its graph; another crop needs another export"
+                            % (folder, list(self.crop)))
         if flip_average is not None and bool(flip_average) != self.flip_average:
             raise DataError("%s: exported with flip_average=%s, inside its graph; the other setting needs "
                             "another export" % (folder, self.flip_average))
@@ -101,16 +100,9 @@ class ExportedModel(models.Inference):
         self._fa, self._fb = compare.inputs["features_a"].name, compare.inputs["features_b"].name
         self._distance = compare.outputs["distance"].name
         self.feature_dim = int(embed.outputs["features"].tensor_shape.dim[-1].size)
-        with self.graph.as_default():
-            self._jpeg = v1.placeholder(tf.string, [], "jpeg_to_decode")
-            self._decoded = preprocessing.decode(self._jpeg)
-
-    def decode(self, jpeg):
-        """JPEG bytes -> uint8 [H, W, 3], decoded as the export's embed_aligned decodes them."""
-        try:
-            return self.sess.run(self._decoded, {self._jpeg: jpeg})
-        except tf.errors.InvalidArgumentError as e:
-            raise DataError("unreadable JPEG (%s)" % str(e).splitlines()[0][:80])
+        with self.graph.as_default():  # Inference.decode's, for evaluate --degrade on records
+            self.encoded = v1.placeholder(tf.string, [], "jpeg_to_decode")
+            self.decoded = preprocessing.decode(self.encoded)
 
     def embed(self, photos, with_faces=False):
         """Aligned faces (uint8 [H, W, 3], JPEG or PNG bytes, or None for a photo without

@@ -116,7 +116,15 @@ class Inference:
     from (Model: a train_dir; exported.ExportedModel: a SavedModel): the methods
     embed(photos, with_faces), distance(features_a, features_b) and threshold(); the
     attributes checkpoint_dir, checkpoint, weights_id, crop, flip_average,
-    feature_dim and config (its "head"). On top of them, the work both share:"""
+    feature_dim and config (its "head"); sess, encoded (a JPEG string placeholder)
+    and decoded (it decoded as records are). On top of them, the work both share:"""
+
+    def decode(self, jpeg):
+        """JPEG bytes -> uint8 [H, W, 3], decoded as embed decodes records."""
+        try:
+            return self.sess.run(self.decoded, {self.encoded: jpeg})
+        except tf.errors.InvalidArgumentError as e:
+            raise DataError("unreadable JPEG (%s)" % str(e).splitlines()[0][:80])
 
     def embed_unique(self, keys, load, with_faces=False):
         """Features of each distinct key, computed once.
@@ -215,13 +223,6 @@ class Model(Inference):
         else:
             crop, prob = self.sess.run([self.cropped, self.face_prob], {self.photo: photo})
         return crop[0], float(prob)
-
-    def decode(self, jpeg):
-        """JPEG bytes -> uint8 [H, W, 3], decoded as embed decodes them."""
-        try:
-            return self.sess.run(self.decoded, {self.encoded: jpeg})
-        except tf.errors.InvalidArgumentError as e:
-            raise DataError("unreadable JPEG (%s)" % str(e).splitlines()[0][:80])
 
     def embed(self, photos, with_faces=False):
         """Photos from load_photo or loader.PhotoLoader (JPEG bytes, uint8 [H, W, 3] of any

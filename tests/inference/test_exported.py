@@ -44,6 +44,11 @@ def test_an_export_embeds_and_compares_as_its_checkpoint(tiny_model, export_dir,
     d_want = model.distance(want[:2], want[2:4])
     assert np.abs(saved.distance(got[:2], got[2:4]) - d_want).max() < 1e-4
     assert not np.allclose(d_want[0], d_want[1])  # the control: the pairs differ
+    # JPEG bytes (records, evaluate --degrade) are decoded as the checkpoint's model decodes them
+    jpeg = open(real(face_photos)[0], "rb").read()
+    assert np.array_equal(saved.decode(jpeg), model.decode(jpeg))
+    with pytest.raises(DataError, match="unreadable JPEG"):
+        saved.decode(b"not a jpeg")
 
 
 def test_the_api_and_score_on_an_export_give_the_checkpoints_answers(tiny_model, export_dir, face_photos, tmp_path):
