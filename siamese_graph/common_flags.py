@@ -42,7 +42,7 @@ flags.DEFINE_integer("batch_size", 64, "Pairs per batch (even: half same, half d
 flags.DEFINE_integer("num_pairs", 6000, "Pairs to draw (inspect_pairs: to pull from the pair graph; "
                      "evaluate: balanced pairs from --records_dir).")
 flags.DEFINE_integer("image_size", 64, "Side of the square network input, in pixels.")
-flags.DEFINE_string("crop", None, "Face box: celeba, none, center:F or box:T,L,H,W (see preprocessing.py); "
+flags.DEFINE_string("crop", None, "Face box: celeba, tight, none, center:F or box:T,L,H,W (see preprocessing.py); "
                     "default: %s when pairing or training, the model's own when restoring one."
                     % preprocessing.DEFAULT_CROP)
 flags.DEFINE_bool("augment", False, "Training augmentation: flip, crop/scale jitter, brightness, contrast.")

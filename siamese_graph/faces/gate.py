@@ -20,14 +20,18 @@ from siamese_graph.faces import align, mtcnn_nets
 MIN_FACE_PROBABILITY = 0.5
 
 
-def face_box(crop, template=None):
+def face_box(crop, framing=None, template=None):
     """Where the face should be in a photo framed as `crop` says, as fractions
     (y1, x1, y2, x2) of the photo: the template's face box (the detector's mean box
     in the aligned layout), made square around its centre as MTCNN squares its
-    boxes, and mapped from the aligned layout's celeba crop to `crop`.
+    boxes, and mapped from the aligned layout's `framing` box to `crop`: the photo's
+    `crop` region is taken to show what `framing` shows in the aligned layout.
 
     Args:
       crop: (top, left, height, width) fractions (preprocessing.parse_crop).
+      framing: the aligned layout's box the model was trained on (its model.json
+        crop); None: the celeba crop. For an aligned photo pass the same box as
+        crop and framing: the face box is then the template's, whatever the crop.
     """
     t = template or align.load_template()
     x1, y1, x2, y2 = t["face_box"]
@@ -35,8 +39,8 @@ def face_box(crop, template=None):
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     x1, x2, y1, y2 = cx - side / 2, cx + side / 2, cy - side / 2, cy + side / 2
     W, H = align.ALIGNED_WIDTH, align.ALIGNED_HEIGHT
-    ct, cl, ch, cw = preprocessing.CROPS["celeba"]
-    # the box relative to the celeba crop of the aligned layout, then through `crop`
+    ct, cl, ch, cw = framing if framing is not None else preprocessing.CROPS["celeba"]
+    # the box relative to the framing box of the aligned layout, then through `crop`
     ry1, ry2 = (y1 / H - ct) / ch, (y2 / H - ct) / ch
     rx1, rx2 = (x1 / W - cl) / cw, (x2 / W - cl) / cw
     top, left, height, width = crop

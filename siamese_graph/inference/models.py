@@ -192,7 +192,7 @@ class Model(Inference):
             self.decoded = preprocessing.decode(self.encoded)
             self.cropped_jpeg = preprocessing.crop_resize(self.decoded, self.image_size, box)
             onet = mtcnn_nets.weights("onet")
-            face_box = gate.face_box(self.crop)
+            face_box = gate.face_box(self.crop, preprocessing.parse_crop(c["crop"]))
             self.face_prob = gate.face_probability(self.photo, face_box, onet)
             self.face_prob_jpeg = gate.face_probability(self.decoded, face_box, onet)
             self.batch = v1.placeholder(tf.float32, [None, self.image_size, self.image_size, 3], "batch")

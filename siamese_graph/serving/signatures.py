@@ -48,7 +48,7 @@ SERVE = v1.saved_model.tag_constants.SERVING
 DEFAULT_SIGNATURE = v1.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 
 
-def photo_batch(encoded, image_size, crop, input_name, onet=None, mtcnn=None):
+def photo_batch(encoded, image_size, crop, input_name, onet=None, mtcnn=None, framing=None):
     """Encoded photos [N] string -> (cropped, resized images float32 [N, S, S, 3] in [0, 1],
     face probabilities [N]). An empty batch fails with an InvalidArgumentError that
     names the input.
@@ -57,9 +57,12 @@ def photo_batch(encoded, image_size, crop, input_name, onet=None, mtcnn=None):
       mtcnn: None for aligned faces (the face check on the crop's face box), or
         MTCNN's weights ({"pnet", "rnet", "onet"}) for whole photos: each face
         found and aligned first (a photo without one: probability 0).
+      framing: the model's training crop (gate.face_box): where an aligned face's
+        crop region is taken to show what it shows in the aligned layout. Whole
+        photos are aligned here, so their face box is the template's.
     """
     box = preprocessing.boxes(crop)
-    fbox = gate.face_box(crop)
+    fbox = gate.face_box(crop, crop if mtcnn is not None else framing)
     onet = onet if onet is not None else mtcnn_nets.weights("onet")
 
     def one(x):
@@ -87,17 +90,18 @@ def _photo_signatures(config, crop, flip_average, threshold, onet, mtcnn, reuse)
     """(embed, verify) SignatureDefs on encoded photos (see photo_batch's mtcnn)."""
     tower_fn = nets_factory.network_fn_from_config(config)
     size, l2 = config["image_size"], config["l2_normalize"]
+    framing = preprocessing.parse_crop(config["crop"])
     suffix = "" if mtcnn is not None else "_aligned"
     images = v1.placeholder(tf.string, [None], "images" + suffix)
-    crops, face = photo_batch(images, size, crop, "images", onet, mtcnn)
+    crops, face = photo_batch(images, size, crop, "images", onet, mtcnn, framing)
     features = models.features(preprocessing.finish(crops), tower_fn, l2, flip_average, reuse=reuse)
     image_a = v1.placeholder(tf.string, [None], "image_a" + suffix)
     image_b = v1.placeholder(tf.string, [None], "image_b" + suffix)
     same_length = tf.debugging.assert_equal(tf.size(image_a), tf.size(image_b), message=(
         "image_a and image_b must hold the same number of photos"))
     with tf.control_dependencies([same_length]):
-        crops_a, face_a = photo_batch(image_a, size, crop, "image_a", onet, mtcnn)
-        crops_b, face_b = photo_batch(image_b, size, crop, "image_b", onet, mtcnn)
+        crops_a, face_a = photo_batch(image_a, size, crop, "image_a", onet, mtcnn, framing)
+        crops_b, face_b = photo_batch(image_b, size, crop, "image_b", onet, mtcnn, framing)
     pair_features = models.features(preprocessing.finish(tf.concat([crops_a, crops_b], 0)), tower_fn, l2,
                                        flip_average, reuse=True)
     n = tf.size(image_a)

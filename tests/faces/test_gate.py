@@ -47,3 +47,22 @@ def test_face_box_follows_the_crop():
         assert np.allclose(in_region(other), in_region(celeba), atol=1e-9), other
     by1, bx1, by2, bx2 = gate.face_box((t - h / 2, l - w / 2, 2 * h, 2 * w))
     assert np.isclose(by2 - by1, 2 * (fy2 - fy1)) and np.isclose(bx2 - bx1, 2 * (fx2 - fx1))
+
+
+def test_face_box_of_a_model_trained_on_another_framing():
+    """A model trained on a tighter box of the aligned layout: an aligned photo (crop
+    and framing the same box) has its face at the template's box, whatever the box;
+    a photo that is the framing region itself (crop none) has the face box grown by
+    the framing's ratio to the celeba crop."""
+    celeba = preprocessing.parse_crop("celeba")
+    t, l, h, w = celeba
+    tight = (t + 0.1 * h, l + 0.1 * w, 0.8 * h, 0.8 * w)
+    template_box = np.array(gate.face_box(celeba))
+    assert np.allclose(gate.face_box(tight, tight), template_box, atol=1e-9)
+    assert np.allclose(gate.face_box(celeba, celeba), template_box, atol=1e-9)
+    whole = np.array(gate.face_box((0.0, 0.0, 1.0, 1.0), tight))
+    y1, x1, y2, x2 = template_box
+    assert np.isclose(whole[2] - whole[0], (y2 - y1) / (0.8 * h))
+    assert np.isclose(whole[3] - whole[1], (x2 - x1) / (0.8 * w))
+    # not the celeba crop's mapping: that one would put the face in a smaller box
+    assert not np.allclose(whole, gate.face_box((0.0, 0.0, 1.0, 1.0)), atol=1e-3)

@@ -9,7 +9,7 @@ from siamese_graph.serving import phone
 
 
 @pytest.mark.parametrize("size", [(178, 218), (89, 109), (250, 250), (33, 20)])
-@pytest.mark.parametrize("crop", ["celeba", "none", "center:0.6", "box:0.1,0.2,0.5,0.7"])
+@pytest.mark.parametrize("crop", ["celeba", "tight", "none", "center:0.6", "box:0.1,0.2,0.5,0.7"])
 @pytest.mark.parametrize("image_size", [48, 64, 7])
 def test_phone_face_is_crop_and_resize(size, crop, image_size):
     rng = np.random.RandomState(sum(size) + image_size)
