@@ -36,6 +36,15 @@ def test_parse_crop():
         assert e.value.name == "crop" and e.value.value == bad
 
 
+def test_the_tight_crop_is_the_celeba_box_at_three_quarters_about_its_centre():
+    t, l, h, w = preprocessing.parse_crop("celeba")
+    tt, tl, th, tw = preprocessing.parse_crop("tight")
+    assert (th, tw) == pytest.approx((0.75 * h, 0.75 * w))
+    assert (tt + th / 2, tl + tw / 2) == pytest.approx((t + h / 2, l + w / 2))
+    # square in CelebA's 178x218 layout, as the celeba box is: 103.5 pixels a side
+    assert (th * 218, tw * 178) == pytest.approx((103.5, 103.5))
+
+
 def test_augmentation_is_seeded_and_changes_the_image():
     img = photo()
     a = preprocessing.preprocess(img, 32, augment=True, seed=tf.constant([1, 2]), rotation_deg=8)
