@@ -10,6 +10,11 @@ since a frame may be larger than the screen it claims); a GIF whose first frame
 does not end within MAX_GIF_BLOCKS data blocks; a JPEG cut short (no end-of-image
 marker in its last 64 bytes).
 
+A JPEG is turned upright by its EXIF orientation (tag 0x0112 in the APP1 segment's
+first IFD), as a viewer shows it and as the commands read it (Pillow's
+ImageOps.exif_transpose): a phone stores a portrait photo as a landscape frame
+with orientation 6. A missing or unreadable tag is orientation 1 (as stored).
+
 A GIF is read as a viewer shows it before it plays: its first frame. The bytes up
 to the end of that frame, plus the trailer, are what is decoded (TensorFlow's GIF
 decoder decodes every frame of what it is given; an animation of 180 large frames
@@ -106,6 +111,77 @@ def gif_first_frame(encoded):
     return end, height, width
 
 
+# Where an EXIF APP1 segment is looked for (a segment is at most 64 KB; APP1 comes
+# before the image data) and how many IFD0 entries are read for the orientation tag.
+EXIF_SEARCH_BYTES = 65536
+
+
+EXIF_MAX_ENTRIES = 64
+
+
+ORIENTATION_TAG = 0x0112
+
+
+def jpeg_orientation(encoded):
+    """A JPEG's EXIF orientation (int32 scalar, 1 to 8; 1 where there is none).
+
+    Finds the "Exif\\0\\0" header of an APP1 segment (the marker FF E1 and a length
+    before it) in the first EXIF_SEARCH_BYTES, reads the TIFF header's byte order
+    and first IFD, and the orientation tag among its first EXIF_MAX_ENTRIES entries.
+    Every read is bounds-checked: junk gives 1, never an error."""
+    head = tf.strings.substr(encoded, 0, EXIF_SEARCH_BYTES)
+    b = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int64)
+    n = tf.size(b, out_type=tf.int64)
+    parts = tf.strings.split(head, sep="Exif\x00\x00", maxsplit=1)
+    found = tf.size(parts) > 1
+    start = tf.cast(tf.strings.length(parts[0]), tf.int64)  # offset of "Exif"
+
+    def at(i):  # byte i, or -1 past either end
+        ok = (i >= 0) & (i < n)
+        return tf.where(ok, tf.gather(b, tf.clip_by_value(i, 0, tf.maximum(n - 1, 0))), -tf.ones_like(i))
+
+    tiff = start + 6
+    little = tf.equal(at(tiff), 0x49) & tf.equal(at(tiff + 1), 0x49)  # "II"; "MM" is big-endian
+    big = tf.equal(at(tiff), 0x4D) & tf.equal(at(tiff + 1), 0x4D)
+
+    def u16(i):
+        lo, hi = tf.where(little, at(i), at(i + 1)), tf.where(little, at(i + 1), at(i))
+        return tf.where((lo < 0) | (hi < 0), -tf.ones_like(lo), lo + 256 * hi)
+
+    def u32(i):
+        lo, hi = u16(tf.where(little, i, i + 2)), u16(tf.where(little, i + 2, i))
+        return tf.where((lo < 0) | (hi < 0), -tf.ones_like(lo), lo + 65536 * hi)
+
+    ifd = tiff + u32(tiff + 4)
+    count = tf.minimum(u16(ifd), EXIF_MAX_ENTRIES)
+    entries = ifd + 2 + 12 * tf.range(EXIF_MAX_ENTRIES, dtype=tf.int64)
+    tags, values = u16(entries), u16(entries + 8)  # a SHORT's value sits in the entry's first 2 value bytes
+    match = (tf.range(EXIF_MAX_ENTRIES, dtype=tf.int64) < count) & tf.equal(tags, ORIENTATION_TAG) & (
+        values >= 1) & (values <= 8)
+    value = tf.where(tf.reduce_any(match), tf.reduce_max(tf.where(match, values, tf.zeros_like(values))),
+                     tf.constant(1, tf.int64))
+    segment = tf.equal(at(start - 4), 0xFF) & tf.equal(at(start - 3), 0xE1)
+    usable = found & segment & (little | big) & (count > 0)
+    return tf.cast(tf.where(usable, value, tf.constant(1, tf.int64)), tf.int32)
+
+
+def upright(image, orientation):
+    """image [H, W, C] as stored -> as shown, by EXIF orientation (1 to 8), the way
+    Pillow's ImageOps.exif_transpose turns it."""
+    def transpose(x):
+        return tf.transpose(x, [1, 0, 2])
+
+    branches = [lambda: image,                                      # 1: as stored
+                lambda: tf.reverse(image, [1]),                     # 2: mirrored
+                lambda: tf.reverse(image, [0, 1]),                  # 3: upside down
+                lambda: tf.reverse(image, [0]),                     # 4: mirrored upside down
+                lambda: transpose(image),                           # 5: transposed
+                lambda: tf.reverse(transpose(image), [1]),          # 6: turned 90 degrees clockwise to show
+                lambda: tf.reverse(transpose(image), [0, 1]),       # 7: transverse
+                lambda: tf.reverse(transpose(image), [0])]          # 8: turned 90 degrees anticlockwise
+    return tf.switch_case(tf.clip_by_value(orientation, 1, 8) - 1, branches)
+
+
 def header_size(encoded, gif_frame=None):
     """(height, width) int64 of an encoded photo from its header, without decoding it:
     JPEG with tf.image.extract_jpeg_shape, PNG (IHDR) and BMP (BITMAPINFOHEADER) from
@@ -172,7 +248,8 @@ def decode_photo(encoded, input_name, exact_jpeg=False):
     JPEG is decoded as the records are (preprocessing.decode), or with exact_jpeg
     as Pillow decodes it (the accurate integer IDCT: whole photos, whose faces are
     found as the commands find them in Pillow's pixels); PNG and BMP with
-    tf.io.decode_image, a GIF's first frame with tf.io.decode_gif. Grayscale becomes
+    tf.io.decode_image, a GIF's first frame with tf.io.decode_gif. A JPEG is turned
+    upright by its EXIF orientation (jpeg_orientation). Grayscale becomes
     three equal channels; transparent pixels show white (on_white), as in the
     commands. What is refused, before decoding: see the module doc."""
     check = tf.debugging.Assert(is_image(encoded), [
@@ -190,8 +267,11 @@ def decode_photo(encoded, input_name, exact_jpeg=False):
     whole = tf.debugging.Assert(tf.logical_or(tf.logical_not(tf.io.is_jpeg(encoded)), jpeg_ends(encoded)), [
         "%s: a JPEG cut short (no end-of-image marker in its last bytes)" % input_name])
     with tf.control_dependencies([small, whole]):
-        jpeg = (lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE")) if exact_jpeg else (
+        stored = (lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE")) if exact_jpeg else (
             lambda: preprocessing.decode(encoded))
+
+        def jpeg():
+            return upright(stored(), jpeg_orientation(encoded))
         return tf.case([(tf.io.is_jpeg(encoded), jpeg),
                         (_is_gif(encoded), lambda: _decode_gif(encoded, input_name, gif_frame[0]))],
                        default=lambda: on_white(tf.io.decode_image(encoded, expand_animations=False)),

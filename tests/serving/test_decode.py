@@ -6,7 +6,7 @@ import io
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
+from PIL import Image, ImageOps
 
 from siamese_graph.data import photos
 from siamese_graph.serving import decode, phone, signatures
@@ -235,3 +235,61 @@ def test_a_cut_jpeg_is_named_and_a_whole_one_with_trailing_bytes_is_not():
         _decode_all([data, data[:len(data) // 2]], name="image_b")
     assert _decode_all([data + b"\0" * 40]).shape == (1, 32, 32, 3)  # bytes after the marker, as cameras write
 
+
+
+def _with_orientation(im, orientation, byte_order="II"):
+    """A JPEG of im whose EXIF says orientation; byte_order "MM" writes the TIFF
+    header big-endian (as some cameras do), by hand."""
+    if byte_order == "II":
+        exif = Image.Exif()
+        exif[photos.EXIF_ORIENTATION] = orientation
+        return _encode(im, "JPEG", quality=95, exif=exif.tobytes())
+    ifd = (b"MM\x00\x2a" + (8).to_bytes(4, "big") + (2).to_bytes(2, "big")
+           + (0x010F).to_bytes(2, "big") + (2).to_bytes(2, "big") + (4).to_bytes(4, "big") + b"cam\x00"
+           + (0x0112).to_bytes(2, "big") + (3).to_bytes(2, "big") + (1).to_bytes(4, "big")
+           + orientation.to_bytes(2, "big") + b"\x00\x00" + (0).to_bytes(4, "big"))
+    return _encode(im, "JPEG", quality=95, exif=b"Exif\x00\x00" + ifd)
+
+
+def _decode_one(data):
+    with tf.Graph().as_default():
+        x = v1.placeholder(tf.string, [])
+        out = decode.decode_photo(x, "images", exact_jpeg=True)
+        orientation = decode.jpeg_orientation(x)
+        with v1.Session() as sess:
+            return sess.run((out, orientation), {x: data})
+
+
+@pytest.mark.parametrize("byte_order", ["II", "MM"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_jpeg_is_turned_upright_by_its_exif_orientation_as_pillow_turns_it(orientation, byte_order):
+    # a phone stores a portrait photo as a landscape frame with orientation 6
+    data = _with_orientation(face(3, 1, size=(40, 56)), orientation, byte_order)
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.getexif().get(photos.EXIF_ORIENTATION) == orientation
+        want = np.asarray(ImageOps.exif_transpose(im).convert("RGB")).astype(int)
+    got, read = _decode_one(data)
+    assert read == orientation
+    assert got.shape == want.shape
+    assert np.abs(got.astype(int) - want).max() <= 2  # the same pixels, turned the same way
+
+
+@pytest.mark.parametrize("junk", [b"Exif\x00\x00", b"Exif\x00\x00II*\x00\xff\xff\xff\x7f",
+                                  b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff" + b"\x01" * 30])
+def test_an_unreadable_exif_is_the_photo_as_stored(junk):
+    im = face(2, 2, size=(40, 56))
+    data = _encode(im, "JPEG", quality=95, exif=junk)
+    got, read = _decode_one(data)
+    assert read == 1
+    assert got.shape == (56, 40, 3)
+
+
+def test_exif_bytes_outside_an_app1_segment_are_not_read():
+    # "Exif\0\0" in a comment segment (FF FE) is not an EXIF header
+    im = face(2, 2, size=(40, 56))
+    data = _encode(im, "JPEG", quality=95)
+    fake = b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x01\x00\x12\x01\x03\x00\x01\x00\x00\x00\x06\x00\x00\x00"
+    comment = b"\xff\xfe" + (len(fake) + 2).to_bytes(2, "big") + fake
+    got, read = _decode_one(data[:2] + comment + data[2:])
+    assert read == 1
+    assert got.shape == (56, 40, 3)
