@@ -26,6 +26,7 @@ out a shared machine's noise; the table shows the median of the repeats.
       [--batch_size=N] [--image_size=N] [--steps=40] [--repeats=3] [--kinds=cached,records,cache]
       [--variant=convnet_embedding=256 --kinds=cached,variant]
       [--variant=loss_pairs=all --kinds=cached,cache,variant,variant_cache]
+      [--base=mixed_precision=none]   (train flags for every row: float32 here, as on AVX2-only CPUs)
 
 batch_size and image_size default to train.flags' values.
 """
@@ -48,7 +49,7 @@ def session_rate(records_dirs, flag_args, steps, kind):
     import numpy as np
     import tensorflow as tf
 
-    from siamese_graph.data import pairs
+    from siamese_graph.data import pairs, records
     from siamese_graph.training import graphs, loop, session_hooks
 
     v1 = tf.compat.v1
@@ -64,6 +65,10 @@ def session_rate(records_dirs, flag_args, steps, kind):
                       "image_b": tf.Variable(rng.normal(size=shape).astype("float32"), trainable=False),
                       "label": tf.constant([0, 1] * (config.batch_size // 2)),
                       "identity_a": tf.constant(ids), "identity_b": tf.constant(ids + ids % 2)}
+            if config.identity_loss_weight > 0:  # the identity loss's classes (records.identity_classes)
+                num_classes = records.identity_classes(splits)[1]
+                inputs["class_a"] = tf.constant(ids % num_classes)
+                inputs["class_b"] = tf.constant((ids + ids % 2) % num_classes)
         graph = graphs.build_training_graph(splits, config, inputs=inputs)
         # train's default (--input_priority=idle): the hook train runs, called as its session would
         priority = None if kind in ("cached", "variant") or kind.endswith("_normal") else session_hooks.InputPriorityHook()
@@ -190,9 +195,11 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--kinds", default=",".join(k for k, _ in KINDS if not k.startswith("variant")))
     ap.add_argument("--variant", default="", help="Train flags changed in the variant row: name=value,...")
+    ap.add_argument("--base", default="", help="Train flags changed in every row (default and variant): "
+                    "name=value,... (e.g. mixed_precision=none: float32, as on a CPU without bfloat16).")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    sizes = ["--batch_size=%d" % args.batch_size, "--image_size=%d" % args.image_size]
+    sizes = ["--batch_size=%d" % args.batch_size, "--image_size=%d" % args.image_size] + variant_flags(args.base)
     if args.one:
         if args.one == "keras":
             rate = keras_rate(args.batch_size, args.image_size, defaults.convnet_embedding, args.steps)
@@ -224,15 +231,15 @@ def main():
         for kind, _ in kinds:
             r = subprocess.run([sys.executable, __file__, "--one", kind, "--records_dir", args.records_dir,
                                 "--batch_size", str(args.batch_size), "--image_size", str(args.image_size),
-                                "--steps", str(args.steps), "--variant", args.variant],
+                                "--steps", str(args.steps), "--variant", args.variant, "--base", args.base],
                                capture_output=True, text=True)
             if r.returncode:
                 sys.exit(r.stderr[-3000:])
             rates[kind].append(json.loads(r.stdout.strip().splitlines()[-1])["rate"])
     med = {k: statistics.median(v) for k, v in rates.items()}
-    print("%s, %dx%d, %d pairs a step, %d timed steps x %d repeats; records: %s" % (
+    print("%s, %dx%d, %d pairs a step, %d timed steps x %d repeats; records: %s%s" % (
         defaults.net, args.image_size, args.image_size, args.batch_size, args.steps, args.repeats,
-        args.records_dir))
+        args.records_dir, "; every row with " + args.base if args.base else ""))
     width = max(34, max(len(label) for _, label in kinds))
     print("%-*s %9s %9s  %s" % (width, "run", "steps/s", "pairs/s", "all repeats"))
     for kind, label in kinds:

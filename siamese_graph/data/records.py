@@ -165,6 +165,46 @@ class RecordSet:
         return None
 
 
+def read_labels(records_dir, num_identities):
+    """labels.txt's identity names, by index ("<index>:<name>" lines): DataError
+    naming the file when it is missing or does not list num_identities names."""
+    path = os.path.join(records_dir, LABELS)
+    if not fileio.isfile(path):
+        raise DataError("%s: no identity labels (not written by make_records?)" % path)
+    names = {}
+    with fileio.open_file(path, "rb") as f:
+        text = f.read().decode("utf-8")
+    for n, line in enumerate(text.splitlines(), 1):
+        index, sep, name = line.partition(":")
+        if not sep or not index.isdigit():
+            raise DataError("%s:%d: expected <index>:<identity name>, got %r" % (path, n, line[:80]))
+        names[int(index)] = name
+    if sorted(names) != list(range(num_identities)):
+        raise DataError("%s: lists %d identities, the manifest %d" % (path, len(names), num_identities))
+    return [names[i] for i in range(num_identities)]
+
+
+def identity_classes(splits):
+    """One class a person across the splits of several record folders, by identity
+    name (labels.txt): a person in two folders is one class.
+
+    Args:
+      splits: Split objects (each folder's index space is its own).
+    Returns:
+      (tables, num_classes): tables[k] int64 [len(splits[k].counts)], the class
+      of each identity index of splits[k] (-1 for an identity with no photo in
+      it); classes are numbered 0..num_classes-1 in order of first appearance.
+    """
+    classes, tables = {}, []
+    for split in splits:
+        names = read_labels(split.records_dir, len(split.counts))
+        table = np.full(len(names), -1, np.int64)
+        for i in np.flatnonzero(split.counts):
+            table[i] = classes.setdefault(names[i], len(classes))
+        tables.append(table)
+    return tables, len(classes)
+
+
 def _check_manifest(m, path):
     """DataError naming the first field of a manifest that is not of the expected shape."""
     def fail(where, what):

@@ -10,6 +10,10 @@ Heads (--head):
              then usable on their own (enrollment, projector export).
 The epsilon under the square root keeps the gradient finite at Dw = 0 (the
 derivative of sqrt is infinite there).
+
+Beside the contrastive loss, an optional identity loss (cosine_margin_loss):
+each training photo's features classified among the training people, as
+FaceNet's train_softmax.py and CosFace train face embeddings.
 """
 import tensorflow as tf
 
@@ -20,6 +24,7 @@ v1 = tf.compat.v1
 HEADS = ("absdiff", "euclidean")
 TOWER_SCOPE = "tower"
 HEAD_SCOPE = "head"
+CLASSIFIER_SCOPE = "identity_classifier"  # the identity loss's class weights (training only)
 
 
 def tower(images, tower_fn, training, l2_normalize=True, reuse=None, custom_getter=None):
@@ -123,3 +128,35 @@ def contrastive_loss(dw, labels, margin):
     same = (1.0 - y) * 0.5 * tf.square(dw)
     different = y * 0.5 * tf.square(tf.maximum(0.0, margin - dw))
     return tf.reduce_mean(same + different)
+
+
+def cosine_margin_loss(features, classes, num_classes, scale, margin):
+    """CosFace's large-margin cosine loss (Wang et al., 2018) over training people.
+
+    Each row's features and every class's weight vector are L2-normalized; the
+    logits are scale * cos(theta_j), with margin taken off the true class's
+    cosine before the softmax, so a photo is only classified right once its
+    features are nearer its own person's direction than any other by the margin.
+    The class weights (CLASSIFIER_SCOPE/weights [D, num_classes]) exist for
+    training only: inference graphs never build them.
+
+    Args:
+      features: [B, D] float, the tower's features.
+      classes: [B] int, each row's class in [0, num_classes), or -1 for none
+        (left out of the mean).
+      num_classes: int, the number of training people.
+      scale: float s > 0; margin: float m in [0, 1).
+    Returns:
+      A scalar: the cross-entropy averaged over the rows with a class.
+    """
+    with v1.variable_scope(CLASSIFIER_SCOPE):
+        weights = v1.get_variable("weights", [features.shape[-1], num_classes], tf.float32,
+                                  initializer=v1.glorot_uniform_initializer())
+    cosine = tf.matmul(tf.math.l2_normalize(tf.cast(features, tf.float32), 1, epsilon=1e-10),
+                       tf.math.l2_normalize(weights, 0, epsilon=1e-10))
+    classes = tf.cast(classes, tf.int32)
+    known = tf.cast(classes >= 0, tf.float32)
+    target = tf.maximum(classes, 0)
+    logits = scale * (cosine - margin * tf.one_hot(target, num_classes))
+    xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target, logits=logits)
+    return tf.reduce_sum(xent * known) / tf.maximum(tf.reduce_sum(known), 1.0)

@@ -10,10 +10,11 @@ graph with build_training_graph and only runs it differently. Nothing here
 reads flags.
 """
 import collections
+import functools
 
 import tensorflow as tf
 
-from siamese_graph.data import pairs
+from siamese_graph.data import pairs, records
 from siamese_graph.errors import ArgumentError
 from siamese_graph.model import schedules, siamese
 from siamese_graph.model.nets import nets_factory
@@ -66,7 +67,8 @@ def input_dataset(splits, config, data_service=None, counter=None):
         goes to one of them: the cluster's workers); another name is another job.
       counter: an int64 variable that counts every record read (inspect_pairs), or None.
     Returns:
-      A tf.data.Dataset of batch dicts (see pairs.pair_dataset).
+      A tf.data.Dataset of batch dicts (see pairs.pair_dataset), with class_a and
+      class_b (with_classes) when config.identity_loss_weight > 0.
     """
     datasets = [pairs.pair_dataset(s, config.batch_size, config.image_size, config.crop, config.augment,
                                    config.seed + RECORDS_SEED_STRIDE * i,
@@ -76,6 +78,9 @@ def input_dataset(splits, config, data_service=None, counter=None):
                                    scale_jitter=config.scale_jitter,
                                    service_shard=bool(data_service), cache=config.cache, counter=counter)
                 for i, s in enumerate(splits)]
+    if config.identity_loss_weight > 0:  # each batch's people as classes across the folders
+        tables, _ = records.identity_classes(splits)
+        datasets = [ds.map(functools.partial(with_classes, table=tf.constant(t))) for ds, t in zip(datasets, tables)]
     ds = datasets[0] if len(datasets) == 1 else tf.data.Dataset.choose_from_datasets(
         datasets, tf.data.Dataset.range(len(datasets)).repeat())
     if data_service:
@@ -84,6 +89,15 @@ def input_dataset(splits, config, data_service=None, counter=None):
         ds = ds.apply(service.distribute(processing_mode=service.ShardingPolicy.HINT, service=address,
                                          job_name=job_name)).prefetch(2)
     return ds
+
+
+def with_classes(batch, table):
+    """A batch dict with class_a and class_b: the identity-loss class of each photo
+    (table: its folder's identity index -> class, records.identity_classes)."""
+    batch = dict(batch)
+    batch["class_a"] = tf.gather(table, batch["identity_a"])
+    batch["class_b"] = tf.gather(table, batch["identity_b"])
+    return batch
 
 
 def build_inputs(splits, config, data_service=None):
@@ -105,14 +119,16 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
     """Builds the whole training graph in the default graph.
 
     Inputs -> two towers under one variable_scope -> head -> contrastive loss
-    (the batch's pairs, or every (a_i, b_j) pair with loss_pairs="all") ->
+    (the batch's pairs, or every (a_i, b_j) pair with loss_pairs="all"), plus
+    the identity loss on the towers' features (identity_loss_weight > 0) ->
     Adam on the learning-rate/beta1 schedule -> moving averages -> summaries.
 
     Args:
       splits: records.Split objects to draw training pairs from.
       config: a TrainConfig.
       inputs: optional batch dict (image_a, image_b, label, identity_a,
-        identity_b) to train on instead of build_inputs(splits, config).
+        identity_b; class_a and class_b with the identity loss) to train on
+        instead of build_inputs(splits, config).
       sync_replicas: None, or (replicas_to_aggregate, total_num_replicas) for
         synchronous cluster training: SyncReplicasOptimizer averages that many
         workers' gradients into one update (and applies the moving averages
@@ -138,6 +154,14 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
         dw = siamese.distance(features_a, features_b, config.head, config.head_units, config.epsilon,
                               config.weight_decay)
         loss = siamese.contrastive_loss(dw, labels, config.margin)
+    if config.identity_loss_weight > 0:
+        _, num_classes = records.identity_classes(splits)
+        identity_loss = siamese.cosine_margin_loss(
+            tf.concat([features_a, features_b], 0), tf.concat([batch["class_a"], batch["class_b"]], 0),
+            num_classes, config.identity_loss_scale, config.identity_loss_margin)
+        identity_loss = tf.identity(identity_loss, name="identity_loss")
+        v1.summary.scalar("identity_loss", identity_loss)
+        loss = loss + config.identity_loss_weight * identity_loss
     total_loss = loss + tf.add_n([loss * 0] + v1.losses.get_regularization_losses())
     if config.lr_schedule == "cyclic":
         # Adam's beta1_power variable starts from beta1, so its initializer reads the step.

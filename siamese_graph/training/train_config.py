@@ -53,6 +53,12 @@ class _Fields:
     margin: float = _field(1.0, "Contrastive-loss margin m (> 0).")
     weight_decay: float = _field(0.0, "Weight decay of the conv and dense weights (0: none): weight_decay * "
                                  "l2_loss(w) added to the loss, as TF-Slim and FaceNet do.")
+    identity_loss_weight: float = _field(0.0, "Weight of an identity-classification loss beside the contrastive "
+                                         "one (0: off): CosFace's large-margin cosine loss over the training "
+                                         "people, one class a person across the --records_dir folders "
+                                         "(siamese.cosine_margin_loss).")
+    identity_loss_scale: float = _field(24.0, "Identity loss: the scale s of the cosine logits.")
+    identity_loss_margin: float = _field(0.2, "Identity loss: the cosine margin m taken off the true class.")
     loss_pairs: str = _field("given", "given: the contrastive loss over the batch's pairs; all: over every "
                              "(image_a[i], image_b[j]) pair of the batch, labelled by identity, same and "
                              "different pairs averaged apart (siamese.contrastive_loss_all_pairs); "
@@ -127,6 +133,12 @@ class _Fields:
             raise ArgumentError("loss_pairs", self.loss_pairs, "choose from %s" % ", ".join(LOSS_PAIRS))
         if self.head_units < 1:
             raise ArgumentError("head_units", self.head_units, "must be at least 1")
+        if self.identity_loss_weight < 0:
+            raise ArgumentError("identity_loss_weight", self.identity_loss_weight, "must be >= 0 (0: off)")
+        if self.identity_loss_scale <= 0:
+            raise ArgumentError("identity_loss_scale", self.identity_loss_scale, "must be > 0")
+        if not 0 <= self.identity_loss_margin < 1:
+            raise ArgumentError("identity_loss_margin", self.identity_loss_margin, "must be in [0, 1)")
         if self.weight_decay < 0:
             raise ArgumentError("weight_decay", self.weight_decay, "must be >= 0")
         if self.batch_size < 2 or self.batch_size % 2:

@@ -1,6 +1,8 @@
 """records: the example encoding round trip, shard names, the manifest descriptor."""
 import json
 
+import numpy as np
+
 import pytest
 import tensorflow as tf
 
@@ -49,3 +51,39 @@ def test_a_manifest_names_only_files_of_its_own_folder(synthetic_records, tmp_pa
     (d / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(DataError, match=r"splits.train.shards\[0\].file: .* is not a file of the records folder"):
         records.RecordSet(str(d))
+
+
+def test_identity_classes_are_one_a_person_across_folders(synthetic_records, tmp_path):
+    import shutil
+
+    src = synthetic_records[0]
+    other = tmp_path / "other"
+    shutil.copytree(src, other)
+    # the second folder's identities 0..5 are the first's (same names); 6.. are new people
+    lines = (other / records.LABELS).read_text().splitlines()
+    (other / records.LABELS).write_text("".join(
+        "%s:%s\n" % (i, name if int(i) < 6 else "someone-else-" + i)
+        for i, name in (line.split(":", 1) for line in lines)))
+    first, second = records.RecordSet(src).split("train"), records.RecordSet(str(other)).split("train")
+    (t1, t2), n = records.identity_classes([first, second])
+    with_photos = first.counts > 0
+    assert (t1[with_photos] >= 0).all() and (t1[~with_photos] == -1).all()  # the test people: no class
+    assert len(set(t1[with_photos])) == with_photos.sum()                   # one class a person
+    np.testing.assert_array_equal(t2[:6], t1[:6])                            # the same names, the same classes
+    assert not set(t2[6:][t2[6:] >= 0]) & set(t1[t1 >= 0])                  # new names, new classes
+    assert n == with_photos.sum() + (second.counts[6:] > 0).sum()
+    assert sorted(set(np.concatenate([t1, t2])) - {-1}) == list(range(n))
+
+
+def test_identity_classes_name_a_missing_or_short_label_file(synthetic_records, tmp_path):
+    import shutil
+
+    other = tmp_path / "short"
+    shutil.copytree(synthetic_records[0], other)
+    split = records.RecordSet(str(other)).split("train")
+    (other / records.LABELS).write_text("0:a\n1:b\n")
+    with pytest.raises(DataError, match="labels.txt: lists 2 identities, the manifest 15"):
+        records.identity_classes([split])
+    (other / records.LABELS).unlink()
+    with pytest.raises(DataError, match="labels.txt: no identity labels"):
+        records.identity_classes([split])

@@ -142,3 +142,47 @@ def test_euclidean_and_absdiff_distances():
         np.testing.assert_allclose(hv, np.sqrt((out ** 2).sum(1) + 1e-6), rtol=1e-5)
 
 
+
+
+def test_cosine_margin_loss_is_cosface_over_the_rows_with_a_class():
+    rng = np.random.RandomState(0)
+    f = rng.normal(size=(6, 4)).astype(np.float32)
+    w = rng.normal(size=(4, 5)).astype(np.float32)
+    classes = np.array([0, 3, -1, 4, 3, 1])
+    scale, margin = 8.0, 0.3
+    with tf.Graph().as_default():
+        loss = siamese.cosine_margin_loss(tf.constant(f), tf.constant(classes), 5, scale, margin)
+        weights, = [v for v in v1.global_variables() if v.op.name.startswith(siamese.CLASSIFIER_SCOPE)]
+        assert weights.shape == (4, 5)
+        with v1.Session() as sess:
+            sess.run(weights.assign(w))
+            got = sess.run(loss)
+    cos = (f / np.linalg.norm(f, axis=1, keepdims=True)) @ (w / np.linalg.norm(w, axis=0, keepdims=True))
+    want = []
+    for row, c in enumerate(classes):
+        if c < 0:
+            continue  # no class: left out of the mean
+        logits = scale * (cos[row] - margin * (np.arange(5) == c))
+        want.append(np.log(np.exp(logits).sum()) - logits[c])
+    np.testing.assert_allclose(got, np.mean(want), rtol=1e-5)
+
+
+def test_cosine_margin_loss_pulls_features_to_their_class():
+    rng = np.random.RandomState(1)
+    with tf.Graph().as_default():
+        f = tf.Variable(rng.normal(size=(8, 6)).astype(np.float32))
+        classes = tf.constant([0, 1, 2, 3, 0, 1, 2, 3])
+        loss = siamese.cosine_margin_loss(f, classes, 4, 16.0, 0.2)
+        weights, = [v for v in v1.global_variables() if v.op.name.startswith(siamese.CLASSIFIER_SCOPE)]
+        step = v1.train.AdamOptimizer(0.05).minimize(loss)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            first = sess.run(loss)
+            for _ in range(300):
+                sess.run(step)
+            last, feats, w = sess.run([loss, f, weights])
+    assert last < first / 4
+    cos = (feats / np.linalg.norm(feats, axis=1, keepdims=True)) @ (w / np.linalg.norm(w, axis=0, keepdims=True))
+    for row in range(8):  # each photo nearer its own person's direction than any other, by the margin
+        own = cos[row, row % 4]
+        assert own - 0.2 > np.delete(cos[row], row % 4).max()

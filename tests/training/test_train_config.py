@@ -13,6 +13,9 @@ import pytest
     ("beta1_max", 1.0, "--beta1_max=1: must be in [0, 1)"),
     ("image_size", 0, "--image_size=0: must be in 1..512 pixels"),
     ("image_size", -5, "--image_size=-5: must be in 1..512 pixels"),
+    ("identity_loss_weight", -0.1, "--identity_loss_weight=-0.1: must be >= 0 (0: off)"),
+    ("identity_loss_scale", 0.0, "--identity_loss_scale=0: must be > 0"),
+    ("identity_loss_margin", 1.0, "--identity_loss_margin=1: must be in [0, 1)"),
 ])
 def test_every_training_number_is_checked_before_anything_is_written(field, value, needle):
     from siamese_graph import errors
