@@ -184,23 +184,31 @@ def read_labels(records_dir, num_identities):
     return [names[i] for i in range(num_identities)]
 
 
-def identity_classes(splits):
+def identity_classes(splits, min_photos=2):
     """One class a person across the splits of several record folders, by identity
-    name (labels.txt): a person in two folders is one class.
+    name (labels.txt): a person in two folders is one class. A person with fewer
+    than min_photos photos in all the splits together gets none (one photo alone
+    is no person to learn).
 
     Args:
       splits: Split objects (each folder's index space is its own).
+      min_photos: the fewest photos a person needs for a class.
     Returns:
       (tables, num_classes): tables[k] int64 [len(splits[k].counts)], the class
-      of each identity index of splits[k] (-1 for an identity with no photo in
-      it); classes are numbered 0..num_classes-1 in order of first appearance.
+      of each identity index of splits[k] (-1: none); classes are numbered
+      0..num_classes-1 in order of first appearance.
     """
-    classes, tables = {}, []
-    for split in splits:
-        names = read_labels(split.records_dir, len(split.counts))
-        table = np.full(len(names), -1, np.int64)
+    names = [read_labels(split.records_dir, len(split.counts)) for split in splits]
+    photos = {}
+    for split, folder in zip(splits, names):
         for i in np.flatnonzero(split.counts):
-            table[i] = classes.setdefault(names[i], len(classes))
+            photos[folder[i]] = photos.get(folder[i], 0) + int(split.counts[i])
+    classes, tables = {}, []
+    for split, folder in zip(splits, names):
+        table = np.full(len(folder), -1, np.int64)
+        for i in np.flatnonzero(split.counts):
+            if photos[folder[i]] >= min_photos:
+                table[i] = classes.setdefault(folder[i], len(classes))
         tables.append(table)
     return tables, len(classes)
 

@@ -106,6 +106,12 @@ def moving_averages(decay, global_step):
     return v1.train.ExponentialMovingAverage(decay, num_updates=global_step)
 
 
+def model_variables():
+    """The trainable variables inference uses (the towers and the head), without the
+    identity loss's class weights: what the moving averages keep."""
+    return [v for v in v1.trainable_variables() if not v.op.name.startswith(CLASSIFIER_SCOPE + "/")]
+
+
 def moving_average_getter(ema):
     """A variable_scope custom_getter that returns each trainable variable's moving
     average (and other variables, like batch-norm statistics, as they are)."""

@@ -181,14 +181,14 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
     if sync_replicas:
         optimizer = sync_optimizer = v1.train.SyncReplicasOptimizer(
             optimizer, replicas_to_aggregate=sync_replicas[0], total_num_replicas=sync_replicas[1],
-            variable_averages=ema, variables_to_average=v1.trainable_variables() if ema else None)
+            variable_averages=ema, variables_to_average=siamese.model_variables() if ema else None)
     with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS)):
         train_op = optimizer.minimize(total_loss, global_step=global_step)
     averaged = None
     if ema:
         if not sync_optimizer:  # SyncReplicasOptimizer applies them itself, once an update
             with tf.control_dependencies([train_op]):
-                train_op = ema.apply(v1.trainable_variables())
+                train_op = ema.apply(siamese.model_variables())
         averaged = siamese.moving_average_getter(ema)
     same = tf.equal(labels, 0)
     for name, value in (("loss", loss), ("total_loss", total_loss), ("learning_rate", lr),

@@ -65,14 +65,18 @@ def test_identity_classes_are_one_a_person_across_folders(synthetic_records, tmp
         "%s:%s\n" % (i, name if int(i) < 6 else "someone-else-" + i)
         for i, name in (line.split(":", 1) for line in lines)))
     first, second = records.RecordSet(src).split("train"), records.RecordSet(str(other)).split("train")
+    counts = first.counts  # train: 12 people of 1 to 8 photos (a test split of 3 more: none here)
     (t1, t2), n = records.identity_classes([first, second])
-    with_photos = first.counts > 0
-    assert (t1[with_photos] >= 0).all() and (t1[~with_photos] == -1).all()  # the test people: no class
-    assert len(set(t1[with_photos])) == with_photos.sum()                   # one class a person
-    np.testing.assert_array_equal(t2[:6], t1[:6])                            # the same names, the same classes
-    assert not set(t2[6:][t2[6:] >= 0]) & set(t1[t1 >= 0])                  # new names, new classes
-    assert n == with_photos.sum() + (second.counts[6:] > 0).sum()
+    np.testing.assert_array_equal(t2[:6], t1[:6])            # the same names, the same classes
+    assert (t1[:6] >= 0).all()                                # 2 photos or more in the two folders together
+    alone = np.flatnonzero(counts[6:] == 1) + 6               # one photo in all: no class
+    assert (t1[alone] == -1).all() and (t2[alone] == -1).all()
+    assert (t1[counts == 0] == -1).all()                      # the test people
+    assert not set(t2[6:][t2[6:] >= 0]) & set(t1[t1 >= 0])   # new names, new classes
+    assert n == 6 + 2 * ((counts[6:] >= 2).sum())
     assert sorted(set(np.concatenate([t1, t2])) - {-1}) == list(range(n))
+    (t1, t2), n = records.identity_classes([first, second], min_photos=1)
+    assert n == 6 + 2 * (counts[6:] >= 1).sum() and (t1[counts > 0] >= 0).all()
 
 
 def test_identity_classes_name_a_missing_or_short_label_file(synthetic_records, tmp_path):

@@ -40,6 +40,7 @@ def test_the_identity_loss_classifies_each_batch_photo_as_its_person(synthetic_r
     v1 = tf.compat.v1
     split = pairs.pairable_split(synthetic_records[0], "train")
     config = train_config.TrainConfig(image_size=16, batch_size=4, cache=cache, loss_pairs="active",
+                                      moving_average_decay=0.9,
                                       identity_loss_weight=0.5, identity_loss_scale=8.0,
                                       identity_loss_margin=0.1)
     (table, _), num_classes = records.identity_classes([split, split])
@@ -57,6 +58,8 @@ def test_the_identity_loss_classifies_each_batch_photo_as_its_person(synthetic_r
         graph = graphs.build_training_graph([split, split], config)
         weights, = [v for v in v1.global_variables() if v.op.name == siamese.CLASSIFIER_SCOPE + "/weights"]
         assert weights.shape[1] == num_classes
+        averaged = [v.op.name for v in v1.global_variables() if "ExponentialMovingAverage" in v.op.name]
+        assert averaged and not [a for a in averaged if a.startswith(siamese.CLASSIFIER_SCOPE)]  # training only
         identity = v1.get_default_graph().get_tensor_by_name("identity_loss:0")
         with v1.Session() as sess:
             sess.run(v1.global_variables_initializer())
