@@ -66,7 +66,7 @@ def session_rate(records_dirs, flag_args, steps, kind):
                       "label": tf.constant([0, 1] * (config.batch_size // 2)),
                       "identity_a": tf.constant(ids), "identity_b": tf.constant(ids + ids % 2)}
             if config.identity_loss_weight > 0:  # the identity loss's classes (records.identity_classes)
-                num_classes = records.identity_classes(splits)[1]
+                num_classes = records.identity_classes(splits, config.identity_loss_min_photos)[1]
                 inputs["class_a"] = tf.constant(ids % num_classes)
                 inputs["class_b"] = tf.constant((ids + ids % 2) % num_classes)
         graph = graphs.build_training_graph(splits, config, inputs=inputs)

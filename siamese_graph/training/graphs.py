@@ -79,7 +79,7 @@ def input_dataset(splits, config, data_service=None, counter=None):
                                    service_shard=bool(data_service), cache=config.cache, counter=counter)
                 for i, s in enumerate(splits)]
     if config.identity_loss_weight > 0:  # each batch's people as classes across the folders
-        tables, _ = records.identity_classes(splits)
+        tables, _ = records.identity_classes(splits, config.identity_loss_min_photos)
         datasets = [ds.map(functools.partial(with_classes, table=tf.constant(t))) for ds, t in zip(datasets, tables)]
     ds = datasets[0] if len(datasets) == 1 else tf.data.Dataset.choose_from_datasets(
         datasets, tf.data.Dataset.range(len(datasets)).repeat())
@@ -155,7 +155,7 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
                               config.weight_decay)
         loss = siamese.contrastive_loss(dw, labels, config.margin)
     if config.identity_loss_weight > 0:
-        _, num_classes = records.identity_classes(splits)
+        _, num_classes = records.identity_classes(splits, config.identity_loss_min_photos)
         identity_loss = siamese.cosine_margin_loss(
             tf.concat([features_a, features_b], 0), tf.concat([batch["class_a"], batch["class_b"]], 0),
             num_classes, config.identity_loss_scale, config.identity_loss_margin)

@@ -59,6 +59,8 @@ class _Fields:
                                          "(siamese.cosine_margin_loss).")
     identity_loss_scale: float = _field(24.0, "Identity loss: the scale s of the cosine logits.")
     identity_loss_margin: float = _field(0.2, "Identity loss: the cosine margin m taken off the true class.")
+    identity_loss_min_photos: int = _field(2, "Identity loss: the fewest training photos a person needs for a "
+                                           "class (1: every person).")
     loss_pairs: str = _field("given", "given: the contrastive loss over the batch's pairs; all: over every "
                              "(image_a[i], image_b[j]) pair of the batch, labelled by identity, same and "
                              "different pairs averaged apart (siamese.contrastive_loss_all_pairs); "
@@ -139,6 +141,8 @@ class _Fields:
             raise ArgumentError("identity_loss_scale", self.identity_loss_scale, "must be > 0")
         if not 0 <= self.identity_loss_margin < 1:
             raise ArgumentError("identity_loss_margin", self.identity_loss_margin, "must be in [0, 1)")
+        if self.identity_loss_min_photos < 1:
+            raise ArgumentError("identity_loss_min_photos", self.identity_loss_min_photos, "must be at least 1")
         if self.weight_decay < 0:
             raise ArgumentError("weight_decay", self.weight_decay, "must be >= 0")
         if self.batch_size < 2 or self.batch_size % 2:
