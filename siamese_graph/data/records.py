@@ -191,22 +191,26 @@ def identity_classes(splits, min_photos=2):
     is no person to learn).
 
     Args:
-      splits: Split objects (each folder's index space is its own).
+      splits: Split objects (each folder's index space is its own); for a
+        worker's share of a split (Split.deal), the whole split is read.
       min_photos: the fewest photos a person needs for a class.
     Returns:
       (tables, num_classes): tables[k] int64 [len(splits[k].counts)], the class
       of each identity index of splits[k] (-1: none); classes are numbered
       0..num_classes-1 in order of first appearance.
     """
-    names = [read_labels(split.records_dir, len(split.counts)) for split in splits]
+    # A cluster worker's split holds its share of the shards (Split.deal): classes are
+    # made from the whole split, so every worker numbers them alike.
+    whole = [RecordSet(split.records_dir).split(split.name).counts for split in splits]
+    names = [read_labels(split.records_dir, len(counts)) for split, counts in zip(splits, whole)]
     photos = {}
-    for split, folder in zip(splits, names):
-        for i in np.flatnonzero(split.counts):
-            photos[folder[i]] = photos.get(folder[i], 0) + int(split.counts[i])
+    for counts, folder in zip(whole, names):
+        for i in np.flatnonzero(counts):
+            photos[folder[i]] = photos.get(folder[i], 0) + int(counts[i])
     classes, tables = {}, []
-    for split, folder in zip(splits, names):
+    for counts, folder in zip(whole, names):
         table = np.full(len(folder), -1, np.int64)
-        for i in np.flatnonzero(split.counts):
+        for i in np.flatnonzero(counts):
             if photos[folder[i]] >= min_photos:
                 table[i] = classes.setdefault(folder[i], len(classes))
         tables.append(table)

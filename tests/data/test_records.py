@@ -91,3 +91,14 @@ def test_identity_classes_name_a_missing_or_short_label_file(synthetic_records, 
     (other / records.LABELS).unlink()
     with pytest.raises(DataError, match="labels.txt: no identity labels"):
         records.identity_classes([split])
+
+
+def test_every_worker_numbers_the_identity_classes_alike(synthetic_records):
+    # a cluster worker reads its share of the shards: its classes must be the whole split's
+    split = records.RecordSet(synthetic_records[0]).split("train")
+    whole = records.identity_classes([split])
+    shares = [records.identity_classes([split.deal(i, 3)]) for i in range(3)]
+    assert any((share.counts != split.counts).any() for share in (split.deal(i, 3) for i in range(3)))
+    for (table,), n in shares:
+        np.testing.assert_array_equal(table, whole[0][0])
+        assert n == whole[1]
