@@ -64,6 +64,31 @@ def test_all_pairs_loss_falls_on_pairs_from_the_cache(synthetic_records, tmp_pat
     assert sum(ls[-3:]) / 3 < 0.7 * sum(ls[:3]) / 3, ls
 
 
+def test_the_identity_loss_trains_and_its_checkpoint_scores_without_the_class_weights(synthetic_records, tmp_path):
+    """--identity_loss_weight: the identity loss falls; the checkpoint holds the class
+    weights, and a fresh inference graph restores it without them (they are training's)."""
+    import numpy as np
+
+    from siamese_graph.inference import models
+
+    r = train(synthetic_records[0], tmp_path / "run", "--max_steps=60", "--validate_every_n_steps=0", "--cache",
+              "--loss_pairs=active", "--identity_loss_weight=0.5", "--identity_loss_scale=8",
+              "--moving_average_decay=0.9")
+    assert r.returncode == 0, r.stderr[-3000:]
+    identity = losses(tmp_path / "run", "identity_loss")
+    assert len(identity) >= 8 and sum(identity[-3:]) / 3 < 0.8 * sum(identity[:3]) / 3, identity
+    names = dict(tf.train.list_variables(str(tmp_path / "run")))
+    counts = np.array(synthetic_records[1][:12])  # the train split's people
+    assert names["identity_classifier/weights"][1:] == [
+                                                        int((counts >= 2).sum())]  # a class each with 2+ photos
+    assert not [n for n in names if n.startswith("identity_classifier/") and "ExponentialMovingAverage" in n]
+    model = models.Model(str(tmp_path / "run"))  # a fresh graph: towers and head only
+    photos = list(np.random.RandomState(0).randint(0, 256, (4, 40, 40, 3)).astype(np.uint8))
+    features = model.embed(photos)
+    assert features.shape[0] == 4 and np.isfinite(features).all()
+    assert np.isfinite(model.distance(features[:2], features[2:])).all()
+
+
 def test_resume_continues_at_saved_step(synthetic_records, tmp_path):
     r = train(synthetic_records[0], tmp_path / "run", "--max_steps=20", "--validate_every_n_steps=0")
     assert r.returncode == 0, r.stderr[-3000:]

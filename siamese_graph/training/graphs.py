@@ -159,7 +159,7 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
         identity_loss = siamese.cosine_margin_loss(
             tf.concat([features_a, features_b], 0), tf.concat([batch["class_a"], batch["class_b"]], 0),
             num_classes, config.identity_loss_scale, config.identity_loss_margin)
-        identity_loss = tf.identity(identity_loss, name="identity_loss")
+        identity_loss = tf.identity(identity_loss, name="identity_loss_value")
         v1.summary.scalar("identity_loss", identity_loss)
         loss = loss + config.identity_loss_weight * identity_loss
     total_loss = loss + tf.add_n([loss * 0] + v1.losses.get_regularization_losses())

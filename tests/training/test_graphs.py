@@ -60,7 +60,7 @@ def test_the_identity_loss_classifies_each_batch_photo_as_its_person(synthetic_r
         assert weights.shape[1] == num_classes
         averaged = [v.op.name for v in v1.global_variables() if "ExponentialMovingAverage" in v.op.name]
         assert averaged and not [a for a in averaged if a.startswith(siamese.CLASSIFIER_SCOPE)]  # training only
-        identity = v1.get_default_graph().get_tensor_by_name("identity_loss:0")
+        identity = v1.get_default_graph().get_tensor_by_name("identity_loss_value:0")
         with v1.Session() as sess:
             sess.run(v1.global_variables_initializer())
             before = [sess.run([graph.loss, identity]) for _ in range(5)]
