@@ -53,7 +53,7 @@ ValidationGraph = collections.namedtuple("ValidationGraph", ["iterator", "distan
                                                              "num_batches"])
 
 
-def input_dataset(splits, config, data_service=None, counter=None):
+def input_dataset(splits, config, data_service=None, counter=None, classes=None):
     """Pair batches from one or more record splits; several alternate batch by batch.
 
     Args:
@@ -66,6 +66,8 @@ def input_dataset(splits, config, data_service=None, counter=None):
         Consumers with the same job name share the job's batches (each batch
         goes to one of them: the cluster's workers); another name is another job.
       counter: an int64 variable that counts every record read (inspect_pairs), or None.
+      classes: with the identity loss, records.identity_classes' tables for splits
+        (None: read here).
     Returns:
       A tf.data.Dataset of batch dicts (see pairs.pair_dataset), with class_a and
       class_b (with_classes) when config.identity_loss_weight > 0.
@@ -79,7 +81,7 @@ def input_dataset(splits, config, data_service=None, counter=None):
                                    service_shard=bool(data_service), cache=config.cache, counter=counter)
                 for i, s in enumerate(splits)]
     if config.identity_loss_weight > 0:  # each batch's people as classes across the folders
-        tables, _ = records.identity_classes(splits, config.identity_loss_min_photos)
+        tables = classes or records.identity_classes(splits, config.identity_loss_min_photos)[0]
         datasets = [ds.map(functools.partial(with_classes, table=tf.constant(t))) for ds, t in zip(datasets, tables)]
     ds = datasets[0] if len(datasets) == 1 else tf.data.Dataset.choose_from_datasets(
         datasets, tf.data.Dataset.range(len(datasets)).repeat())
@@ -100,9 +102,9 @@ def with_classes(batch, table):
     return batch
 
 
-def build_inputs(splits, config, data_service=None):
+def build_inputs(splits, config, data_service=None, classes=None):
     """The next batch of input_dataset (a dict of batch tensors), from a one-shot iterator."""
-    return v1.data.make_one_shot_iterator(input_dataset(splits, config, data_service)).get_next()
+    return v1.data.make_one_shot_iterator(input_dataset(splits, config, data_service, classes=classes)).get_next()
 
 
 def pair_grid(image_a, image_b, n=SUMMARY_PAIRS):
@@ -141,7 +143,9 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
     v1.set_random_seed(config.seed)
     global_step = v1.train.get_or_create_global_step()
     with tf.name_scope("inputs"):
-        batch = inputs if inputs is not None else build_inputs(splits, config, data_service)
+        tables, num_classes = (records.identity_classes(splits, config.identity_loss_min_photos)
+                               if config.identity_loss_weight > 0 else (None, 0))
+        batch = inputs if inputs is not None else build_inputs(splits, config, data_service, tables)
     image_a, image_b, labels = batch["image_a"], batch["image_b"], batch["label"]
     features_a, features_b = siamese.towers(image_a, image_b, tower_fn, True, config.l2_normalize)
     if config.loss_pairs in ("all", "active"):
@@ -155,7 +159,6 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
                               config.weight_decay)
         loss = siamese.contrastive_loss(dw, labels, config.margin)
     if config.identity_loss_weight > 0:
-        _, num_classes = records.identity_classes(splits, config.identity_loss_min_photos)
         identity_loss = siamese.cosine_margin_loss(
             tf.concat([features_a, features_b], 0), tf.concat([batch["class_a"], batch["class_b"]], 0),
             num_classes, config.identity_loss_scale, config.identity_loss_margin)
