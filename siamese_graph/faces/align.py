@@ -87,12 +87,39 @@ def transform_points(matrix, points):
     return p @ matrix[:, :2].T + matrix[:, 2]
 
 
+# A warp that shrinks the photo below this scale (output pixels per photo pixel)
+# resizes it first with an antialiasing filter (shrink). Down to it, bilinear sampling
+# alone is kept: it aliases little there, and the resize's second interpolation would
+# blur the training photos, most of which are warped at 0.8 to 1 (celeba-mini's
+# median 0.88; the lowres folders' at half scale 0.89 and 0.97). Whole photos are
+# warped at about 0.3 to 0.5 (docs/faces.md, docs/results.md).
+SHRINK_BELOW = 0.75
+
+
+def shrink(im, matrix):
+    """A Pillow image resized by the matrix's scale where it is below SHRINK_BELOW, with Pillow's
+    bilinear filter (which widens with the shrink: antialiased), and the matrix
+    made to map the small image's pixels where it mapped the photo's."""
+    scale = np.sqrt(abs(np.linalg.det(matrix[:, :2])))
+    if scale >= SHRINK_BELOW:
+        return im, matrix
+    w, h = im.size
+    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+    fx, fy = size[0] / w, size[1] / h
+    # pixel centres at integers: photo pixel x is small pixel (x + 0.5) * fx - 0.5
+    to_photo = np.array([[1 / fx, 0, 0.5 / fx - 0.5], [0, 1 / fy, 0.5 / fy - 0.5], [0, 0, 1]])
+    return im.resize(size, Image.BILINEAR), (np.vstack([matrix, [0, 0, 1]]) @ to_photo)[:2]
+
+
 def warp(rgb, matrix, width=ALIGNED_WIDTH, height=ALIGNED_HEIGHT):
     """uint8 [H, W, 3] warped by matrix (photo pixel coordinates -> output's) into a
     width x height picture: bilinear, black outside the photo. Pixel centres are at
-    integer coordinates, as MTCNN's points are."""
+    integer coordinates, as MTCNN's points are. A matrix that shrinks the photo
+    below SHRINK_BELOW (a face larger than the layout's) first resizes it by that
+    scale with an antialiasing filter (shrink): bilinear sampling alone reads 4
+    pixels of every 1/scale^2 and aliases fine detail (hair, textures, JPEG noise)."""
+    im, matrix = shrink(Image.fromarray(np.asarray(rgb, np.uint8), "RGB"), np.asarray(matrix, np.float64))
     inv = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2]
-    im = Image.fromarray(np.asarray(rgb, np.uint8), "RGB")
     # Pillow's AFFINE maps an output pixel's centre (x + 0.5, y + 0.5) through the
     # coefficients to input coordinates whose pixel centres are at + 0.5 too.
     a, b, c = inv[0]

@@ -44,14 +44,36 @@ def similarity_transform(src, dst):
     return tf.concat([rot, shift[:, None]], axis=1)
 
 
+def shrink(image, matrix, scale):
+    """The photo resized by scale (< align.SHRINK_BELOW) with an antialiasing filter, and matrix [2, 3]
+    made to map the small photo's pixels where it mapped the photo's (as align.shrink:
+    Pillow's resize, whose bilinear filter widens with the shrink, rounded to 8 bits)."""
+    hw = tf.cast(tf.shape(image)[:2], tf.float32)
+    size = tf.maximum(tf.cast(tf.round(hw * scale), tf.int32), 1)
+    small = tf.round(tf.image.resize(tf.cast(image, tf.float32), size, "bilinear", antialias=True))
+    fy, fx = tf.unstack(tf.cast(size, tf.float32) / hw)
+    # pixel centres at integers: photo pixel x is small pixel (x + 0.5) * fx - 0.5
+    to_photo = tf.stack([tf.stack([1 / fx, 0.0, 0.5 / fx - 0.5]), tf.stack([0.0, 1 / fy, 0.5 / fy - 0.5]),
+                         tf.constant([0.0, 0.0, 1.0])])
+    return small, tf.matmul(tf.concat([matrix, tf.constant([[0.0, 0.0, 1.0]])], axis=0), to_photo)[:2]
+
+
 def warp(image, matrix, width=align.ALIGNED_WIDTH, height=align.ALIGNED_HEIGHT):
     """uint8 [H, W, 3] warped by matrix [2, 3] (photo pixels -> output's) into a
     width x height picture: bilinear, black outside the photo, pixel centres at
-    integer coordinates, values truncated to 8 bits (as align.warp: Pillow's)."""
+    integer coordinates, values truncated to 8 bits (as align.warp: Pillow's).
+    Where the matrix shrinks the photo below align.SHRINK_BELOW (a face larger
+    than the layout's, as in most camera photos), the photo is first resized by
+    the shrink with an antialiasing filter (shrink), so that the bilinear warp
+    samples it at the layout's resolution (align.warp's docstring)."""
+    image = tf.cast(image, tf.float32)
+    scale = tf.sqrt(tf.abs(tf.linalg.det(matrix[:, :2])))
+    image, matrix = tf.cond(scale < align.SHRINK_BELOW, lambda: shrink(image, matrix, scale),
+                            lambda: (image, matrix))
     inv = tf.linalg.inv(tf.concat([matrix, tf.constant([[0.0, 0.0, 1.0]])], axis=0))
     transform = tf.concat([tf.reshape(inv[:2], [6]), tf.zeros([2])], axis=0)[None]
     out = tf.raw_ops.ImageProjectiveTransformV3(
-        images=tf.cast(image, tf.float32)[None], transforms=transform, output_shape=[height, width],
+        images=image[None], transforms=transform, output_shape=[height, width],
         fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")[0]
     return tf.cast(tf.clip_by_value(tf.floor(out), 0, 255), tf.uint8)  # Pillow truncates its bilinear sum
 
