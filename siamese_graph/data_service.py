@@ -101,6 +101,9 @@ def main(argv):
         signal.signal(sig, handle)
     if not FLAGS.dispatcher_wait_seconds > 0:
         raise UserError("--dispatcher_wait_seconds=%g: must be above 0" % FLAGS.dispatcher_wait_seconds)
+    if FLAGS.role == "worker":
+        logging.info("waiting for the dispatcher at %s (up to %g s; SIGTERM stops)", FLAGS.dispatcher,
+                     FLAGS.dispatcher_wait_seconds)
     if FLAGS.role == "worker" and not _wait_for_dispatcher(stop, FLAGS.dispatcher_wait_seconds):
         if stop["signal"] is not None:
             logging.info("signal %d before the worker started: stopping", stop["signal"])

@@ -4,6 +4,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -179,8 +180,13 @@ def test_a_worker_without_its_dispatcher_stops_on_sigterm(tmp_path):
     cmd = [sys.executable, "-m", "siamese_graph.data_service", "--listen_on_every_interface", "--role=worker",
            "--port=%d" % ports[0], "--dispatcher=127.0.0.1:%d" % ports[1]]
     p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    killer = threading.Timer(120, p.kill)  # bounded: TensorFlow's import takes 5 to 30 s on these machines
+    killer.start()
     try:
-        time.sleep(12)  # past TensorFlow's import: the worker is waiting for its dispatcher
+        # past TensorFlow's import and the signal handlers: the worker says it is waiting
+        waiting = any("waiting for the dispatcher" in line for line in iter(p.stderr.readline, ""))
+        killer.cancel()
+        assert waiting and p.poll() is None, "the worker never said it was waiting for its dispatcher"
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=20)  # the old worker ignored SIGTERM and retried forever
     finally:
