@@ -45,12 +45,12 @@ def similarity_transform(src, dst):
 
 
 def shrink(image, matrix, scale):
-    """The photo resized by scale (< align.SHRINK_BELOW) with an antialiasing filter, and matrix [2, 3]
+    """The float32 photo resized by scale (< align.SHRINK_BELOW) with an antialiasing filter, and matrix [2, 3]
     made to map the small photo's pixels where it mapped the photo's (as align.shrink:
     Pillow's resize, whose bilinear filter widens with the shrink, rounded to 8 bits)."""
     hw = tf.cast(tf.shape(image)[:2], tf.float32)
     size = tf.maximum(tf.cast(tf.round(hw * scale), tf.int32), 1)
-    small = tf.round(tf.image.resize(tf.cast(image, tf.float32), size, "bilinear", antialias=True))
+    small = tf.round(tf.image.resize(image, size, "bilinear", antialias=True))
     fy, fx = tf.unstack(tf.cast(size, tf.float32) / hw)
     # pixel centres at integers: photo pixel x is small pixel (x + 0.5) * fx - 0.5
     to_photo = tf.stack([tf.stack([1 / fx, 0.0, 0.5 / fx - 0.5]), tf.stack([0.0, 1 / fy, 0.5 / fy - 0.5]),

@@ -36,9 +36,9 @@ def test_the_warp_is_pillows(scale):
     want = align.warp(image, matrix.astype(np.float64)).astype(float)
     # inside the photo (2 pixels from its edge, where the two blend black differently):
     # Pillow's fixed-point bilinear, truncated, against float32 truncated, a grey level
-    # apart where the sum falls near an integer; 0.09 measured. A shrinking matrix
-    # (scale < 1) adds both libraries' antialiased resize, each rounded to 8 bits
-    # (a grey level apart at most; 0.16 on average through the warp at 0.8)
+    # apart where the sum falls near an integer; 0.09 measured. A matrix below
+    # align.SHRINK_BELOW adds both libraries' antialiased resize, each rounded to 8
+    # bits (a grey level apart at most; 0.16 on average through the warp)
     photo = want.sum(-1) > 0
     inside = photo.copy()
     for dy in (-2, 0, 2):
