@@ -166,3 +166,21 @@ def cosine_margin_loss(features, classes, num_classes, scale, margin):
     logits = scale * (cosine - margin * tf.one_hot(target, num_classes))
     xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target, logits=logits)
     return tf.reduce_sum(xent * known) / tf.maximum(tf.reduce_sum(known), 1.0)
+
+
+def distillation_loss(features, teacher, known):
+    """Knowledge distillation on the features' direction: the mean of
+    1 - cos(features_i, teacher_i) over the rows the teacher knows.
+
+    Args:
+      features: [B, D] float, the student tower's features.
+      teacher: [B, D] float, the teacher's features of the same photos (as
+        training/teacher.py computes them: its own crop, unaugmented).
+      known: [B] bool, the rows with a teacher row (the others are left out).
+    Returns:
+      A scalar in [0, 2].
+    """
+    cosine = tf.reduce_sum(tf.math.l2_normalize(tf.cast(features, tf.float32), 1, epsilon=1e-10) *
+                           tf.math.l2_normalize(teacher, 1, epsilon=1e-10), axis=1)
+    known = tf.cast(known, tf.float32)
+    return tf.reduce_sum((1.0 - cosine) * known) / tf.maximum(tf.reduce_sum(known), 1.0)

@@ -18,6 +18,7 @@ from siamese_graph.data import pairs, records
 from siamese_graph.errors import ArgumentError
 from siamese_graph.model import schedules, siamese
 from siamese_graph.model.nets import nets_factory
+from siamese_graph.training import teacher
 
 v1 = tf.compat.v1
 
@@ -53,7 +54,7 @@ ValidationGraph = collections.namedtuple("ValidationGraph", ["iterator", "distan
                                                              "num_batches"])
 
 
-def input_dataset(splits, config, data_service=None, counter=None, classes=None):
+def input_dataset(splits, config, data_service=None, counter=None, classes=None, teachers=None):
     """Pair batches from one or more record splits; several alternate batch by batch.
 
     Args:
@@ -68,9 +69,11 @@ def input_dataset(splits, config, data_service=None, counter=None, classes=None)
       counter: an int64 variable that counts every record read (inspect_pairs), or None.
       classes: with the identity loss, records.identity_classes' tables for splits
         (None: read here).
+      teachers: with --distill_from, teacher.tables' tables for splits (None: computed here).
     Returns:
       A tf.data.Dataset of batch dicts (see pairs.pair_dataset), with class_a and
-      class_b (with_classes) when config.identity_loss_weight > 0.
+      class_b (with_classes) when config.identity_loss_weight > 0, and teacher_a,
+      teacher_b, known_a, known_b (with_teacher) with config.distill_from.
     """
     datasets = [pairs.pair_dataset(s, config.batch_size, config.image_size, config.crop, config.augment,
                                    config.seed + RECORDS_SEED_STRIDE * i,
@@ -83,6 +86,9 @@ def input_dataset(splits, config, data_service=None, counter=None, classes=None)
     if config.identity_loss_weight > 0:  # each batch's people as classes across the folders
         tables = classes or records.identity_classes(splits, config.identity_loss_min_photos)[0]
         datasets = [ds.map(functools.partial(with_classes, table=tf.constant(t))) for ds, t in zip(datasets, tables)]
+    if config.distill_from:
+        teachers = teachers or teacher.tables(splits, config.distill_from)
+        datasets = [ds.map(functools.partial(with_teacher, table=t)) for ds, t in zip(datasets, teachers)]
     ds = datasets[0] if len(datasets) == 1 else tf.data.Dataset.choose_from_datasets(
         datasets, tf.data.Dataset.range(len(datasets)).repeat())
     if data_service:
@@ -102,9 +108,19 @@ def with_classes(batch, table):
     return batch
 
 
-def build_inputs(splits, config, data_service=None, classes=None):
+def with_teacher(batch, table):
+    """A batch dict with the teacher's features of each photo (teacher_a, teacher_b)
+    and whether it has them (known_a, known_b); table: its split's (keys, features)."""
+    batch = dict(batch)
+    for side in ("a", "b"):
+        batch["teacher_" + side], batch["known_" + side] = teacher.lookup(batch["filename_" + side], *table)
+    return batch
+
+
+def build_inputs(splits, config, data_service=None, classes=None, teachers=None):
     """The next batch of input_dataset (a dict of batch tensors), from a one-shot iterator."""
-    return v1.data.make_one_shot_iterator(input_dataset(splits, config, data_service, classes=classes)).get_next()
+    return v1.data.make_one_shot_iterator(input_dataset(splits, config, data_service, classes=classes,
+                                                        teachers=teachers)).get_next()
 
 
 def pair_grid(image_a, image_b, n=SUMMARY_PAIRS):
@@ -146,6 +162,8 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
         tables, num_classes = (records.identity_classes(splits, config.identity_loss_min_photos)
                                if config.identity_loss_weight > 0 else (None, 0))
         batch = inputs if inputs is not None else build_inputs(splits, config, data_service, tables)
+    if config.distill_from and "teacher_a" not in batch:
+        raise ValueError("distill_from needs inputs with teacher_a/teacher_b (graphs.with_teacher)")
     image_a, image_b, labels = batch["image_a"], batch["image_b"], batch["label"]
     features_a, features_b = siamese.towers(image_a, image_b, tower_fn, True, config.l2_normalize)
     if config.loss_pairs in ("all", "active"):
@@ -165,6 +183,17 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
         identity_loss = tf.identity(identity_loss, name="identity_loss_value")
         v1.summary.scalar("identity_loss", identity_loss)
         loss = loss + config.identity_loss_weight * identity_loss
+    if config.distill_from and config.distill_weight > 0:
+        dims = features_a.shape[-1], batch["teacher_a"].shape[-1]
+        if dims[0] != dims[1]:
+            raise ArgumentError("distill_from", config.distill_from, "its features have %s dimensions, this "
+                                "net's %s: train a net of the teacher's size" % (dims[1], dims[0]))
+        distill = siamese.distillation_loss(
+            tf.concat([features_a, features_b], 0), tf.concat([batch["teacher_a"], batch["teacher_b"]], 0),
+            tf.concat([batch["known_a"], batch["known_b"]], 0))
+        distill = tf.identity(distill, name="distillation_loss_value")
+        v1.summary.scalar("distillation_loss", distill)
+        loss = loss + config.distill_weight * distill
     total_loss = loss + tf.add_n([loss * 0] + v1.losses.get_regularization_losses())
     if config.lr_schedule == "cyclic":
         # Adam's beta1_power variable starts from beta1, so its initializer reads the step.

@@ -61,6 +61,12 @@ class _Fields:
     identity_loss_margin: float = _field(0.2, "Identity loss: the cosine margin m taken off the true class.")
     identity_loss_min_photos: int = _field(2, "Identity loss: the fewest training photos a person needs for a "
                                            "class (1: every person).")
+    distill_from: str = _field("", "Knowledge distillation: a packaged model's name or a train_dir whose "
+                               "features of every training photo (computed once before training, "
+                               "training/teacher.py) the student's features are asked to point along; "
+                               "empty: off.")
+    distill_weight: float = _field(1.0, "With --distill_from: the weight of the distillation loss (the mean "
+                                   "of 1 - cos(student's features, teacher's); siamese.distillation_loss).")
     loss_pairs: str = _field("given", "given: the contrastive loss over the batch's pairs; all: over every "
                              "(image_a[i], image_b[j]) pair of the batch, labelled by identity, same and "
                              "different pairs averaged apart (siamese.contrastive_loss_all_pairs); "
@@ -143,6 +149,8 @@ class _Fields:
             raise ArgumentError("identity_loss_margin", self.identity_loss_margin, "must be in [0, 1)")
         if self.identity_loss_min_photos < 1:
             raise ArgumentError("identity_loss_min_photos", self.identity_loss_min_photos, "must be at least 1")
+        if not (self.distill_weight >= 0 and math.isfinite(self.distill_weight)):
+            raise ArgumentError("distill_weight", self.distill_weight, "must be a finite number >= 0")
         if self.weight_decay < 0:
             raise ArgumentError("weight_decay", self.weight_decay, "must be >= 0")
         if self.batch_size < 2 or self.batch_size % 2:
@@ -159,6 +167,9 @@ class _Fields:
             raise ArgumentError("scale_jitter", self.scale_jitter, "must be in [0, 1)")
         if self.shuffle_buffer < 1:
             raise ArgumentError("shuffle_buffer", self.shuffle_buffer, "must be at least 1")
+        if self.distill_from:
+            from siamese_graph.training import teacher  # it restores models: imported when asked for
+            teacher.resolve(self.distill_from)
         preprocessing.parse_crop(self.crop)
         nets_factory.network_fn_from_config(self.model_config())
 
