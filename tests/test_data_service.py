@@ -120,6 +120,37 @@ def test_with_the_cache_each_worker_makes_its_own_epochs(six_shard_records, serv
     assert len(set(seen)) == len(seen)
 
 
+def test_the_teachers_rows_travel_with_the_pairs(six_shard_records, service):
+    """--distill_from through the service: the teacher's table is a constant of the
+    dataset graph the workers run. Here it is as large as the default run's (36,000
+    rows of 128 floats, 18 MB, beside the split's own photos' rows), and every photo
+    of a batch still gets its own row."""
+    from siamese_graph.training import teacher
+
+    address, _ = service
+    split = records.RecordSet(six_shard_records).split("train")
+    with tf.Graph().as_default(), v1.Session() as sess:
+        names = [tf.train.Example.FromString(r).features.feature["image/filename"].bytes_list.value[0]
+                 for f in split.files for r in tf.compat.v1.io.tf_record_iterator(f)]
+        own = sess.run(teacher.fingerprint(tf.constant(names)))
+    rng = np.random.RandomState(0)
+    keys = np.concatenate([own, rng.randint(-2 ** 62, 2 ** 62, 36000, dtype=np.int64)])
+    order = np.argsort(keys)
+    rows = rng.normal(size=(len(keys), 128)).astype(np.float32)
+    table = keys[order], rows[order]
+    config = train_config.TrainConfig(batch_size=8, image_size=32, distill_from="convnet-celeba")
+    with tf.Graph().as_default():
+        batch = graphs.build_inputs([split], config, data_service=(address, "distill-job"), teachers=[table])
+        with v1.Session() as sess:
+            for _ in range(5):
+                b = sess.run(batch)
+                for side in "ab":
+                    fp = sess.run(teacher.fingerprint(b["filename_" + side]))
+                    want = table[1][np.searchsorted(table[0], fp)]
+                    assert b["known_" + side].all()
+                    np.testing.assert_array_equal(b["teacher_" + side], want)
+
+
 def cpu_seconds(pid):
     """User + system CPU time of a process so far (/proc/PID/stat)."""
     fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
