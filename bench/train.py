@@ -69,7 +69,7 @@ def session_rate(records_dirs, flag_args, steps, kind):
                 num_classes = records.identity_classes(splits, config.identity_loss_min_photos)[1]
                 inputs["class_a"] = tf.constant(ids % num_classes)
                 inputs["class_b"] = tf.constant((ids + ids % 2) % num_classes)
-            if config.distill_from:  # the teacher's rows (graphs.with_teacher): random unit vectors here
+            if config.distills:  # the teacher's rows (graphs.with_teacher): random unit vectors here
                 for side in "ab":
                     rows = rng.normal(size=(config.batch_size, config.convnet_embedding)).astype("float32")
                     inputs["teacher_" + side] = tf.constant(rows / np.linalg.norm(rows, axis=1, keepdims=True))

@@ -73,7 +73,7 @@ def input_dataset(splits, config, data_service=None, counter=None, classes=None,
     Returns:
       A tf.data.Dataset of batch dicts (see pairs.pair_dataset), with class_a and
       class_b (with_classes) when config.identity_loss_weight > 0, and teacher_a,
-      teacher_b, known_a, known_b (with_teacher) with config.distill_from.
+      teacher_b, known_a, known_b (with_teacher) when config.distills.
     """
     datasets = [pairs.pair_dataset(s, config.batch_size, config.image_size, config.crop, config.augment,
                                    config.seed + RECORDS_SEED_STRIDE * i,
@@ -86,7 +86,7 @@ def input_dataset(splits, config, data_service=None, counter=None, classes=None,
     if config.identity_loss_weight > 0:  # each batch's people as classes across the folders
         tables = classes or records.identity_classes(splits, config.identity_loss_min_photos)[0]
         datasets = [ds.map(functools.partial(with_classes, table=tf.constant(t))) for ds, t in zip(datasets, tables)]
-    if config.distill_from:
+    if config.distills:
         teachers = teachers or teacher.tables(splits, config.distill_from)
         datasets = [ds.map(functools.partial(with_teacher, table=t)) for ds, t in zip(datasets, teachers)]
     ds = datasets[0] if len(datasets) == 1 else tf.data.Dataset.choose_from_datasets(
@@ -162,7 +162,7 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
         tables, num_classes = (records.identity_classes(splits, config.identity_loss_min_photos)
                                if config.identity_loss_weight > 0 else (None, 0))
         batch = inputs if inputs is not None else build_inputs(splits, config, data_service, tables)
-    if config.distill_from and "teacher_a" not in batch:
+    if config.distills and "teacher_a" not in batch:
         raise ValueError("distill_from needs inputs with teacher_a/teacher_b (graphs.with_teacher)")
     image_a, image_b, labels = batch["image_a"], batch["image_b"], batch["label"]
     features_a, features_b = siamese.towers(image_a, image_b, tower_fn, True, config.l2_normalize)
@@ -183,7 +183,7 @@ def build_training_graph(splits, config, inputs=None, sync_replicas=None, data_s
         identity_loss = tf.identity(identity_loss, name="identity_loss_value")
         v1.summary.scalar("identity_loss", identity_loss)
         loss = loss + config.identity_loss_weight * identity_loss
-    if config.distill_from and config.distill_weight > 0:
+    if config.distills:
         dims = features_a.shape[-1], batch["teacher_a"].shape[-1]
         if dims[0] != dims[1]:
             raise ArgumentError("distill_from", config.distill_from, "its features have %s dimensions, this "

@@ -79,8 +79,7 @@ def embed_split(split, teacher_dir, batch_size=256):
                     break
                 out_keys.append(k)
                 out_feats.append(f)
-    keys = np.concatenate(out_keys) if out_keys else np.zeros([0], np.int64)
-    feats = np.concatenate(out_feats) if out_feats else np.zeros([0, 1], np.float32)
+    keys, feats = np.concatenate(out_keys), np.concatenate(out_feats)  # a pairable split has photos
     order = np.argsort(keys, kind="stable")
     return keys[order], feats[order].astype(np.float32)
 
@@ -104,7 +103,6 @@ def lookup(filenames, keys, features):
     keys = tf.constant(keys, tf.int64)
     features = tf.constant(features, tf.float32)
     wanted = fingerprint(filenames)
-    at = tf.minimum(tf.searchsorted(keys, wanted), tf.maximum(tf.size(keys) - 1, 0))
-    known = tf.equal(tf.gather(keys, at), wanted) if features.shape[0] else tf.zeros_like(wanted, tf.bool)
-    rows = tf.gather(features, at) if features.shape[0] else tf.zeros([tf.size(wanted), features.shape[1]])
-    return rows * tf.cast(known, tf.float32)[:, None], known
+    at = tf.minimum(tf.searchsorted(keys, wanted), tf.size(keys) - 1)
+    known = tf.equal(tf.gather(keys, at), wanted)
+    return tf.gather(features, at) * tf.cast(known, tf.float32)[:, None], known

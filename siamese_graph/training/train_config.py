@@ -106,6 +106,11 @@ class _Fields:
         """What inference needs to rebuild the network (model.json's keys)."""
         return {k: getattr(self, k) for k in nets_factory.MODEL_KEYS}
 
+    @property
+    def distills(self):
+        """Whether the run trains with a teacher (distill_from set, its loss weighted)."""
+        return bool(self.distill_from) and self.distill_weight > 0
+
     def check(self):
         """ArgumentError for a value no graph can be built with (every float finite first)."""
         for f in dataclasses.fields(self):
