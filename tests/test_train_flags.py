@@ -1,11 +1,11 @@
 """train's flags (train_flags.py): one flag per TrainConfig field, with its default, read back into a TrainConfig."""
 import dataclasses
-import pathlib
 
 from absl import flags
 
 from siamese_graph import common_flags, train_flags
 from siamese_graph.training import train_config
+from tests.conftest import REPO
 
 FLAGS = flags.FLAGS
 
@@ -29,7 +29,7 @@ def test_config_from_flags_reads_the_parsed_flags():
 def test_the_long_run_is_the_default_runs_teacher_and_learns_from_none(monkeypatch):
     # configs/long.flags reads train.flags, which distils the packaged long run:
     # the long run must turn that off, or it would learn from its own packaged weights.
-    monkeypatch.chdir(pathlib.Path(__file__).resolve().parents[1])
+    monkeypatch.chdir(REPO)
     try:
         common_flags.parse(["train", "--flagfile=train.flags"])
         default = train_flags.config_from_flags()
